@@ -1,0 +1,99 @@
+//! The engine seam: where appended events are made to last, and where seqs come from.
+//!
+//! The [`Hub`](crate::Hub) keeps every log's recent tail in memory ([`Ring`](crate::ring::Ring))
+//! and serves all reads from it. The engine only does what must be agreed beyond this process:
+//!
+//! - [`Engine::append`] hands out the next `seq` of a log and stores the event, *before* the
+//!   publisher is acknowledged ("nothing acknowledged is lost").
+//! - [`Engine::head`] tells the last seq of a log this process has not seen yet (at start, or
+//!   when a room is first touched on this node), so seqs continue instead of restarting.
+//! - [`Engine::epoch`] identifies the lifetime of the stored logs, for cursors.
+//!
+//! Implementations:
+//! - [`MemoryEngine`]: counters in a map; nothing survives a restart (a new epoch each start).
+//! - SQLite (the embedded durable default, planned): one row per event, `seq` assigned in the
+//!   inserting transaction; epoch kept in the database file.
+//! - Redis (clusters, planned): `INCR` per log for the seq, the event in a per-log stream, and
+//!   every node tailing the streams of the rooms it has readers for and inserting into its
+//!   rings. Session state (membership, acks) moves into Redis hashes so any node can serve any
+//!   request: the reason the seam is async even though the memory engine never waits.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use crate::cursor::Epoch;
+use crate::entry::Draft;
+use crate::error::Error;
+use crate::ids::{LogId, Seq};
+
+/// A boxed, sendable future: what the engine's async methods return, so the engine can be a
+/// trait object chosen at start-up (`--store memory`, `--store sqlite:PATH`, `--redis URL`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Storage and sequencing of log entries. See the module doc.
+pub trait Engine: Send + Sync + 'static {
+    /// A short name for logs and `/metrics` (`memory`, `sqlite`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// Whether an acknowledged event survives a restart of the server.
+    fn durable(&self) -> bool;
+
+    /// The lifetime of the stored logs.
+    fn epoch(&self) -> Epoch;
+
+    /// Stores `draft` as the next event of its log and returns its seq. When this returns `Ok`,
+    /// the event is as safe as the engine can make it.
+    fn append<'a>(&'a self, draft: &'a Draft) -> BoxFuture<'a, Result<Seq, Error>>;
+
+    /// The last seq stored in `log` (0 for a log never written).
+    fn head<'a>(&'a self, log: &'a LogId) -> BoxFuture<'a, Result<Seq, Error>>;
+}
+
+/// Keeps only a counter per log; the events themselves live in the hub's rings.
+#[derive(Debug)]
+pub struct MemoryEngine {
+    epoch: Epoch,
+    heads: Mutex<HashMap<LogId, Seq>>,
+}
+
+impl MemoryEngine {
+    /// A fresh, empty engine with a random epoch.
+    pub fn new() -> MemoryEngine {
+        MemoryEngine { epoch: Epoch(rand::random()), heads: Mutex::default() }
+    }
+}
+
+impl Default for MemoryEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn durable(&self) -> bool {
+        false
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn append<'a>(&'a self, draft: &'a Draft) -> BoxFuture<'a, Result<Seq, Error>> {
+        let mut heads = self.heads.lock().expect("engine lock");
+        let head = heads.entry(draft.log.clone()).or_default();
+        *head = head.next();
+        let seq = *head;
+        Box::pin(async move { Ok(seq) })
+    }
+
+    fn head<'a>(&'a self, log: &'a LogId) -> BoxFuture<'a, Result<Seq, Error>> {
+        let seq = self.heads.lock().expect("engine lock").get(log).copied().unwrap_or_default();
+        Box::pin(async move { Ok(seq) })
+    }
+}

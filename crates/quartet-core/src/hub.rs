@@ -1,0 +1,381 @@
+//! The hub: the one entry point transports call. It owns the logs and the sessions and applies
+//! the rules (membership, limits, idempotency, presence, expiry).
+//!
+//! Cloning a `Hub` is cheap (an `Arc`); every transport handler holds one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use crate::command::{Command, Reply, Scope, parse_commands};
+use crate::cursor::Cursor;
+use crate::engine::Engine;
+use crate::entry::{Draft, Entry};
+use crate::error::{Error, ErrorCode};
+use crate::ids::{ClientId, EventName, LogId, RoomName, Seq, UserName};
+use crate::limits::{
+    DEFAULT_HEARTBEAT, HEARTBEATS_BEFORE_TIMEOUT, MAX_CLIENTS, MAX_LOGS, MAX_ROOMS_PER_CLIENT, RING_BYTES,
+    RING_CAPACITY,
+};
+use crate::log::Log;
+use crate::reader::Reader;
+use crate::session::Session;
+
+/// A log nobody has read for this long is dropped from memory (its seq counter stays with the
+/// engine, so seqs continue if the room comes back).
+pub const IDLE_LOG_EVICTION: Duration = Duration::from_secs(600);
+
+/// Tunables of a hub. [`Config::default`] is what `quartet serve` uses.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How often clients must show life; see [`DEFAULT_HEARTBEAT`].
+    pub heartbeat: Duration,
+    /// Events kept in memory per log.
+    pub ring_capacity: usize,
+    /// Bytes kept in memory per log.
+    pub ring_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { heartbeat: DEFAULT_HEARTBEAT, ring_capacity: RING_CAPACITY, ring_bytes: RING_BYTES }
+    }
+}
+
+impl Config {
+    /// Silence after which a client is removed: [`HEARTBEATS_BEFORE_TIMEOUT`] heartbeats.
+    pub fn client_timeout(&self) -> Duration {
+        self.heartbeat * HEARTBEATS_BEFORE_TIMEOUT
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events appended (publishes, directs, presence).
+    pub published: AtomicU64,
+    /// Events and gaps handed to readers.
+    pub delivered: AtomicU64,
+    /// Clients registered since start.
+    pub registered: AtomicU64,
+    /// Clients removed for silence.
+    pub expired: AtomicU64,
+}
+
+/// What `POST /v1/clients` answers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Registration {
+    /// The new client's id.
+    pub client: String,
+    /// Its user name.
+    pub name: String,
+    /// Where its reading starts.
+    pub cursor: String,
+    /// How often it must show life, in ms.
+    pub heartbeat_ms: u64,
+    /// After how much silence it is removed, in ms.
+    pub timeout_ms: u64,
+}
+
+/// What `GET /v1/rooms/{room}` answers.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoomInfo {
+    /// The room.
+    pub room: String,
+    /// Clients in it on this node.
+    pub online: usize,
+    /// Its last seq.
+    pub seq: u64,
+}
+
+/// State shared by the hub and its readers.
+pub(crate) struct Shared {
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) config: Config,
+    logs: Mutex<HashMap<LogId, Arc<Log>>>,
+    sessions: Mutex<HashMap<ClientId, Arc<Session>>>,
+    pub(crate) stats: Stats,
+}
+
+/// See the module doc.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+impl Hub {
+    /// A hub over `engine`.
+    pub fn new(engine: Arc<dyn Engine>, config: Config) -> Hub {
+        Hub {
+            shared: Arc::new(Shared {
+                engine,
+                config,
+                logs: Mutex::default(),
+                sessions: Mutex::default(),
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The storage engine.
+    pub fn engine(&self) -> &dyn Engine {
+        &*self.shared.engine
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Clients registered and not yet removed.
+    pub fn client_count(&self) -> usize {
+        self.shared.sessions.lock().expect("sessions lock").len()
+    }
+
+    /// Registers a client for user `name`.
+    pub async fn register(&self, name: &str) -> Result<Registration, Error> {
+        let user = UserName::parse(name)?;
+        if self.client_count() >= MAX_CLIENTS {
+            return Err(Error::new(ErrorCode::LimitReached, format!("the server holds its maximum of {MAX_CLIENTS} clients")));
+        }
+        let inbox = self.log(LogId::Inbox(user.clone())).await?;
+        let session = Arc::new(Session::new(user, inbox.clone(), inbox.head()));
+        inbox.add_reader(session.clone());
+        self.shared.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
+        self.shared.stats.registered.fetch_add(1, Ordering::Relaxed);
+        let reader = Reader::new(self.shared.clone(), session.clone(), None);
+        let config = &self.shared.config;
+        Ok(Registration {
+            client: session.id.to_string(),
+            name: session.user.to_string(),
+            cursor: reader.current_cursor(),
+            heartbeat_ms: config.heartbeat.as_millis() as u64,
+            timeout_ms: config.client_timeout().as_millis() as u64,
+        })
+    }
+
+    /// The live session of `client`, marking it alive.
+    fn session(&self, client: &ClientId) -> Result<Arc<Session>, Error> {
+        let session = self.shared.sessions.lock().expect("sessions lock").get(client).cloned();
+        let session = session.ok_or_else(Error::unknown_client)?;
+        session.state().last_seen = Instant::now();
+        Ok(session)
+    }
+
+    /// A reader for `client` from `cursor` (`None`: from now). The cursor is checked here, so a
+    /// bad one fails before any transport starts streaming.
+    pub fn reader(&self, client: &ClientId, cursor: Option<&str>) -> Result<Reader, Error> {
+        let cursor = cursor.map(Cursor::decode).transpose()?;
+        let session = self.session(client)?;
+        Ok(Reader::new(self.shared.clone(), session, cursor))
+    }
+
+    /// Runs a request body of commands (one object or an array) for `client`. A malformed body
+    /// or an unknown client fails as a whole; otherwise every command gets its reply, in order,
+    /// and the flag says whether the body was an array.
+    pub async fn execute(&self, client: &ClientId, body: &[u8]) -> Result<(Vec<Reply>, bool), Error> {
+        let (commands, is_array) = parse_commands(body)?;
+        let session = self.session(client)?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for wire in commands {
+            let id = wire.id();
+            let reply = match wire.validate() {
+                Ok(command) => self.apply(&session, command).await,
+                Err(error) => Err(error),
+            };
+            replies.push(reply.unwrap_or_else(|error| Reply::error(id, error)));
+        }
+        Ok((replies, is_array))
+    }
+
+    async fn apply(&self, session: &Arc<Session>, command: Command) -> Result<Reply, Error> {
+        if matches!(command, Command::Ping) {
+            return Ok(Reply::Pong);
+        }
+        if !session.state().bucket.take(Instant::now()) {
+            return Err(Error::new(ErrorCode::RateLimited, "too many commands; slow down"));
+        }
+        match command {
+            Command::Ping => Ok(Reply::Pong),
+            Command::Join { room } => self.join(session, room).await,
+            Command::Leave { room } => self.leave(session, &room).await,
+            Command::Publish { room, event, data, to, id } => {
+                let log = session.state().rooms.get(&room).map(|(log, _)| log.clone());
+                let log = log.ok_or_else(|| not_joined(&room))?;
+                self.publish_once(session, log, event, data, to, id).await
+            }
+            Command::Direct { user, event, data, id } => {
+                let log = self.log(LogId::Inbox(user.clone())).await?;
+                if log.reader_count() == 0 {
+                    return Err(Error::new(ErrorCode::UnknownUser, format!("no client of user {user} is connected")));
+                }
+                self.publish_once(session, log, event, data, Scope::Room, id).await
+            }
+        }
+    }
+
+    /// Appends a client's event once per message id: a resend gets the first ack again.
+    async fn publish_once(
+        &self,
+        session: &Arc<Session>,
+        log: Arc<Log>,
+        event: EventName,
+        data: Box<RawValue>,
+        scope: Scope,
+        id: Option<String>,
+    ) -> Result<Reply, Error> {
+        let mut acks = session.publishing.lock().await;
+        if let Some(ack) = id.as_deref().and_then(|id| acks.get(id)) {
+            return Ok(ack.clone());
+        }
+        let draft = Draft::now(log.id.clone(), event, session.user.clone(), session.id.clone(), scope, data);
+        let seq = self.append(&log, draft).await?;
+        let ack = Reply::Ack { id: id.clone(), room: log.id.to_string(), seq: seq.0 };
+        if let Some(id) = id {
+            acks.remember(id, ack.clone());
+        }
+        Ok(ack)
+    }
+
+    /// The one write path: the engine stores and sequences, the ring makes it readable, the
+    /// readers wake.
+    async fn append(&self, log: &Log, draft: Draft) -> Result<Seq, Error> {
+        let seq = self.shared.engine.append(&draft).await?;
+        log.insert(Entry::new(seq, draft));
+        self.shared.stats.published.fetch_add(1, Ordering::Relaxed);
+        Ok(seq)
+    }
+
+    async fn join(&self, session: &Arc<Session>, room: RoomName) -> Result<Reply, Error> {
+        if let Some((log, _)) = session.state().rooms.get(&room) {
+            return Ok(Reply::Joined { room: room.to_string(), seq: log.head().0, online: log.reader_count() });
+        }
+        if session.state().rooms.len() >= MAX_ROOMS_PER_CLIENT {
+            return Err(Error::new(ErrorCode::LimitReached, format!("a client may be in at most {MAX_ROOMS_PER_CLIENT} rooms")));
+        }
+        let log = self.log(LogId::Room(room.clone())).await?;
+        let online = log.add_reader(session.clone());
+        let seq = self.presence(session, &log, "join", online).await?;
+        session.state().rooms.insert(room.clone(), (log, Seq(seq.0 - 1)));
+        session.wake();
+        Ok(Reply::Joined { room: room.to_string(), seq: seq.0, online })
+    }
+
+    async fn leave(&self, session: &Arc<Session>, room: &RoomName) -> Result<Reply, Error> {
+        let (log, _) = session.state().rooms.remove(room).ok_or_else(|| not_joined(room))?;
+        self.leave_log(session, &log).await?;
+        session.wake();
+        Ok(Reply::Left { room: room.to_string() })
+    }
+
+    async fn leave_log(&self, session: &Arc<Session>, log: &Log) -> Result<Seq, Error> {
+        let online = log.remove_reader(&session.id);
+        self.presence(session, log, "leave", online).await
+    }
+
+    async fn presence(&self, session: &Session, log: &Log, action: &str, online: usize) -> Result<Seq, Error> {
+        let data = serde_json::json!({ "action": action, "online": online }).to_string();
+        let data = RawValue::from_string(data).expect("json value is valid JSON");
+        let event = EventName::parse("presence").expect("valid name");
+        let draft = Draft::now(log.id.clone(), event, session.user.clone(), session.id.clone(), Scope::Room, data);
+        self.append(log, draft).await
+    }
+
+    /// Ends a client now: leaves its rooms (publishing presence `leave`), stops its readers.
+    pub async fn remove(&self, client: &ClientId) -> Result<(), Error> {
+        let session = self.shared.sessions.lock().expect("sessions lock").remove(client);
+        let session = session.ok_or_else(Error::unknown_client)?;
+        let rooms = {
+            let mut state = session.state();
+            state.gone = true;
+            std::mem::take(&mut state.rooms)
+        };
+        session.inbox.remove_reader(&session.id);
+        session.wake();
+        for (log, _) in rooms.values() {
+            if let Err(error) = self.leave_log(&session, log).await {
+                tracing::warn!(%error, room = %log.id, "could not publish presence leave");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every client silent for longer than the timeout and drops logs nobody read for
+    /// [`IDLE_LOG_EVICTION`]. Returns how many clients were removed.
+    pub async fn expire_idle(&self) -> usize {
+        let now = Instant::now();
+        let timeout = self.shared.config.client_timeout();
+        let silent: Vec<ClientId> = {
+            let sessions = self.shared.sessions.lock().expect("sessions lock");
+            sessions
+                .values()
+                .filter(|s| {
+                    let state = s.state();
+                    state.streams == 0 && now.duration_since(state.last_seen) > timeout
+                })
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        for client in &silent {
+            if self.remove(client).await.is_ok() {
+                tracing::info!(%client, "client timed out");
+                self.shared.stats.expired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.shared.logs.lock().expect("logs lock").retain(|_, log| {
+            log.idle_since().is_none_or(|since| now.duration_since(since) < IDLE_LOG_EVICTION)
+        });
+        silent.len()
+    }
+
+    /// Runs [`Hub::expire_idle`] forever, four times per heartbeat. Spawn it once per hub.
+    pub async fn run_reaper(self) {
+        let mut tick = tokio::time::interval(self.shared.config.heartbeat / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.expire_idle().await;
+        }
+    }
+
+    /// Facts about a room for `GET /v1/rooms/{room}`.
+    pub async fn room_info(&self, room: &str) -> Result<RoomInfo, Error> {
+        let room = RoomName::parse(room)?;
+        let id = LogId::Room(room.clone());
+        let log = self.shared.logs.lock().expect("logs lock").get(&id).cloned();
+        let (online, seq) = match log {
+            Some(log) => (log.reader_count(), log.head()),
+            None => (0, self.shared.engine.head(&id).await?),
+        };
+        Ok(RoomInfo { room: room.to_string(), online, seq: seq.0 })
+    }
+
+    /// The log `id`, created on first use.
+    async fn log(&self, id: LogId) -> Result<Arc<Log>, Error> {
+        if let Some(log) = self.shared.logs.lock().expect("logs lock").get(&id) {
+            return Ok(log.clone());
+        }
+        let head = self.shared.engine.head(&id).await?;
+        let config = &self.shared.config;
+        let mut logs = self.shared.logs.lock().expect("logs lock");
+        if logs.len() >= MAX_LOGS && !logs.contains_key(&id) {
+            return Err(Error::new(ErrorCode::LimitReached, format!("the server holds its maximum of {MAX_LOGS} rooms")));
+        }
+        let log = logs.entry(id.clone()).or_insert_with(|| Arc::new(Log::new(id, head, config.ring_capacity, config.ring_bytes)));
+        Ok(log.clone())
+    }
+}
+
+fn not_joined(room: &RoomName) -> Error {
+    Error::new(ErrorCode::NotJoined, format!("join the room {room} first"))
+}

@@ -1,0 +1,195 @@
+//! Identifiers as newtypes: a room name is never confused with a user name or a client id.
+//!
+//! Names are validated once, when they enter from the wire ([`RoomName::parse`],
+//! [`UserName::parse`]); everything past that point can trust them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::{Error, ErrorCode};
+use crate::limits::MAX_NAME_LEN;
+
+/// Checks that `name` is 1..=[`MAX_NAME_LEN`] bytes of `[A-Za-z0-9_-]`.
+///
+/// The alphabet is deliberately small: names appear in URLs, in cursors and in terminal output,
+/// and a small alphabet needs no escaping anywhere.
+fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.bytes().all(ok_char) {
+        return Err(Error::new(
+            ErrorCode::BadRequest,
+            format!("{what} must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ -, got {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $ty:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $ty(Arc<str>);
+
+        impl $ty {
+            #[doc = concat!("Validates a ", $what, " coming from outside.")]
+            pub fn parse(name: &str) -> Result<Self, Error> {
+                check_name($what, name)?;
+                Ok(Self(name.into()))
+            }
+
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($ty), &*self.0)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A room: a named, append-only log of events that clients join and read.
+    RoomName,
+    "room name"
+);
+name_type!(
+    /// A user's display name. Several clients (tabs, devices) may share one user name; direct
+    /// messages go to the user, so every client of that user receives them.
+    UserName,
+    "user name"
+);
+name_type!(
+    /// The name of an application event inside a room (`chat`, `gift`, ...).
+    EventName,
+    "event name"
+);
+
+/// One client session: what `POST /v1/clients` creates and every other route names.
+///
+/// It is 128 random bits, so knowing it is what lets a request act as that client.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    /// A fresh, unguessable id.
+    pub fn random() -> Self {
+        let bytes: [u8; 16] = rand::random();
+        Self(URL_SAFE_NO_PAD.encode(bytes).into())
+    }
+
+    /// Wraps an id received from a client. No validation beyond the size: an id that does not
+    /// name a live client is answered `unknown_client` by the lookup.
+    pub fn from_wire(id: &str) -> Result<Self, Error> {
+        if id.is_empty() || id.len() > 64 {
+            return Err(Error::new(ErrorCode::UnknownClient, "no such client"));
+        }
+        Ok(Self(id.into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientId({})", &*self.0)
+    }
+}
+
+/// A position in one log: the `seq` of the last event at or before it. Seq 0 is "before the
+/// first event"; the first event of every log has seq 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// The seq right after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which log an event lives in: a room, or a user's private inbox for direct messages.
+///
+/// On the wire both are the `room` field of an event: `lobby` or `@alice`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum LogId {
+    /// A room's log.
+    Room(RoomName),
+    /// A user's inbox of direct messages, written `@user`.
+    Inbox(UserName),
+}
+
+impl LogId {
+    /// Parses `lobby` or `@alice`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text.strip_prefix('@') {
+            Some(user) => Ok(LogId::Inbox(UserName::parse(user)?)),
+            None => Ok(LogId::Room(RoomName::parse(text)?)),
+        }
+    }
+}
+
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogId::Room(room) => write!(f, "{room}"),
+            LogId::Inbox(user) => write!(f, "@{user}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accept_the_small_alphabet_only() {
+        assert!(RoomName::parse("lobby-1_A").is_ok());
+        for bad in ["", "has space", "é", "a/b", "@x", &"x".repeat(MAX_NAME_LEN + 1)] {
+            let err = RoomName::parse(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn log_ids_round_trip_through_text() {
+        for text in ["lobby", "@alice"] {
+            assert_eq!(LogId::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn client_ids_are_distinct_and_url_safe() {
+        let (a, b) = (ClientId::random(), ClientId::random());
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 22);
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+}

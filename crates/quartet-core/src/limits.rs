@@ -1,0 +1,61 @@
+//! Every bound of the core, in one place, each with the reason it exists.
+//!
+//! Nothing a client sends or causes may grow without bound: these constants are the bounds. The
+//! transports add their own wire limits (body and frame sizes) on top, from [`MAX_COMMAND_BYTES`].
+
+use std::time::Duration;
+
+/// Largest command (one JSON object, or one array of them) accepted from a client, in bytes.
+/// Chat lines and gift events are a few hundred bytes; 64 KiB leaves room for rich payloads while
+/// keeping one client from making the server buffer megabytes (Centrifugo uses the same figure).
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+
+/// Most commands in one array posted to `/commands`. Bounds the work one request can queue.
+pub const MAX_COMMANDS_PER_REQUEST: usize = 64;
+
+/// Longest room, user or event name, in bytes (names are ASCII `[A-Za-z0-9_-]`).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Longest client message id (`"id"` of a publish), in bytes.
+pub const MAX_MESSAGE_ID_LEN: usize = 128;
+
+/// Most rooms one client may be joined to at once. Every joined room is read on every wake-up
+/// of that client, so this bounds the cost of one read.
+pub const MAX_ROOMS_PER_CLIENT: usize = 64;
+
+/// Most live clients one server holds. Past it, registration answers `server_full`.
+pub const MAX_CLIENTS: usize = 200_000;
+
+/// Most logs (rooms and inboxes) one server keeps. A log's counter is tiny, but a client could
+/// otherwise create rooms forever by joining random names.
+pub const MAX_LOGS: usize = 200_000;
+
+/// Events kept in memory per log: the window inside which any cursor resumes without a gap.
+pub const RING_CAPACITY: usize = 4096;
+
+/// Bytes of encoded events kept in memory per log, whichever of this and [`RING_CAPACITY`] is hit
+/// first. With 64 KiB events, 4096 of them would be 256 MiB for one room.
+pub const RING_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most events one read returns. A client far behind gets its backlog in several batches instead
+/// of one huge response; the cursor of the batch says where the next one starts.
+pub const MAX_EVENTS_PER_BATCH: usize = 256;
+
+/// Client message ids remembered per client for idempotent publishes. A resend within the last
+/// this-many publishes is acknowledged again and not delivered twice.
+pub const REMEMBERED_MESSAGE_IDS: usize = 1024;
+
+/// Steady rate of commands one client may send (per second), and the burst above it. Beyond
+/// that the command is answered `rate_limited` and nothing is published.
+pub const COMMANDS_PER_SECOND: f64 = 50.0;
+/// See [`COMMANDS_PER_SECOND`].
+pub const COMMAND_BURST: f64 = 100.0;
+
+/// Default interval at which a client must show life (poll, hold a stream or send a command),
+/// announced to clients as `heartbeat_ms`. 25 s is what Socket.IO, Centrifugo and SockJS use: it
+/// stays below the 60 s idle timeout of common proxies.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
+
+/// A client silent for this many heartbeats is removed and its presence `leave` is published.
+/// Two gives one missed beat of slack for a slow network.
+pub const HEARTBEATS_BEFORE_TIMEOUT: u32 = 2;

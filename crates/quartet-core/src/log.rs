@@ -1,0 +1,77 @@
+//! A log as the hub holds it: the ring of recent entries plus the clients that read it.
+//!
+//! The reader set is what makes fan-out cheap: a publish appends one entry and then wakes each
+//! reader's session once; the readers come and take the shared entry themselves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+
+use crate::entry::Entry;
+use crate::ids::{ClientId, LogId, Seq};
+use crate::ring::Ring;
+use crate::session::Session;
+
+/// One room's or inbox's log on this node.
+pub(crate) struct Log {
+    pub(crate) id: LogId,
+    pub(crate) ring: Mutex<Ring>,
+    /// Clients reading this log: a room's members, or an inbox owner's clients.
+    readers: Mutex<HashMap<ClientId, Arc<Session>>>,
+    /// When the last reader left (for evicting idle logs); `None` while read.
+    idle_since: Mutex<Option<Instant>>,
+}
+
+impl Log {
+    pub(crate) fn new(id: LogId, head: Seq, ring_capacity: usize, ring_bytes: usize) -> Log {
+        Log {
+            id,
+            ring: Mutex::new(Ring::new(head, ring_capacity, ring_bytes)),
+            readers: Mutex::default(),
+            idle_since: Mutex::new(Some(Instant::now())),
+        }
+    }
+
+    /// Makes the entry visible and wakes every reader if it (or entries waiting for it) became
+    /// readable.
+    pub(crate) fn insert(&self, entry: Arc<Entry>) {
+        let visible = self.ring.lock().expect("ring lock").insert(entry);
+        if visible {
+            for reader in self.readers.lock().expect("readers lock").values() {
+                reader.wake();
+            }
+        }
+    }
+
+    pub(crate) fn head(&self) -> Seq {
+        self.ring.lock().expect("ring lock").head()
+    }
+
+    /// Adds a reader; returns the reader count after.
+    pub(crate) fn add_reader(&self, session: Arc<Session>) -> usize {
+        let mut readers = self.readers.lock().expect("readers lock");
+        readers.insert(session.id.clone(), session);
+        *self.idle_since.lock().expect("idle lock") = None;
+        readers.len()
+    }
+
+    /// Removes a reader; returns the reader count after.
+    pub(crate) fn remove_reader(&self, client: &ClientId) -> usize {
+        let mut readers = self.readers.lock().expect("readers lock");
+        readers.remove(client);
+        if readers.is_empty() {
+            *self.idle_since.lock().expect("idle lock") = Some(Instant::now());
+        }
+        readers.len()
+    }
+
+    pub(crate) fn reader_count(&self) -> usize {
+        self.readers.lock().expect("readers lock").len()
+    }
+
+    /// Since when nobody reads this log, if nobody does.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        *self.idle_since.lock().expect("idle lock")
+    }
+}

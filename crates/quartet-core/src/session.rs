@@ -1,0 +1,130 @@
+//! A client session: who the client is, which logs it reads, and whether it is still alive.
+//!
+//! Sessions are created by `POST /v1/clients` ([`Hub::register`](crate::Hub::register)) and end
+//! by `DELETE`, or when the client shows no life for the timeout
+//! ([`Hub::expire_idle`](crate::Hub::expire_idle)). A session does not know its transport: the
+//! same session may be read by a short poll now and a WebSocket a second later.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::command::Reply;
+use crate::ids::{ClientId, RoomName, Seq, UserName};
+use crate::limits::{COMMAND_BURST, COMMANDS_PER_SECOND, REMEMBERED_MESSAGE_IDS};
+use crate::log::Log;
+
+/// One registered client.
+pub(crate) struct Session {
+    pub(crate) id: ClientId,
+    pub(crate) user: UserName,
+    /// The user's inbox, read by every client of that user.
+    pub(crate) inbox: Arc<Log>,
+    /// Woken whenever something this session reads may have changed: a new entry in one of its
+    /// logs, a join or leave, or the session's end. Readers re-read; nothing is queued here.
+    wake: Notify,
+    pub(crate) state: Mutex<SessionState>,
+    /// Held across a publish: one client's publishes are appended in the order it sent them, and
+    /// a resent message id finds the first attempt's ack.
+    pub(crate) publishing: tokio::sync::Mutex<AckMemory>,
+}
+
+/// The mutable part of a session.
+pub(crate) struct SessionState {
+    /// Joined rooms, each with the position the client reads it from: just before its own
+    /// presence `join`, so a cursor cannot reach back to events from before it joined.
+    pub(crate) rooms: BTreeMap<RoomName, (Arc<Log>, Seq)>,
+    /// Position the inbox is read from at the earliest.
+    pub(crate) inbox_from: Seq,
+    /// Last sign of life: a poll, a command, the end of a stream.
+    pub(crate) last_seen: Instant,
+    /// Streams and parked requests open right now; while any is, the client is alive.
+    pub(crate) streams: u32,
+    pub(crate) bucket: TokenBucket,
+    /// Set when the session ended; readers still holding it stop.
+    pub(crate) gone: bool,
+}
+
+impl Session {
+    pub(crate) fn new(user: UserName, inbox: Arc<Log>, inbox_from: Seq) -> Session {
+        let now = Instant::now();
+        Session {
+            id: ClientId::random(),
+            user,
+            inbox,
+            wake: Notify::new(),
+            state: Mutex::new(SessionState {
+                rooms: BTreeMap::new(),
+                inbox_from,
+                last_seen: now,
+                streams: 0,
+                bucket: TokenBucket::full(now),
+                gone: false,
+            }),
+            publishing: tokio::sync::Mutex::new(AckMemory::default()),
+        }
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().expect("session lock")
+    }
+
+    /// Wakes every reader of this session (see the field doc of `wake`).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+}
+
+/// A token bucket: [`COMMANDS_PER_SECOND`] steady, [`COMMAND_BURST`] at once.
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn full(now: Instant) -> TokenBucket {
+        TokenBucket { tokens: COMMAND_BURST, last: now }
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let refill = now.duration_since(self.last).as_secs_f64() * COMMANDS_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(COMMAND_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The acks of the last [`REMEMBERED_MESSAGE_IDS`] publishes that carried an id.
+#[derive(Default)]
+pub(crate) struct AckMemory {
+    acks: HashMap<String, Reply>,
+    order: VecDeque<String>,
+}
+
+impl AckMemory {
+    pub(crate) fn get(&self, id: &str) -> Option<&Reply> {
+        self.acks.get(id)
+    }
+
+    pub(crate) fn remember(&mut self, id: String, ack: Reply) {
+        if self.order.len() == REMEMBERED_MESSAGE_IDS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.acks.remove(&oldest);
+            }
+        }
+        self.order.push_back(id.clone());
+        self.acks.insert(id, ack);
+    }
+}
