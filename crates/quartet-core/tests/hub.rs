@@ -141,7 +141,7 @@ async fn cursor_from_another_epoch_gets_a_reset_gap() {
     let events = drain(&mut hub.reader(&alice, Some(&old_cursor)).unwrap());
     // One reset gap per log the old cursor named (the room and the inbox), then the new events.
     let gaps: Vec<&str> = events.iter().filter(|e| e["reason"] == "reset").map(|e| e["room"].as_str().unwrap()).collect();
-    assert_eq!(gaps, ["@alice", "r"]);
+    assert_eq!(gaps, ["r", "@alice"]);
     assert_eq!(events[2]["event"], "presence");
 }
 
