@@ -1,1 +1,161 @@
-//! placeholder
+//! # quartet-client: a Rust client with the four transports behind one trait
+//!
+//! [`Client`] registers with a quartet server, sends commands and receives events over any of
+//! the four transports, and can switch transport mid-conversation: it resumes from its cursor,
+//! so nothing is lost and nothing repeated. It is what `quartet chat`, the test suites and the
+//! benchmarks use.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), quartet_client::ClientError> {
+//! use quartet_client::{Client, TransportKind};
+//! use serde_json::json;
+//!
+//! let mut alice = Client::connect("http://127.0.0.1:8080", "alice", TransportKind::Sse).await?;
+//! alice.command(json!({"type":"join","room":"lobby"})).await?;
+//! alice.command(json!({"type":"publish","room":"lobby","event":"chat","data":{"text":"hi"}})).await?;
+//! for frame in alice.receive().await? {
+//!     println!("{frame:?}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Module map: [`frame`] (what the server sends), [`transport`] (the trait and its four
+//! implementations), [`error`].
+
+pub mod error;
+pub mod frame;
+pub mod transport;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use error::ClientError;
+pub use frame::{Event, Frame, Gap};
+pub use transport::{AnyTransport, Options, Transport, TransportKind};
+
+/// What the server answered to `POST /v1/clients`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Registration {
+    /// The client id.
+    pub client: String,
+    /// The user name.
+    pub name: String,
+    /// Where reading starts.
+    pub cursor: String,
+    /// How often the client must show life.
+    pub heartbeat_ms: u64,
+    /// Silence after which the server removes the client.
+    pub timeout_ms: u64,
+}
+
+/// A registered client on one transport at a time.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    registration: Registration,
+    options: Options,
+    transport: AnyTransport,
+}
+
+impl Client {
+    /// Registers `name` at `base` (`http://host:port`) and opens `kind` from the registration
+    /// cursor.
+    pub async fn connect(base: &str, name: &str, kind: TransportKind) -> Result<Client, ClientError> {
+        Client::connect_with(base, name, kind, Options::default()).await
+    }
+
+    /// [`Client::connect`] with explicit [`Options`].
+    pub async fn connect_with(base: &str, name: &str, kind: TransportKind, options: Options) -> Result<Client, ClientError> {
+        let http = reqwest::Client::new();
+        let base = base.trim_end_matches('/').to_owned();
+        let response = http.post(format!("{base}/v1/clients")).json(&serde_json::json!({ "name": name })).send().await?;
+        let registration: Registration = error::json_or_error(response).await?;
+        Client::resume(http, base, registration.clone(), kind, &registration.cursor, options).await
+    }
+
+    /// Opens `kind` for an existing registration, from `cursor`.
+    pub async fn resume(
+        http: reqwest::Client,
+        base: String,
+        registration: Registration,
+        kind: TransportKind,
+        cursor: &str,
+        options: Options,
+    ) -> Result<Client, ClientError> {
+        let transport = AnyTransport::open(kind, &http, &base, &registration.client, cursor, &options).await?;
+        Ok(Client { http, base, registration, options, transport })
+    }
+
+    /// The registration (id, name, heartbeat).
+    pub fn registration(&self) -> &Registration {
+        &self.registration
+    }
+
+    /// The client id.
+    pub fn id(&self) -> &str {
+        &self.registration.client
+    }
+
+    /// The transport in use.
+    pub fn kind(&self) -> TransportKind {
+        self.transport.kind()
+    }
+
+    /// The cursor after everything received so far.
+    pub fn cursor(&self) -> &str {
+        self.transport.cursor()
+    }
+
+    /// Sends one command and returns its reply (`ack`, `joined`, `error`, ...).
+    pub async fn command(&mut self, command: Value) -> Result<Value, ClientError> {
+        let mut replies = self.transport.send(vec![command]).await?;
+        replies.pop().ok_or_else(|| ClientError::Protocol("no reply to a command".into()))
+    }
+
+    /// Sends several commands at once and returns their replies in order.
+    pub async fn commands(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+        self.transport.send(commands).await
+    }
+
+    /// Waits for the next frames (events and gaps); never returns an empty batch.
+    pub async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
+        self.transport.receive().await
+    }
+
+    /// Receives until `wanted` frames have arrived or `within` passes; returns what came.
+    pub async fn receive_n(&mut self, wanted: usize, within: Duration) -> Result<Vec<Frame>, ClientError> {
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while frames.len() < wanted {
+            match tokio::time::timeout_at(deadline, self.transport.receive()).await {
+                Ok(batch) => frames.extend(batch?),
+                Err(_) => break,
+            }
+        }
+        Ok(frames)
+    }
+
+    /// Closes the current transport and continues on `kind` from the cursor.
+    pub async fn switch(&mut self, kind: TransportKind) -> Result<(), ClientError> {
+        let cursor = self.cursor().to_owned();
+        let transport = AnyTransport::open(kind, &self.http, &self.base, &self.registration.client, &cursor, &self.options).await?;
+        self.transport = transport;
+        Ok(())
+    }
+
+    /// Drops the connection but keeps the registration and cursor (for resume tests and
+    /// reconnect logic): returns what [`Client::resume`] needs.
+    pub fn disconnect(self) -> (reqwest::Client, String, Registration, String) {
+        let cursor = self.cursor().to_owned();
+        (self.http, self.base, self.registration, cursor)
+    }
+
+    /// Leaves everything now (`DELETE /v1/clients/{id}`).
+    pub async fn close(self) -> Result<(), ClientError> {
+        let url = format!("{}/v1/clients/{}", self.base, self.registration.client);
+        let response = self.http.delete(url).send().await?;
+        error::ok_or_error(response).await
+    }
+}

@@ -1,1 +1,83 @@
-//! placeholder
+//! # quartet-server: the four transports over one core
+//!
+//! Each transport is one small file under [`transport`]: it parses the request, calls the core
+//! ([`quartet_core::Hub`]) and encodes the answer. Everything the four share (errors, cursor
+//! parsing, the command route) is written once, beside them.
+//!
+//! ```text
+//!  POST /v1/clients ───────────────► api::register ─┐
+//!  POST /v1/clients/{id}/commands ─► api::commands ─┼─► Hub (quartet-core) ─► logs
+//!  GET  …/poll       short_poll ─┐                 │
+//!  GET  …/long-poll  long_poll  ─┼─► Reader::read_since / wait_since ◄──────┘
+//!  GET  …/sse        sse        ─┤
+//!  GET  …/ws         ws         ─┘   (ws also carries commands the other way)
+//! ```
+//!
+//! [`app`] builds the router so tests can serve it on an ephemeral port; [`serve`] adds the
+//! listener, the reaper of silent clients and graceful shutdown.
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod transport;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt;
+use quartet_core::Hub;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::metrics::TransportStats;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The message core.
+    pub hub: Hub,
+    /// Per-transport counters for `/metrics` and the benchmarks.
+    pub stats: Arc<TransportStats>,
+    /// Flips to `true` when the server starts shutting down; streams end on it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The whole HTTP API as a router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(api::index))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::render))
+        .route("/v1/clients", post(api::register))
+        .route("/v1/clients/{client}", delete(api::remove))
+        .route("/v1/clients/{client}/commands", post(api::commands))
+        .route("/v1/clients/{client}/poll", get(transport::short_poll::poll))
+        .route("/v1/clients/{client}/long-poll", get(transport::long_poll::long_poll))
+        .route("/v1/clients/{client}/sse", get(transport::sse::sse))
+        .route("/v1/clients/{client}/ws", get(transport::ws::ws))
+        .route("/v1/rooms/{room}", get(api::room))
+        .fallback(api::not_found)
+        .with_state(state)
+}
+
+/// Serves `hub` on `listener` until `shutdown` completes, then closes streams and drains.
+pub async fn serve(listener: TcpListener, hub: Hub, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState { hub: hub.clone(), stats: Arc::default(), shutdown: stop_rx };
+    let reaper = tokio::spawn(hub.run_reaper());
+    // Events are small and latency matters more than packet count: no Nagle delay.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing streams");
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    reaper.abort();
+    result
+}

@@ -1,0 +1,89 @@
+//! Client errors: transport failures and the server's JSON errors, kept apart.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+/// Why a client call failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The HTTP request failed (connection refused, reset, ...).
+    Http(reqwest::Error),
+    /// The WebSocket failed.
+    WebSocket(Box<tokio_tungstenite::tungstenite::Error>),
+    /// The server answered with an error frame: `{"type":"error","code":..,"message":..}`.
+    Server {
+        /// HTTP status (0 when it came as a WebSocket or SSE frame).
+        status: u16,
+        /// The error code, e.g. `unknown_client`.
+        code: String,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server sent something this client does not understand, or closed the stream.
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The server's error code, if this is a server error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_frame(status: u16, frame: &serde_json::Value) -> ClientError {
+        ClientError::Server {
+            status,
+            code: frame["code"].as_str().unwrap_or("unknown").to_owned(),
+            message: frame["message"].as_str().unwrap_or("").to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Http(e) => write!(f, "http: {e}"),
+            ClientError::WebSocket(e) => write!(f, "websocket: {e}"),
+            ClientError::Server { status, code, message } => write!(f, "server said {code} ({status}): {message}"),
+            ClientError::Protocol(why) => write!(f, "protocol: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(e: reqwest::Error) -> Self {
+        ClientError::Http(e)
+    }
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        ClientError::WebSocket(Box::new(e))
+    }
+}
+
+/// Decodes a success body as `T`, or the error body as [`ClientError::Server`].
+pub(crate) async fn json_or_error<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        let frame: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        return Err(ClientError::from_frame(status.as_u16(), &frame));
+    }
+    serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("unexpected body: {e}")))
+}
+
+/// Succeeds on a 2xx, else decodes the error body.
+pub(crate) async fn ok_or_error(response: reqwest::Response) -> Result<(), ClientError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let frame: serde_json::Value = response.json().await.unwrap_or_default();
+    Err(ClientError::from_frame(status.as_u16(), &frame))
+}

@@ -1,0 +1,193 @@
+//! The [`Transport`] trait and its four implementations, one file each, named as on the server.
+//!
+//! A transport does two things: [`Transport::send`] commands and [`Transport::receive`] frames.
+//! The HTTP transports send through `POST …/commands`; the WebSocket sends on its socket. Each
+//! keeps the cursor of what it delivered, which is all a new transport needs to take over.
+
+mod long_poll;
+mod short_poll;
+mod sse;
+mod ws;
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use long_poll::LongPoll;
+pub use short_poll::ShortPoll;
+pub use sse::Sse;
+pub use ws::Ws;
+
+use crate::error::{ClientError, json_or_error};
+use crate::frame::Frame;
+
+/// The four techniques.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// Ask every [`Options::poll_interval`]; answers come at once.
+    ShortPoll,
+    /// Ask; the server holds the request until there is an event.
+    LongPoll,
+    /// One endless response of `text/event-stream`.
+    Sse,
+    /// One full-duplex socket.
+    Ws,
+}
+
+impl TransportKind {
+    /// All four, in teaching order.
+    pub const ALL: [TransportKind; 4] = [TransportKind::ShortPoll, TransportKind::LongPoll, TransportKind::Sse, TransportKind::Ws];
+
+    /// `short-poll`, `long-poll`, `sse` or `ws`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::ShortPoll => "short-poll",
+            TransportKind::LongPoll => "long-poll",
+            TransportKind::Sse => "sse",
+            TransportKind::Ws => "ws",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TransportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TransportKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown transport {s:?}: expected short-poll, long-poll, sse or ws"))
+    }
+}
+
+/// Knobs of the transports.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Short poll: time between polls.
+    pub poll_interval: Duration,
+    /// Long poll: `wait_ms` asked of the server.
+    pub long_poll_wait: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { poll_interval: Duration::from_millis(500), long_poll_wait: Duration::from_secs(25) }
+    }
+}
+
+/// Sends commands and receives frames; see the module doc.
+pub trait Transport: Send {
+    /// Which technique this is.
+    fn kind(&self) -> TransportKind;
+
+    /// The cursor after the last frame received.
+    fn cursor(&self) -> &str;
+
+    /// Sends commands; returns one reply per command, in order.
+    fn send(&mut self, commands: Vec<Value>) -> impl Future<Output = Result<Vec<Value>, ClientError>> + Send;
+
+    /// Waits for the next non-empty batch of frames. Safe to cancel: nothing received is lost,
+    /// since the cursor only moves past frames that were returned.
+    fn receive(&mut self) -> impl Future<Output = Result<Vec<Frame>, ClientError>> + Send;
+}
+
+/// The address and identity every HTTP transport needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) client: String,
+}
+
+impl Endpoint {
+    pub(crate) fn url(&self, route: &str) -> String {
+        format!("{}/v1/clients/{}/{route}", self.base, self.client)
+    }
+
+    /// `POST …/commands` with an array; returns the replies.
+    pub(crate) async fn post_commands(&self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+        let response = self.http.post(self.url("commands")).json(&commands).send().await?;
+        let body: Value = json_or_error(response).await?;
+        match body.get("replies") {
+            Some(Value::Array(replies)) => Ok(replies.clone()),
+            _ => Err(ClientError::Protocol(format!("no replies in {body}"))),
+        }
+    }
+}
+
+/// A polling response: `{"events":[...],"cursor":".."}`.
+#[derive(serde::Deserialize)]
+pub(crate) struct PollBody {
+    pub(crate) events: Vec<Frame>,
+    pub(crate) cursor: String,
+}
+
+/// Any of the four, chosen at run time.
+pub enum AnyTransport {
+    /// Short polling.
+    ShortPoll(ShortPoll),
+    /// Long polling.
+    LongPoll(LongPoll),
+    /// Server-Sent Events.
+    Sse(Sse),
+    /// WebSocket.
+    Ws(Ws),
+}
+
+impl AnyTransport {
+    /// Opens `kind` for `client` from `cursor`.
+    pub async fn open(
+        kind: TransportKind,
+        http: &reqwest::Client,
+        base: &str,
+        client: &str,
+        cursor: &str,
+        options: &Options,
+    ) -> Result<AnyTransport, ClientError> {
+        let endpoint = Endpoint { http: http.clone(), base: base.to_owned(), client: client.to_owned() };
+        let cursor = cursor.to_owned();
+        Ok(match kind {
+            TransportKind::ShortPoll => AnyTransport::ShortPoll(ShortPoll::new(endpoint, cursor, options.poll_interval)),
+            TransportKind::LongPoll => AnyTransport::LongPoll(LongPoll::new(endpoint, cursor, options.long_poll_wait)),
+            TransportKind::Sse => AnyTransport::Sse(Sse::open(endpoint, cursor).await?),
+            TransportKind::Ws => AnyTransport::Ws(Ws::open(endpoint, cursor).await?),
+        })
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $t:ident => $body:expr) => {
+        match $self {
+            AnyTransport::ShortPoll($t) => $body,
+            AnyTransport::LongPoll($t) => $body,
+            AnyTransport::Sse($t) => $body,
+            AnyTransport::Ws($t) => $body,
+        }
+    };
+}
+
+impl Transport for AnyTransport {
+    fn kind(&self) -> TransportKind {
+        each!(self, t => t.kind())
+    }
+
+    fn cursor(&self) -> &str {
+        each!(self, t => t.cursor())
+    }
+
+    async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+        each!(self, t => t.send(commands).await)
+    }
+
+    async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
+        each!(self, t => t.receive().await)
+    }
+}

@@ -1,0 +1,115 @@
+//! Server-Sent Events: one `GET …/sse` read as a stream of `id:`/`data:` blocks.
+//!
+//! Like a browser's `EventSource`, it reconnects with `Last-Event-ID` when the stream ends.
+
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+
+use super::{Endpoint, Transport, TransportKind};
+use crate::error::ClientError;
+use crate::frame::Frame;
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// See the module doc.
+pub struct Sse {
+    endpoint: Endpoint,
+    cursor: String,
+    stream: Option<ByteStream>,
+    buffer: BytesMut,
+}
+
+impl Sse {
+    pub(crate) async fn open(endpoint: Endpoint, cursor: String) -> Result<Sse, ClientError> {
+        let mut sse = Sse { endpoint, cursor, stream: None, buffer: BytesMut::new() };
+        sse.connect().await?;
+        Ok(sse)
+    }
+
+    async fn connect(&mut self) -> Result<(), ClientError> {
+        let response = self
+            .endpoint
+            .http
+            .get(self.endpoint.url("sse"))
+            .header("accept", "text/event-stream")
+            .header("last-event-id", &self.cursor)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let frame: Value = response.json().await.unwrap_or_default();
+            return Err(ClientError::from_frame(status, &frame));
+        }
+        self.buffer.clear();
+        self.stream = Some(Box::pin(response.bytes_stream()));
+        Ok(())
+    }
+
+    /// Takes complete blocks (ending in a blank line) out of the buffer.
+    fn parse_blocks(&mut self) -> Result<Vec<Frame>, ClientError> {
+        let mut frames = Vec::new();
+        while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+            let block = self.buffer.split_to(end + 2);
+            let block = std::str::from_utf8(&block).map_err(|_| ClientError::Protocol("SSE block is not UTF-8".into()))?;
+            let (mut id, mut data) = (None, String::new());
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("id:") {
+                    id = Some(value.trim_start().to_owned());
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                }
+            }
+            if data.is_empty() {
+                continue; // a comment (keep-alive) or a `retry:` hint
+            }
+            let value: Value = serde_json::from_str(&data).map_err(|e| ClientError::Protocol(format!("bad SSE data: {e}")))?;
+            if value["type"] == "error" {
+                return Err(ClientError::from_frame(0, &value));
+            }
+            let frame: Frame = serde_json::from_value(value).map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
+            if let Some(id) = id {
+                self.cursor = id;
+            }
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+}
+
+impl Transport for Sse {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Sse
+    }
+
+    fn cursor(&self) -> &str {
+        &self.cursor
+    }
+
+    async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+        self.endpoint.post_commands(commands).await
+    }
+
+    async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
+        loop {
+            let frames = self.parse_blocks()?;
+            if !frames.is_empty() {
+                return Ok(frames);
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                self.connect().await?;
+                continue;
+            };
+            match stream.next().await {
+                Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
+                // The stream ended or broke: reconnect from the last id, as EventSource does.
+                Some(Err(_)) | None => {
+                    self.stream = None;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}

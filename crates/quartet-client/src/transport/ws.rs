@@ -1,0 +1,110 @@
+//! WebSocket: one socket; commands go up as text frames, replies and events come down.
+//!
+//! Replies and events share the socket, so [`Ws::send`] reads until it has every reply and
+//! keeps the events it met on the way for the next [`Ws::receive`].
+
+use std::collections::VecDeque;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::{Endpoint, Transport, TransportKind};
+use crate::error::ClientError;
+use crate::frame::Frame;
+
+/// See the module doc.
+pub struct Ws {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    cursor: String,
+    pending: VecDeque<Frame>,
+}
+
+/// What one text frame from the server was.
+enum Incoming {
+    Frame(Frame),
+    Reply(Value),
+}
+
+impl Ws {
+    pub(crate) async fn open(endpoint: Endpoint, cursor: String) -> Result<Ws, ClientError> {
+        let url = endpoint.url("ws").replacen("http", "ws", 1);
+        let url = format!("{url}?cursor={cursor}");
+        let (socket, _) = match tokio_tungstenite::connect_async(url).await {
+            Ok(ok) => ok,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let body = response.body().as_deref().unwrap_or_default();
+                let frame: Value = serde_json::from_slice(body).unwrap_or_default();
+                return Err(ClientError::from_frame(status, &frame));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Ws { socket, cursor, pending: VecDeque::new() })
+    }
+
+    async fn next_incoming(&mut self) -> Result<Incoming, ClientError> {
+        loop {
+            let message = self.socket.next().await.ok_or_else(|| ClientError::Protocol("socket closed".into()))??;
+            let text = match message {
+                Message::Text(text) => text,
+                Message::Close(close) => {
+                    return Err(ClientError::Protocol(format!("socket closed: {close:?}")));
+                }
+                _ => continue, // pings are answered by tungstenite
+            };
+            let value: Value = serde_json::from_str(&text).map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
+            return Ok(match value["type"].as_str() {
+                Some("event" | "gap") => {
+                    Incoming::Frame(serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))?)
+                }
+                _ => Incoming::Reply(value),
+            });
+        }
+    }
+}
+
+impl Transport for Ws {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Ws
+    }
+
+    fn cursor(&self) -> &str {
+        &self.cursor
+    }
+
+    async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+        let wanted = commands.len();
+        let body = if wanted == 1 { commands[0].to_string() } else { Value::Array(commands).to_string() };
+        self.socket.send(Message::Text(body.into())).await?;
+        let mut replies = Vec::with_capacity(wanted);
+        while replies.len() < wanted {
+            match self.next_incoming().await? {
+                Incoming::Frame(frame) => self.pending.push_back(frame),
+                // An error for the whole message (malformed, too large) answers all of it.
+                Incoming::Reply(reply) if reply["type"] == "error" && reply.get("id").is_none() && wanted > 1 => {
+                    return Err(ClientError::from_frame(0, &reply));
+                }
+                Incoming::Reply(reply) => replies.push(reply),
+            }
+        }
+        Ok(replies)
+    }
+
+    async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
+        if self.pending.is_empty() {
+            match self.next_incoming().await? {
+                Incoming::Frame(frame) => self.pending.push_back(frame),
+                Incoming::Reply(reply) if reply["type"] == "error" => return Err(ClientError::from_frame(0, &reply)),
+                Incoming::Reply(_) => {}
+            }
+        }
+        let frames: Vec<Frame> = self.pending.drain(..).collect();
+        if let Some(last) = frames.last() {
+            self.cursor = last.cursor().to_owned();
+        }
+        Ok(frames)
+    }
+}

@@ -1,0 +1,92 @@
+//! The routes every transport shares: registering a client, sending commands, leaving, and the
+//! read-only room and health routes.
+//!
+//! Commands for short poll, long poll and SSE all come through [`commands`]; a WebSocket carries
+//! the same commands over its own socket (see [`crate::transport::ws`]).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use quartet_core::ClientId;
+use quartet_core::limits::MAX_COMMAND_BYTES;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The body of a `/commands` answer.
+#[derive(Serialize)]
+struct Replies {
+    replies: Vec<quartet_core::Reply>,
+}
+
+#[derive(Deserialize)]
+struct NewClient {
+    name: Option<String>,
+}
+
+/// Reads a body of at most [`MAX_COMMAND_BYTES`], or explains why not.
+fn bounded(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    let body = body?;
+    if body.len() > MAX_COMMAND_BYTES {
+        return Err(quartet_core::Error::new(
+            quartet_core::ErrorCode::TooLarge,
+            format!("the body may be at most {MAX_COMMAND_BYTES} bytes, got {}", body.len()),
+        )
+        .into());
+    }
+    Ok(body)
+}
+
+/// `POST /v1/clients {"name":"alice"}` → 201 with the client id, cursor and heartbeat.
+pub async fn register(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = bounded(body)?;
+    let request: NewClient = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")))?;
+    let name = request.name.unwrap_or_else(|| "guest".to_owned());
+    let registration = state.hub.register(&name).await?;
+    Ok((StatusCode::CREATED, Json(registration)).into_response())
+}
+
+/// `POST /v1/clients/{client}/commands` with one command or an array → `{"replies":[...]}`.
+pub async fn commands(
+    State(state): State<AppState>,
+    Path(client): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = bounded(body)?;
+    let client = ClientId::from_wire(&client)?;
+    let (replies, _) = state.hub.execute(&client, &body).await?;
+    Ok(Json(Replies { replies }).into_response())
+}
+
+/// `DELETE /v1/clients/{client}`: leave every room now.
+pub async fn remove(State(state): State<AppState>, Path(client): Path<String>) -> Result<StatusCode, ApiError> {
+    state.hub.remove(&ClientId::from_wire(&client)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/rooms/{room}` → `{"room":..,"online":N,"seq":S}`.
+pub async fn room(State(state): State<AppState>, Path(room): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.hub.room_info(&room).await?).into_response())
+}
+
+/// `GET /healthz`: 200 while serving.
+pub async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let engine = state.hub.engine();
+    Json(json!({ "status": "ok", "store": engine.name(), "durable": engine.durable() }))
+}
+
+/// `GET /`: a placeholder until the web demo lands, listing the API.
+pub async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+/// Any other route: a JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/protocol.md")
+}

@@ -1,0 +1,86 @@
+//! `/metrics` in the Prometheus text format: the core's counters plus per-transport ones.
+//!
+//! The per-transport counters are what the benchmarks read to compute requests per delivered
+//! message and the empty-poll ratio.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::AppState;
+use crate::transport::Transport;
+
+/// Counters of one transport.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests (polls) or connections (streams) served.
+    pub requests: AtomicU64,
+    /// Requests answered with no event (polls only).
+    pub empty: AtomicU64,
+    /// Events and gaps written.
+    pub delivered: AtomicU64,
+    /// Streams open right now (SSE, WebSocket, parked long polls).
+    pub open: AtomicU64,
+}
+
+/// Counters for all four transports.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    counters: [Counters; 4],
+}
+
+impl TransportStats {
+    /// The counters of `transport`.
+    pub fn of(&self, transport: Transport) -> &Counters {
+        &self.counters[transport as usize]
+    }
+}
+
+/// Keeps `open` right while a stream lives.
+pub struct OpenGuard<'a>(&'a Counters);
+
+impl<'a> OpenGuard<'a> {
+    /// Counts one more open stream until dropped.
+    pub fn new(counters: &'a Counters) -> Self {
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(counters)
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let core = state.hub.stats();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let one = |v: u64| [(String::new(), v)];
+    metric("quartet_clients", "gauge", "Clients registered and alive.", &one(state.hub.client_count() as u64));
+    metric("quartet_events_published_total", "counter", "Events appended to logs.", &one(core.published.load(Ordering::Relaxed)));
+    metric("quartet_deliveries_total", "counter", "Events and gaps handed to readers.", &one(core.delivered.load(Ordering::Relaxed)));
+    metric("quartet_clients_registered_total", "counter", "Clients registered.", &one(core.registered.load(Ordering::Relaxed)));
+    metric("quartet_clients_expired_total", "counter", "Clients removed for silence.", &one(core.expired.load(Ordering::Relaxed)));
+    let per = |pick: fn(&Counters) -> &AtomicU64| -> Vec<(String, u64)> {
+        Transport::ALL
+            .iter()
+            .map(|t| (format!("{{transport=\"{}\"}}", t.name()), pick(state.stats.of(*t)).load(Ordering::Relaxed)))
+            .collect()
+    };
+    metric("quartet_transport_requests_total", "counter", "Requests or connections per transport.", &per(|c| &c.requests));
+    metric("quartet_transport_empty_total", "counter", "Poll responses with no event.", &per(|c| &c.empty));
+    metric("quartet_transport_delivered_total", "counter", "Events written per transport.", &per(|c| &c.delivered));
+    metric("quartet_transport_open", "gauge", "Open streams per transport.", &per(|c| &c.open));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

@@ -1,0 +1,70 @@
+//! Long polling: the client asks; the server holds the request open until there is something
+//! to say (or `wait_ms` passes), answers, and the client asks again at once.
+//!
+//! ```text
+//! client                                        server
+//!   │ GET …/long-poll?cursor=C0&wait_ms=25000    │
+//!   │────────────────────────────────────────────►│ wait_since(C0) … parked …
+//!   │                                             │ ◄── someone publishes e1
+//!   │◄────────────────────────────────────────────│ 200 {"events":[e1],"cursor":"C1"}
+//!   │ GET …/long-poll?cursor=C1&wait_ms=25000    │
+//!   │────────────────────────────────────────────►│ parked … 25 s, nothing
+//!   │◄────────────────────────────────────────────│ 200 {"events":[],"cursor":"C1"}
+//! ```
+//!
+//! Trade-offs: an isolated event arrives about as fast as on a socket, with plain HTTP that
+//! passes every proxy. But each batch costs a request, and an event that lands just after a
+//! response waits for the next request to arrive (up to three network transits in a burst).
+//! The wait is capped at [`LONG_POLL_MAX_WAIT`], below common proxies' 60 s idle timeout.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics::OpenGuard;
+use crate::transport::{stopped, Transport, encode_poll_body, open_reader};
+
+/// Longest a request is held. Proxies commonly cut idle requests at 60 s; 30 s stays clear.
+pub const LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Wait used when the client names none.
+pub const LONG_POLL_DEFAULT_WAIT: Duration = Duration::from_secs(25);
+
+/// The query of a long poll.
+#[derive(Debug, Deserialize)]
+pub struct LongPollQuery {
+    cursor: Option<String>,
+    wait_ms: Option<u64>,
+}
+
+/// `GET /v1/clients/{client}/long-poll?cursor=C&wait_ms=N`.
+pub async fn long_poll(
+    State(state): State<AppState>,
+    Path(client): Path<String>,
+    query: Result<Query<LongPollQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let wait = query.wait_ms.map_or(LONG_POLL_DEFAULT_WAIT, Duration::from_millis).min(LONG_POLL_MAX_WAIT);
+    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
+    let counters = state.stats.of(Transport::LongPoll);
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenGuard::new(counters);
+    let mut shutdown = state.shutdown.clone();
+    let batch = tokio::select! {
+        batch = reader.wait_since(wait) => batch?,
+        // On shutdown, answer now with what there is, so the client comes back elsewhere.
+        () = stopped(&mut shutdown) => reader.read_since()?,
+    };
+    if batch.deliveries.is_empty() {
+        counters.empty.fetch_add(1, Ordering::Relaxed);
+    }
+    counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
+    Ok(([(header::CONTENT_TYPE, "application/json")], encode_poll_body(&batch)).into_response())
+}

@@ -1,0 +1,45 @@
+//! Short polling: the client asks every T ms; the server answers at once, events or not.
+//!
+//! ```text
+//! client                                   server
+//!   │ GET /v1/clients/{id}/poll?cursor=C0    │
+//!   │───────────────────────────────────────►│ read_since(C0): nothing
+//!   │◄───────────────────────────────────────│ 200 {"events":[],"cursor":"C0"}
+//!   │          … T ms later …                │
+//!   │ GET …/poll?cursor=C0                   │
+//!   │───────────────────────────────────────►│ read_since(C0): 2 events
+//!   │◄───────────────────────────────────────│ 200 {"events":[e1,e2],"cursor":"C2"}
+//! ```
+//!
+//! Trade-offs: the simplest thing that works through any proxy, and the server keeps nothing
+//! open. But an event waits T/2 on average before anyone asks for it, and every ask costs a full
+//! request and response (hundreds of bytes of headers) even when it brings nothing back.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::transport::{CursorQuery, Transport, encode_poll_body, open_reader};
+
+/// `GET /v1/clients/{client}/poll?cursor=C`.
+pub async fn poll(
+    State(state): State<AppState>,
+    Path(client): Path<String>,
+    query: Result<Query<CursorQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
+    let batch = reader.read_since()?;
+    let counters = state.stats.of(Transport::ShortPoll);
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    if batch.deliveries.is_empty() {
+        counters.empty.fetch_add(1, Ordering::Relaxed);
+    }
+    counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
+    Ok(([(header::CONTENT_TYPE, "application/json")], encode_poll_body(&batch)).into_response())
+}

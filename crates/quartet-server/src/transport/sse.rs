@@ -1,0 +1,101 @@
+//! Server-Sent Events: one HTTP response that never ends; each event is a few text lines.
+//!
+//! ```text
+//! client                                    server
+//!   │ GET …/sse?cursor=C0                     │
+//!   │ Accept: text/event-stream               │
+//!   │────────────────────────────────────────►│
+//!   │◄────────────────────────────────────────│ 200 text/event-stream
+//!   │◄──── id: C1\ndata: {"type":"event",…}\n\n │ wait_since → e1
+//!   │◄──── : keep-alive\n\n                    │ nothing for a while
+//!   │◄──── id: C2\ndata: {…}\n\n               │ e2
+//!   │  (connection drops; the browser's EventSource reconnects by itself)
+//!   │ GET …/sse   Last-Event-ID: C2          │ resumes after e2
+//! ```
+//!
+//! Trade-offs: one-way, so commands go through `POST …/commands`; plain HTTP, so proxies and
+//! HTTP/2 multiplexing work; the browser reconnects and resumes by itself via `Last-Event-ID`.
+//! Costs about 8 bytes of framing per event plus the `id:` line. Comment keep-alives every half
+//! heartbeat keep proxies from closing an idle stream and detect dead connections.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use quartet_core::Batch;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics::OpenGuard;
+use crate::transport::{stopped, CursorQuery, Transport, open_reader};
+
+/// How long the browser waits before reconnecting a dropped stream, sent as `retry:`.
+pub const SSE_RETRY_MS: u64 = 1000;
+
+/// `GET /v1/clients/{client}/sse?cursor=C` (or header `Last-Event-ID: C`, which wins: an
+/// `EventSource` reconnects to the original URL and sends its last id in the header).
+pub async fn sse(
+    State(state): State<AppState>,
+    Path(client): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<CursorQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let cursor = last_event_id.or(query.cursor.as_deref());
+    let mut reader = open_reader(&state.hub, &client, cursor)?;
+    let keep_alive = state.hub.config().heartbeat / 2;
+    let mut shutdown = state.shutdown.clone();
+    let stats = state.stats.clone();
+
+    let stream = async_stream::stream! {
+        let counters = stats.of(Transport::Sse);
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let _open = OpenGuard::new(counters);
+        yield Ok::<Bytes, std::convert::Infallible>(Bytes::from(format!("retry: {SSE_RETRY_MS}\n\n")));
+        loop {
+            let batch = tokio::select! {
+                batch = reader.wait_since(keep_alive) => batch,
+                () = stopped(&mut shutdown) => break,
+            };
+            match batch {
+                Ok(batch) if batch.deliveries.is_empty() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                Ok(batch) => {
+                    counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
+                    yield Ok(encode(&batch));
+                }
+                Err(error) => {
+                    // The client was removed (DELETE or timeout): say so, then end the stream.
+                    let frame = serde_json::json!({"type":"error","code":error.code,"message":error.message});
+                    yield Ok(Bytes::from(format!("data: {frame}\n\n")));
+                    break;
+                }
+            }
+        }
+    };
+    let headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+        // Tells nginx not to buffer the stream.
+        (header::HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// Encodes a whole batch as one chunk, so it goes out in one write.
+fn encode(batch: &Batch) -> Bytes {
+    let size: usize = batch.deliveries.iter().map(|d| d.frame.len() + d.cursor.len() + 16).sum();
+    let mut out = BytesMut::with_capacity(size);
+    for delivery in &batch.deliveries {
+        out.put_slice(b"id: ");
+        out.put_slice(delivery.cursor.as_bytes());
+        out.put_slice(b"\ndata: ");
+        out.put_slice(&delivery.frame);
+        out.put_slice(b"\n\n");
+    }
+    out.freeze()
+}
