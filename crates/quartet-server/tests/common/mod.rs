@@ -1,0 +1,101 @@
+//! Shared test harness: a real server on an ephemeral port, and helpers that read like the
+//! scenario they drive.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quartet_client::{Client, Event, Frame, Options, TransportKind};
+use quartet_core::{Config, Hub, MemoryEngine};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How long a test waits for something that should arrive. Generous: CI machines are noisy,
+/// and this bounds only failures, never a passing run.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A server running in this process on 127.0.0.1:<ephemeral>.
+pub struct Server {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn start(config: Config) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hub = Hub::new(Arc::new(MemoryEngine::new()), config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(quartet_server::serve(listener, hub, async move {
+        let _ = stopped.await;
+    }));
+    Server { url, stop: Some(stop) }
+}
+
+pub async fn start_default() -> Server {
+    start(Config::default()).await
+}
+
+/// Fast polling, so tests do not wait on the poll interval.
+pub fn options() -> Options {
+    Options { poll_interval: Duration::from_millis(20), long_poll_wait: Duration::from_secs(2) }
+}
+
+pub async fn connect(server: &Server, name: &str, kind: TransportKind) -> Client {
+    Client::connect_with(&server.url, name, kind, options()).await.unwrap()
+}
+
+pub async fn join(client: &mut Client, room: &str) -> Value {
+    let reply = client.command(json!({"type":"join","room":room})).await.unwrap();
+    assert_eq!(reply["type"], "joined", "{reply}");
+    reply
+}
+
+/// Publishes `text` as a `chat` event; returns the reply.
+pub async fn say(client: &mut Client, room: &str, text: &str, to: &str) -> Value {
+    let command = json!({"type":"publish","room":room,"event":"chat","data":{"text":text},"to":to});
+    client.command(command).await.unwrap()
+}
+
+/// Receives until `n` frames matching `keep` have come; panics after [`PATIENCE`].
+pub async fn collect(client: &mut Client, n: usize, keep: impl Fn(&Frame) -> bool) -> Vec<Frame> {
+    let mut kept = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while kept.len() < n {
+        let frames = tokio::time::timeout_at(deadline, client.receive())
+            .await
+            .unwrap_or_else(|_| panic!("{}: only {} of {n} frames arrived: {kept:?}", client.kind(), kept.len()))
+            .unwrap();
+        kept.extend(frames.into_iter().filter(|f| keep(f)));
+    }
+    kept
+}
+
+pub fn is_chat(frame: &Frame) -> bool {
+    frame.as_event().is_some_and(|e| e.event == "chat")
+}
+
+pub fn text(event: &Event) -> &str {
+    event.data["text"].as_str().unwrap_or("")
+}
+
+/// The texts of `n` chat events, in arrival order.
+pub async fn chat_texts(client: &mut Client, n: usize) -> Vec<String> {
+    collect(client, n, is_chat).await.iter().map(|f| text(f.as_event().unwrap()).to_owned()).collect()
+}
+
+/// Asserts nothing more matching `keep` arrives within `window` (no duplicates, no leaks).
+pub async fn assert_quiet(client: &mut Client, window: Duration, keep: impl Fn(&Frame) -> bool) {
+    let extra = client.receive_n(1, window).await.unwrap();
+    let extra: Vec<_> = extra.into_iter().filter(|f| keep(f)).collect();
+    assert!(extra.is_empty(), "{}: unexpected frames {extra:?}", client.kind());
+}
