@@ -47,7 +47,11 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Http(e) => write!(f, "http: {e}"),
             ClientError::WebSocket(e) => write!(f, "websocket: {e}"),
-            ClientError::Server { status, code, message } => write!(f, "server said {code} ({status}): {message}"),
+            ClientError::Server {
+                status,
+                code,
+                message,
+            } => write!(f, "server said {code} ({status}): {message}"),
             ClientError::Protocol(why) => write!(f, "protocol: {why}"),
         }
     }
@@ -68,14 +72,17 @@ impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
 }
 
 /// Decodes a success body as `T`, or the error body as [`ClientError::Server`].
-pub(crate) async fn json_or_error<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
+pub(crate) async fn json_or_error<T: DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, ClientError> {
     let status = response.status();
     let body = response.bytes().await?;
     if !status.is_success() {
         let frame: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         return Err(ClientError::from_frame(status.as_u16(), &frame));
     }
-    serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("unexpected body: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| ClientError::Protocol(format!("unexpected body: {e}")))
 }
 
 /// Succeeds on a 2xx, else decodes the error body.

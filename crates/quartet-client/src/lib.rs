@@ -62,17 +62,38 @@ pub struct Client {
 impl Client {
     /// Registers `name` at `base` (`http://host:port`) and opens `kind` from the registration
     /// cursor.
-    pub async fn connect(base: &str, name: &str, kind: TransportKind) -> Result<Client, ClientError> {
+    pub async fn connect(
+        base: &str,
+        name: &str,
+        kind: TransportKind,
+    ) -> Result<Client, ClientError> {
         Client::connect_with(base, name, kind, Options::default()).await
     }
 
     /// [`Client::connect`] with explicit [`Options`].
-    pub async fn connect_with(base: &str, name: &str, kind: TransportKind, options: Options) -> Result<Client, ClientError> {
+    pub async fn connect_with(
+        base: &str,
+        name: &str,
+        kind: TransportKind,
+        options: Options,
+    ) -> Result<Client, ClientError> {
         let http = reqwest::Client::new();
         let base = base.trim_end_matches('/').to_owned();
-        let response = http.post(format!("{base}/v1/clients")).json(&serde_json::json!({ "name": name })).send().await?;
+        let response = http
+            .post(format!("{base}/v1/clients"))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await?;
         let registration: Registration = error::json_or_error(response).await?;
-        Client::resume(http, base, registration.clone(), kind, &registration.cursor, options).await
+        Client::resume(
+            http,
+            base,
+            registration.clone(),
+            kind,
+            &registration.cursor,
+            options,
+        )
+        .await
     }
 
     /// Opens `kind` for an existing registration, from `cursor`.
@@ -84,8 +105,15 @@ impl Client {
         cursor: &str,
         options: Options,
     ) -> Result<Client, ClientError> {
-        let transport = AnyTransport::open(kind, &http, &base, &registration.client, cursor, &options).await?;
-        Ok(Client { http, base, registration, options, transport })
+        let transport =
+            AnyTransport::open(kind, &http, &base, &registration.client, cursor, &options).await?;
+        Ok(Client {
+            http,
+            base,
+            registration,
+            options,
+            transport,
+        })
     }
 
     /// The registration (id, name, heartbeat).
@@ -111,7 +139,9 @@ impl Client {
     /// Sends one command and returns its reply (`ack`, `joined`, `error`, ...).
     pub async fn command(&mut self, command: Value) -> Result<Value, ClientError> {
         let mut replies = self.transport.send(vec![command]).await?;
-        replies.pop().ok_or_else(|| ClientError::Protocol("no reply to a command".into()))
+        replies
+            .pop()
+            .ok_or_else(|| ClientError::Protocol("no reply to a command".into()))
     }
 
     /// Sends several commands at once and returns their replies in order.
@@ -125,7 +155,11 @@ impl Client {
     }
 
     /// Receives until `wanted` frames have arrived or `within` passes; returns what came.
-    pub async fn receive_n(&mut self, wanted: usize, within: Duration) -> Result<Vec<Frame>, ClientError> {
+    pub async fn receive_n(
+        &mut self,
+        wanted: usize,
+        within: Duration,
+    ) -> Result<Vec<Frame>, ClientError> {
         let mut frames = Vec::new();
         let deadline = tokio::time::Instant::now() + within;
         while frames.len() < wanted {
@@ -140,7 +174,15 @@ impl Client {
     /// Closes the current transport and continues on `kind` from the cursor.
     pub async fn switch(&mut self, kind: TransportKind) -> Result<(), ClientError> {
         let cursor = self.cursor().to_owned();
-        let transport = AnyTransport::open(kind, &self.http, &self.base, &self.registration.client, &cursor, &self.options).await?;
+        let transport = AnyTransport::open(
+            kind,
+            &self.http,
+            &self.base,
+            &self.registration.client,
+            &cursor,
+            &self.options,
+        )
+        .await?;
         self.transport = transport;
         Ok(())
     }

@@ -55,13 +55,22 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(shared: Arc<Shared>, session: Arc<Session>, cursor: Option<Cursor>) -> Reader {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        session: Arc<Session>,
+        cursor: Option<Cursor>,
+    ) -> Reader {
         {
             let mut state = session.state();
             state.streams += 1;
             state.last_seen = Instant::now();
         }
-        let mut reader = Reader { shared, session, positions: BTreeMap::new(), reset: Vec::new() };
+        let mut reader = Reader {
+            shared,
+            session,
+            positions: BTreeMap::new(),
+            reset: Vec::new(),
+        };
         match cursor {
             // No cursor: start from "now" in every log the client reads.
             None => {
@@ -70,7 +79,9 @@ impl Reader {
                     reader.positions.insert(log.id.clone(), head);
                 }
             }
-            Some(cursor) if cursor.epoch == reader.shared.engine.epoch() => reader.positions = cursor.positions,
+            Some(cursor) if cursor.epoch == reader.shared.engine.epoch() => {
+                reader.positions = cursor.positions
+            }
             Some(cursor) => reader.reset = cursor.positions.into_keys().collect(),
         }
         reader
@@ -86,7 +97,11 @@ impl Reader {
     }
 
     fn cursor(&self) -> String {
-        Cursor { epoch: self.shared.engine.epoch(), positions: self.positions.clone() }.encode()
+        Cursor {
+            epoch: self.shared.engine.epoch(),
+            positions: self.positions.clone(),
+        }
+        .encode()
     }
 
     /// Reads what is there now. Fails with `unknown_client` once the session has ended.
@@ -98,7 +113,12 @@ impl Reader {
         // Forget logs the client no longer reads (left rooms); start joined ones at their floor.
         let mut positions = BTreeMap::new();
         for (log, floor) in &logs {
-            let at = self.positions.get(&log.id).copied().unwrap_or(*floor).max(*floor);
+            let at = self
+                .positions
+                .get(&log.id)
+                .copied()
+                .unwrap_or(*floor)
+                .max(*floor);
             positions.insert(log.id.clone(), at);
         }
         self.positions = positions;
@@ -106,7 +126,10 @@ impl Reader {
         let mut deliveries = Vec::new();
         for id in std::mem::take(&mut self.reset) {
             if self.positions.contains_key(&id) {
-                deliveries.push(Delivery { frame: gap_frame(&id, "reset", None, &self.cursor()), cursor: self.cursor() });
+                deliveries.push(Delivery {
+                    frame: gap_frame(&id, "reset", None, &self.cursor()),
+                    cursor: self.cursor(),
+                });
             }
         }
         for (log, _) in &logs {
@@ -115,22 +138,38 @@ impl Reader {
                 break;
             }
             let after = self.positions[&log.id];
-            let read = log.ring.lock().expect("ring lock").read_after(after, budget);
+            let read = log
+                .ring
+                .lock()
+                .expect("ring lock")
+                .read_after(after, budget);
             if let Some((from, to)) = read.gap {
                 self.positions.insert(log.id.clone(), to);
                 let cursor = self.cursor();
-                deliveries.push(Delivery { frame: gap_frame(&log.id, "evicted", Some((from, to)), &cursor), cursor });
+                deliveries.push(Delivery {
+                    frame: gap_frame(&log.id, "evicted", Some((from, to)), &cursor),
+                    cursor,
+                });
             }
             for entry in read.entries {
                 self.positions.insert(log.id.clone(), entry.seq);
                 if entry.visible_to(&self.session.id) {
                     let cursor = self.cursor();
-                    deliveries.push(Delivery { frame: entry.frame(&cursor), cursor });
+                    deliveries.push(Delivery {
+                        frame: entry.frame(&cursor),
+                        cursor,
+                    });
                 }
             }
         }
-        self.shared.stats.delivered.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
-        Ok(Batch { deliveries, cursor: self.cursor() })
+        self.shared
+            .stats
+            .delivered
+            .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+        Ok(Batch {
+            deliveries,
+            cursor: self.cursor(),
+        })
     }
 
     /// Waits up to `max_wait` for something to deliver; returns it at once when it comes, or an

@@ -89,7 +89,10 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     fn full(now: Instant) -> TokenBucket {
-        TokenBucket { tokens: COMMAND_BURST, last: now }
+        TokenBucket {
+            tokens: COMMAND_BURST,
+            last: now,
+        }
     }
 
     /// Takes one token if there is one.
@@ -119,10 +122,10 @@ impl AckMemory {
     }
 
     pub(crate) fn remember(&mut self, id: String, ack: Reply) {
-        if self.order.len() == REMEMBERED_MESSAGE_IDS {
-            if let Some(oldest) = self.order.pop_front() {
-                self.acks.remove(&oldest);
-            }
+        if self.order.len() == REMEMBERED_MESSAGE_IDS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.acks.remove(&oldest);
         }
         self.order.push_back(id.clone());
         self.acks.insert(id, ack);

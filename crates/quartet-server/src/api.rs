@@ -35,7 +35,10 @@ fn bounded(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     if body.len() > MAX_COMMAND_BYTES {
         return Err(quartet_core::Error::new(
             quartet_core::ErrorCode::TooLarge,
-            format!("the body may be at most {MAX_COMMAND_BYTES} bytes, got {}", body.len()),
+            format!(
+                "the body may be at most {MAX_COMMAND_BYTES} bytes, got {}",
+                body.len()
+            ),
         )
         .into());
     }
@@ -43,10 +46,18 @@ fn bounded(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// `POST /v1/clients {"name":"alice"}` → 201 with the client id, cursor and heartbeat.
-pub async fn register(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn register(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = bounded(body)?;
-    let request: NewClient = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")))?;
+    let request: NewClient = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("malformed JSON: {e}"),
+        )
+    })?;
     let name = request.name.unwrap_or_else(|| "guest".to_owned());
     let registration = state.hub.register(&name).await?;
     Ok((StatusCode::CREATED, Json(registration)).into_response())
@@ -65,13 +76,19 @@ pub async fn commands(
 }
 
 /// `DELETE /v1/clients/{client}`: leave every room now.
-pub async fn remove(State(state): State<AppState>, Path(client): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(client): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.hub.remove(&ClientId::from_wire(&client)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /v1/rooms/{room}` → `{"room":..,"online":N,"seq":S}`.
-pub async fn room(State(state): State<AppState>, Path(room): Path<String>) -> Result<Response, ApiError> {
+pub async fn room(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(Json(state.hub.room_info(&room).await?).into_response())
 }
 
@@ -88,5 +105,9 @@ pub async fn index() -> Html<&'static str> {
 
 /// Any other route: a JSON 404.
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/protocol.md")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see docs/protocol.md",
+    )
 }

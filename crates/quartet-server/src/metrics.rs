@@ -67,20 +67,70 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let one = |v: u64| [(String::new(), v)];
-    metric("quartet_clients", "gauge", "Clients registered and alive.", &one(state.hub.client_count() as u64));
-    metric("quartet_events_published_total", "counter", "Events appended to logs.", &one(core.published.load(Ordering::Relaxed)));
-    metric("quartet_deliveries_total", "counter", "Events and gaps handed to readers.", &one(core.delivered.load(Ordering::Relaxed)));
-    metric("quartet_clients_registered_total", "counter", "Clients registered.", &one(core.registered.load(Ordering::Relaxed)));
-    metric("quartet_clients_expired_total", "counter", "Clients removed for silence.", &one(core.expired.load(Ordering::Relaxed)));
+    metric(
+        "quartet_clients",
+        "gauge",
+        "Clients registered and alive.",
+        &one(state.hub.client_count() as u64),
+    );
+    metric(
+        "quartet_events_published_total",
+        "counter",
+        "Events appended to logs.",
+        &one(core.published.load(Ordering::Relaxed)),
+    );
+    metric(
+        "quartet_deliveries_total",
+        "counter",
+        "Events and gaps handed to readers.",
+        &one(core.delivered.load(Ordering::Relaxed)),
+    );
+    metric(
+        "quartet_clients_registered_total",
+        "counter",
+        "Clients registered.",
+        &one(core.registered.load(Ordering::Relaxed)),
+    );
+    metric(
+        "quartet_clients_expired_total",
+        "counter",
+        "Clients removed for silence.",
+        &one(core.expired.load(Ordering::Relaxed)),
+    );
     let per = |pick: fn(&Counters) -> &AtomicU64| -> Vec<(String, u64)> {
         Transport::ALL
             .iter()
-            .map(|t| (format!("{{transport=\"{}\"}}", t.name()), pick(state.stats.of(*t)).load(Ordering::Relaxed)))
+            .map(|t| {
+                (
+                    format!("{{transport=\"{}\"}}", t.name()),
+                    pick(state.stats.of(*t)).load(Ordering::Relaxed),
+                )
+            })
             .collect()
     };
-    metric("quartet_transport_requests_total", "counter", "Requests or connections per transport.", &per(|c| &c.requests));
-    metric("quartet_transport_empty_total", "counter", "Poll responses with no event.", &per(|c| &c.empty));
-    metric("quartet_transport_delivered_total", "counter", "Events written per transport.", &per(|c| &c.delivered));
-    metric("quartet_transport_open", "gauge", "Open streams per transport.", &per(|c| &c.open));
+    metric(
+        "quartet_transport_requests_total",
+        "counter",
+        "Requests or connections per transport.",
+        &per(|c| &c.requests),
+    );
+    metric(
+        "quartet_transport_empty_total",
+        "counter",
+        "Poll responses with no event.",
+        &per(|c| &c.empty),
+    );
+    metric(
+        "quartet_transport_delivered_total",
+        "counter",
+        "Events written per transport.",
+        &per(|c| &c.delivered),
+    );
+    metric(
+        "quartet_transport_open",
+        "gauge",
+        "Open streams per transport.",
+        &per(|c| &c.open),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

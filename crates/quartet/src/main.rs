@@ -7,7 +7,12 @@ use clap::{Parser, Subcommand};
 
 /// One IM core over short polling, long polling, Server-Sent Events and WebSocket.
 #[derive(Parser)]
-#[command(name = "quartet", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "quartet",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -41,13 +46,17 @@ struct BenchArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         None => runtime.block_on(serve::run(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),
         Some(Command::Chat(args)) => runtime.block_on(chat::run(args)),
         Some(Command::Bench(_)) => {
-            eprintln!("quartet bench is not built yet: the side-by-side comparison of the four transports is planned work.");
+            eprintln!(
+                "quartet bench is not built yet: the side-by-side comparison of the four transports is planned work."
+            );
             std::process::exit(2);
         }
     }

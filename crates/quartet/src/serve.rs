@@ -26,10 +26,14 @@ pub(crate) struct ServeArgs {
 
 fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
     if args.redis.is_some() {
-        bail!("--redis: the Redis cluster engine is not built yet; run one node with --store memory");
+        bail!(
+            "--redis: the Redis cluster engine is not built yet; run one node with --store memory"
+        );
     }
     if args.auth_secret.is_some() {
-        bail!("--auth-secret: client authentication is not built yet; refusing to run open while asked for auth");
+        bail!(
+            "--auth-secret: client authentication is not built yet; refusing to run open while asked for auth"
+        );
     }
     match args.store.as_str() {
         "memory" => Ok(Arc::new(MemoryEngine::new())),
@@ -42,17 +46,24 @@ fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let engine = engine(&args)?;
-    let listener = TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
+    let listener = TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
     let hub = Hub::new(engine.clone(), Config::default());
     let addr = listener.local_addr()?;
     println!("quartet listening on http://{addr}");
     if engine.durable() {
         println!("store: {} (durable)", engine.name());
     } else {
-        println!("store: {}: NOTHING IS KEPT — events, rooms and clients are lost when the server stops", engine.name());
+        println!(
+            "store: {}: NOTHING IS KEPT — events, rooms and clients are lost when the server stops",
+            engine.name()
+        );
     }
     println!("web demo: http://{addr}/   API: docs/protocol.md   stop: Ctrl-C");
     quartet_server::serve(listener, hub, shutdown_signal()).await?;

@@ -18,7 +18,11 @@ pub struct LongPoll {
 
 impl LongPoll {
     pub(crate) fn new(endpoint: Endpoint, cursor: String, wait: Duration) -> LongPoll {
-        LongPoll { endpoint, cursor, wait }
+        LongPoll {
+            endpoint,
+            cursor,
+            wait,
+        }
     }
 }
 
@@ -38,7 +42,12 @@ impl Transport for LongPoll {
     async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
         loop {
             // Cursors are base64url: safe in a query string as they are.
-            let url = format!("{}?cursor={}&wait_ms={}", self.endpoint.url("long-poll"), self.cursor, self.wait.as_millis());
+            let url = format!(
+                "{}?cursor={}&wait_ms={}",
+                self.endpoint.url("long-poll"),
+                self.cursor,
+                self.wait.as_millis()
+            );
             let request = self.endpoint.http.get(url);
             let body: PollBody = json_or_error(request.send().await?).await?;
             self.cursor = body.cursor;

@@ -39,7 +39,12 @@ pub enum TransportKind {
 
 impl TransportKind {
     /// All four, in teaching order.
-    pub const ALL: [TransportKind; 4] = [TransportKind::ShortPoll, TransportKind::LongPoll, TransportKind::Sse, TransportKind::Ws];
+    pub const ALL: [TransportKind; 4] = [
+        TransportKind::ShortPoll,
+        TransportKind::LongPoll,
+        TransportKind::Sse,
+        TransportKind::Ws,
+    ];
 
     /// `short-poll`, `long-poll`, `sse` or `ws`.
     pub fn name(self) -> &'static str {
@@ -64,7 +69,9 @@ impl FromStr for TransportKind {
         TransportKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown transport {s:?}: expected short-poll, long-poll, sse or ws"))
+            .ok_or_else(|| {
+                format!("unknown transport {s:?}: expected short-poll, long-poll, sse or ws")
+            })
     }
 }
 
@@ -79,7 +86,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { poll_interval: Duration::from_millis(500), long_poll_wait: Duration::from_secs(25) }
+        Options {
+            poll_interval: Duration::from_millis(500),
+            long_poll_wait: Duration::from_secs(25),
+        }
     }
 }
 
@@ -92,7 +102,10 @@ pub trait Transport: Send {
     fn cursor(&self) -> &str;
 
     /// Sends commands; returns one reply per command, in order.
-    fn send(&mut self, commands: Vec<Value>) -> impl Future<Output = Result<Vec<Value>, ClientError>> + Send;
+    fn send(
+        &mut self,
+        commands: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<Value>, ClientError>> + Send;
 
     /// Waits for the next non-empty batch of frames. Safe to cancel: nothing received is lost,
     /// since the cursor only moves past frames that were returned.
@@ -113,8 +126,16 @@ impl Endpoint {
     }
 
     /// `POST …/commands` with an array; returns the replies.
-    pub(crate) async fn post_commands(&self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
-        let response = self.http.post(self.url("commands")).json(&commands).send().await?;
+    pub(crate) async fn post_commands(
+        &self,
+        commands: Vec<Value>,
+    ) -> Result<Vec<Value>, ClientError> {
+        let response = self
+            .http
+            .post(self.url("commands"))
+            .json(&commands)
+            .send()
+            .await?;
         let body: Value = json_or_error(response).await?;
         match body.get("replies") {
             Some(Value::Array(replies)) => Ok(replies.clone()),
@@ -138,8 +159,8 @@ pub enum AnyTransport {
     LongPoll(LongPoll),
     /// Server-Sent Events.
     Sse(Sse),
-    /// WebSocket.
-    Ws(Ws),
+    /// WebSocket (boxed: its socket state is large next to the others).
+    Ws(Box<Ws>),
 }
 
 impl AnyTransport {
@@ -152,13 +173,21 @@ impl AnyTransport {
         cursor: &str,
         options: &Options,
     ) -> Result<AnyTransport, ClientError> {
-        let endpoint = Endpoint { http: http.clone(), base: base.to_owned(), client: client.to_owned() };
+        let endpoint = Endpoint {
+            http: http.clone(),
+            base: base.to_owned(),
+            client: client.to_owned(),
+        };
         let cursor = cursor.to_owned();
         Ok(match kind {
-            TransportKind::ShortPoll => AnyTransport::ShortPoll(ShortPoll::new(endpoint, cursor, options.poll_interval)),
-            TransportKind::LongPoll => AnyTransport::LongPoll(LongPoll::new(endpoint, cursor, options.long_poll_wait)),
+            TransportKind::ShortPoll => {
+                AnyTransport::ShortPoll(ShortPoll::new(endpoint, cursor, options.poll_interval))
+            }
+            TransportKind::LongPoll => {
+                AnyTransport::LongPoll(LongPoll::new(endpoint, cursor, options.long_poll_wait))
+            }
             TransportKind::Sse => AnyTransport::Sse(Sse::open(endpoint, cursor).await?),
-            TransportKind::Ws => AnyTransport::Ws(Ws::open(endpoint, cursor).await?),
+            TransportKind::Ws => AnyTransport::Ws(Box::new(Ws::open(endpoint, cursor).await?)),
         })
     }
 }

@@ -24,7 +24,12 @@ pub struct Sse {
 
 impl Sse {
     pub(crate) async fn open(endpoint: Endpoint, cursor: String) -> Result<Sse, ClientError> {
-        let mut sse = Sse { endpoint, cursor, stream: None, buffer: BytesMut::new() };
+        let mut sse = Sse {
+            endpoint,
+            cursor,
+            stream: None,
+            buffer: BytesMut::new(),
+        };
         sse.connect().await?;
         Ok(sse)
     }
@@ -53,7 +58,8 @@ impl Sse {
         let mut frames = Vec::new();
         while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
             let block = self.buffer.split_to(end + 2);
-            let block = std::str::from_utf8(&block).map_err(|_| ClientError::Protocol("SSE block is not UTF-8".into()))?;
+            let block = std::str::from_utf8(&block)
+                .map_err(|_| ClientError::Protocol("SSE block is not UTF-8".into()))?;
             let (mut id, mut data) = (None, String::new());
             for line in block.lines() {
                 if let Some(value) = line.strip_prefix("id:") {
@@ -65,11 +71,13 @@ impl Sse {
             if data.is_empty() {
                 continue; // a comment (keep-alive) or a `retry:` hint
             }
-            let value: Value = serde_json::from_str(&data).map_err(|e| ClientError::Protocol(format!("bad SSE data: {e}")))?;
+            let value: Value = serde_json::from_str(&data)
+                .map_err(|e| ClientError::Protocol(format!("bad SSE data: {e}")))?;
             if value["type"] == "error" {
                 return Err(ClientError::from_frame(0, &value));
             }
-            let frame: Frame = serde_json::from_value(value).map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
+            let frame: Frame = serde_json::from_value(value)
+                .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
             if let Some(id) = id {
                 self.cursor = id;
             }

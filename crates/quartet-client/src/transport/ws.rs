@@ -42,12 +42,20 @@ impl Ws {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(Ws { socket, cursor, pending: VecDeque::new() })
+        Ok(Ws {
+            socket,
+            cursor,
+            pending: VecDeque::new(),
+        })
     }
 
     async fn next_incoming(&mut self) -> Result<Incoming, ClientError> {
         loop {
-            let message = self.socket.next().await.ok_or_else(|| ClientError::Protocol("socket closed".into()))??;
+            let message = self
+                .socket
+                .next()
+                .await
+                .ok_or_else(|| ClientError::Protocol("socket closed".into()))??;
             let text = match message {
                 Message::Text(text) => text,
                 Message::Close(close) => {
@@ -55,11 +63,13 @@ impl Ws {
                 }
                 _ => continue, // pings are answered by tungstenite
             };
-            let value: Value = serde_json::from_str(&text).map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
             return Ok(match value["type"].as_str() {
-                Some("event" | "gap") => {
-                    Incoming::Frame(serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))?)
-                }
+                Some("event" | "gap") => Incoming::Frame(
+                    serde_json::from_value(value)
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                ),
                 _ => Incoming::Reply(value),
             });
         }
@@ -77,14 +87,20 @@ impl Transport for Ws {
 
     async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
         let wanted = commands.len();
-        let body = if wanted == 1 { commands[0].to_string() } else { Value::Array(commands).to_string() };
+        let body = if wanted == 1 {
+            commands[0].to_string()
+        } else {
+            Value::Array(commands).to_string()
+        };
         self.socket.send(Message::Text(body.into())).await?;
         let mut replies = Vec::with_capacity(wanted);
         while replies.len() < wanted {
             match self.next_incoming().await? {
                 Incoming::Frame(frame) => self.pending.push_back(frame),
                 // An error for the whole message (malformed, too large) answers all of it.
-                Incoming::Reply(reply) if reply["type"] == "error" && reply.get("id").is_none() && wanted > 1 => {
+                Incoming::Reply(reply)
+                    if reply["type"] == "error" && reply.get("id").is_none() && wanted > 1 =>
+                {
                     return Err(ClientError::from_frame(0, &reply));
                 }
                 Incoming::Reply(reply) => replies.push(reply),
@@ -97,7 +113,9 @@ impl Transport for Ws {
         if self.pending.is_empty() {
             match self.next_incoming().await? {
                 Incoming::Frame(frame) => self.pending.push_back(frame),
-                Incoming::Reply(reply) if reply["type"] == "error" => return Err(ClientError::from_frame(0, &reply)),
+                Incoming::Reply(reply) if reply["type"] == "error" => {
+                    return Err(ClientError::from_frame(0, &reply));
+                }
                 Incoming::Reply(_) => {}
             }
         }

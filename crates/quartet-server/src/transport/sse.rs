@@ -31,7 +31,7 @@ use quartet_core::Batch;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::OpenGuard;
-use crate::transport::{stopped, CursorQuery, Transport, open_reader};
+use crate::transport::{CursorQuery, Transport, open_reader, stopped};
 
 /// How long the browser waits before reconnecting a dropped stream, sent as `retry:`.
 pub const SSE_RETRY_MS: u64 = 1000;
@@ -45,7 +45,10 @@ pub async fn sse(
     query: Result<Query<CursorQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
     let cursor = last_event_id.or(query.cursor.as_deref());
     let mut reader = open_reader(&state.hub, &client, cursor)?;
     let keep_alive = state.hub.config().heartbeat / 2;
@@ -88,7 +91,11 @@ pub async fn sse(
 
 /// Encodes a whole batch as one chunk, so it goes out in one write.
 fn encode(batch: &Batch) -> Bytes {
-    let size: usize = batch.deliveries.iter().map(|d| d.frame.len() + d.cursor.len() + 16).sum();
+    let size: usize = batch
+        .deliveries
+        .iter()
+        .map(|d| d.frame.len() + d.cursor.len() + 16)
+        .sum();
     let mut out = BytesMut::with_capacity(size);
     for delivery in &batch.deliveries {
         out.put_slice(b"id: ");

@@ -23,8 +23,8 @@
 
 use std::sync::atomic::Ordering;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use futures_util::SinkExt;
@@ -139,7 +139,10 @@ async fn run(mut socket: WebSocket, state: AppState, client: ClientId, mut reade
 }
 
 /// Queues every frame and flushes once: one write for the whole batch.
-async fn write_batch(socket: &mut WebSocket, frames: impl Iterator<Item = Message>) -> Result<(), axum::Error> {
+async fn write_batch(
+    socket: &mut WebSocket,
+    frames: impl Iterator<Item = Message>,
+) -> Result<(), axum::Error> {
     for frame in frames {
         socket.feed(frame).await?;
     }
@@ -152,7 +155,11 @@ fn text_frame(json: bytes::Bytes) -> Message {
 }
 
 fn reply_frame(reply: Reply) -> Message {
-    Message::Text(serde_json::to_string(&reply).expect("replies serialise").into())
+    Message::Text(
+        serde_json::to_string(&reply)
+            .expect("replies serialise")
+            .into(),
+    )
 }
 
 fn error_frame(error: Error) -> Message {
@@ -160,5 +167,8 @@ fn error_frame(error: Error) -> Message {
 }
 
 fn close(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
 }

@@ -1,0 +1,134 @@
+//! The `quartet` binary end to end: `serve` on an ephemeral port, two `quartet chat` processes on
+//! different transports talking through it, and the `bench` placeholder saying so.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_quartet");
+
+/// Kills the process when the test ends, pass or fail.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Forwards a child's stdout lines to a channel, so the test can wait with a deadline.
+fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`; returns it, or panics with what came instead.
+fn expect_line(rx: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {needle:?}; got {seen:#?}");
+}
+
+fn spawn(args: &[&str]) -> (Reaped, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the quartet binary runs");
+    let out = lines(child.stdout.take().unwrap());
+    (Reaped(child), out)
+}
+
+/// Two terminal chats, one on SSE and one on WebSocket, see each other's lines and presence.
+#[test]
+fn two_chats_talk_through_a_server() {
+    let (_server, server_out) = spawn(&["serve", "--addr", "127.0.0.1:0", "--store", "memory"]);
+    let banner = expect_line(&server_out, "listening on");
+    let url = banner.rsplit(' ').next().unwrap().to_owned();
+    expect_line(&server_out, "NOTHING IS KEPT");
+
+    let (mut alice, alice_out) = spawn(&[
+        "chat",
+        "--transport",
+        "sse",
+        "--room",
+        "lobby",
+        "--name",
+        "alice",
+        "--url",
+        &url,
+    ]);
+    expect_line(&alice_out, "joined lobby");
+    let (mut bob, bob_out) = spawn(&[
+        "chat",
+        "--transport",
+        "ws",
+        "--room",
+        "lobby",
+        "--name",
+        "bob",
+        "--url",
+        &url,
+    ]);
+    expect_line(&bob_out, "joined lobby");
+    expect_line(&alice_out, "bob joined");
+
+    writeln!(alice.0.stdin.as_mut().unwrap(), "hello from sse").unwrap();
+    expect_line(&bob_out, "alice: hello from sse");
+    writeln!(bob.0.stdin.as_mut().unwrap(), "/switch short-poll").unwrap();
+    expect_line(&bob_out, "now on short-poll");
+    writeln!(bob.0.stdin.as_mut().unwrap(), "hi from bob").unwrap();
+    expect_line(&alice_out, "bob: hi from bob");
+    writeln!(bob.0.stdin.as_mut().unwrap(), "/quit").unwrap();
+    expect_line(&alice_out, "bob left");
+}
+
+/// `quartet bench` is not built yet, and says so instead of pretending.
+#[test]
+fn bench_placeholder_says_it_is_not_built() {
+    let output = Command::new(BIN)
+        .args(["bench", "--quick"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+}
+
+/// Flags for engines that do not exist yet fail loudly rather than being ignored.
+#[test]
+fn unbuilt_stores_are_refused() {
+    for args in [
+        &["--store", "sqlite:x.db"][..],
+        &["--redis", "redis://127.0.0.1"][..],
+    ] {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--addr", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("not built yet"),
+            "{args:?}"
+        );
+    }
+}
