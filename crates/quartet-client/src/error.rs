@@ -47,11 +47,9 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Http(e) => write!(f, "http: {e}"),
             ClientError::WebSocket(e) => write!(f, "websocket: {e}"),
-            ClientError::Server {
-                status,
-                code,
-                message,
-            } => write!(f, "server said {code} ({status}): {message}"),
+            ClientError::Server { status, code, message } => {
+                write!(f, "server said {code} ({status}): {message}")
+            }
             ClientError::Protocol(why) => write!(f, "protocol: {why}"),
         }
     }
@@ -81,8 +79,7 @@ pub(crate) async fn json_or_error<T: DeserializeOwned>(
         let frame: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         return Err(ClientError::from_frame(status.as_u16(), &frame));
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| ClientError::Protocol(format!("unexpected body: {e}")))
+    serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("unexpected body: {e}")))
 }
 
 /// Succeeds on a 2xx, else decodes the error body.

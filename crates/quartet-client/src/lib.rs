@@ -62,11 +62,7 @@ pub struct Client {
 impl Client {
     /// Registers `name` at `base` (`http://host:port`) and opens `kind` from the registration
     /// cursor.
-    pub async fn connect(
-        base: &str,
-        name: &str,
-        kind: TransportKind,
-    ) -> Result<Client, ClientError> {
+    pub async fn connect(base: &str, name: &str, kind: TransportKind) -> Result<Client, ClientError> {
         Client::connect_with(base, name, kind, Options::default()).await
     }
 
@@ -79,21 +75,10 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let http = reqwest::Client::new();
         let base = base.trim_end_matches('/').to_owned();
-        let response = http
-            .post(format!("{base}/v1/clients"))
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await?;
+        let response =
+            http.post(format!("{base}/v1/clients")).json(&serde_json::json!({ "name": name })).send().await?;
         let registration: Registration = error::json_or_error(response).await?;
-        Client::resume(
-            http,
-            base,
-            registration.clone(),
-            kind,
-            &registration.cursor,
-            options,
-        )
-        .await
+        Client::resume(http, base, registration.clone(), kind, &registration.cursor, options).await
     }
 
     /// Opens `kind` for an existing registration, from `cursor`.
@@ -107,13 +92,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let transport =
             AnyTransport::open(kind, &http, &base, &registration.client, cursor, &options).await?;
-        Ok(Client {
-            http,
-            base,
-            registration,
-            options,
-            transport,
-        })
+        Ok(Client { http, base, registration, options, transport })
     }
 
     /// The registration (id, name, heartbeat).
@@ -139,9 +118,7 @@ impl Client {
     /// Sends one command and returns its reply (`ack`, `joined`, `error`, ...).
     pub async fn command(&mut self, command: Value) -> Result<Value, ClientError> {
         let mut replies = self.transport.send(vec![command]).await?;
-        replies
-            .pop()
-            .ok_or_else(|| ClientError::Protocol("no reply to a command".into()))
+        replies.pop().ok_or_else(|| ClientError::Protocol("no reply to a command".into()))
     }
 
     /// Sends several commands at once and returns their replies in order.
@@ -155,11 +132,7 @@ impl Client {
     }
 
     /// Receives until `wanted` frames have arrived or `within` passes; returns what came.
-    pub async fn receive_n(
-        &mut self,
-        wanted: usize,
-        within: Duration,
-    ) -> Result<Vec<Frame>, ClientError> {
+    pub async fn receive_n(&mut self, wanted: usize, within: Duration) -> Result<Vec<Frame>, ClientError> {
         let mut frames = Vec::new();
         let deadline = tokio::time::Instant::now() + within;
         while frames.len() < wanted {

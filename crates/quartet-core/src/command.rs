@@ -125,11 +125,7 @@ pub enum Reply {
 impl Reply {
     /// An error reply for `error`, echoing `id`.
     pub fn error(id: Option<String>, error: Error) -> Reply {
-        Reply::Error {
-            id,
-            code: error.code,
-            message: error.message,
-        }
+        Reply::Error { id, code: error.code, message: error.message }
     }
 }
 
@@ -138,9 +134,7 @@ fn bad(message: impl Into<String>) -> Error {
 }
 
 fn required<'a>(field: &'a Option<String>, name: &str, kind: &str) -> Result<&'a str, Error> {
-    field
-        .as_deref()
-        .ok_or_else(|| bad(format!("`{kind}` needs the field `{name}`")))
+    field.as_deref().ok_or_else(|| bad(format!("`{kind}` needs the field `{name}`")))
 }
 
 impl WireCommand {
@@ -151,27 +145,16 @@ impl WireCommand {
 
     /// Checks fields and names and builds the typed command.
     pub fn validate(self) -> Result<Command, Error> {
-        let kind = self
-            .kind
-            .as_deref()
-            .ok_or_else(|| bad("a command needs a `type`"))?;
+        let kind = self.kind.as_deref().ok_or_else(|| bad("a command needs a `type`"))?;
         if let Some(id) = &self.id
             && (id.is_empty() || id.len() > MAX_MESSAGE_ID_LEN)
         {
             return Err(bad(format!("`id` must be 1 to {MAX_MESSAGE_ID_LEN} bytes")));
         }
-        let data = || {
-            self.data
-                .clone()
-                .unwrap_or_else(|| RawValue::NULL.to_owned())
-        };
+        let data = || self.data.clone().unwrap_or_else(|| RawValue::NULL.to_owned());
         match kind {
-            "join" => Ok(Command::Join {
-                room: RoomName::parse(required(&self.room, "room", kind)?)?,
-            }),
-            "leave" => Ok(Command::Leave {
-                room: RoomName::parse(required(&self.room, "room", kind)?)?,
-            }),
+            "join" => Ok(Command::Join { room: RoomName::parse(required(&self.room, "room", kind)?)? }),
+            "leave" => Ok(Command::Leave { room: RoomName::parse(required(&self.room, "room", kind)?)? }),
             "publish" => {
                 let room = required(&self.room, "room", kind)?;
                 if room.starts_with('@') {
@@ -185,9 +168,7 @@ impl WireCommand {
                     Some("others") => Scope::Others,
                     Some("self") => Scope::SelfOnly,
                     Some(other) => {
-                        return Err(bad(format!(
-                            "`to` must be room, others or self, got {other:?}"
-                        )));
+                        return Err(bad(format!("`to` must be room, others or self, got {other:?}")));
                     }
                 };
                 Ok(Command::Publish {
@@ -232,10 +213,7 @@ pub fn parse_commands(body: &[u8]) -> Result<(Vec<WireCommand>, bool), Error> {
     if body.len() > MAX_COMMAND_BYTES {
         return Err(Error::new(
             ErrorCode::TooLarge,
-            format!(
-                "a command may be at most {MAX_COMMAND_BYTES} bytes, this one is {}",
-                body.len()
-            ),
+            format!("a command may be at most {MAX_COMMAND_BYTES} bytes, this one is {}", body.len()),
         ));
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
@@ -246,10 +224,7 @@ pub fn parse_commands(body: &[u8]) -> Result<(Vec<WireCommand>, bool), Error> {
         if commands.len() > MAX_COMMANDS_PER_REQUEST {
             return Err(Error::new(
                 ErrorCode::TooLarge,
-                format!(
-                    "at most {MAX_COMMANDS_PER_REQUEST} commands per request, got {}",
-                    commands.len()
-                ),
+                format!("at most {MAX_COMMANDS_PER_REQUEST} commands per request, got {}", commands.len()),
             ));
         }
         commands
@@ -270,18 +245,11 @@ mod tests {
 
     #[test]
     fn parses_every_command() {
-        assert!(matches!(
-            one(r#"{"type":"join","room":"lobby"}"#),
-            Ok(Command::Join { .. })
-        ));
-        assert!(matches!(
-            one(r#"{"type":"leave","room":"lobby"}"#),
-            Ok(Command::Leave { .. })
-        ));
+        assert!(matches!(one(r#"{"type":"join","room":"lobby"}"#), Ok(Command::Join { .. })));
+        assert!(matches!(one(r#"{"type":"leave","room":"lobby"}"#), Ok(Command::Leave { .. })));
         assert!(matches!(one(r#"{"type":"ping"}"#), Ok(Command::Ping)));
-        let publish = one(
-            r#"{"type":"publish","room":"r","event":"chat","data":{"t":"hi"},"to":"self","id":"m1"}"#,
-        );
+        let publish =
+            one(r#"{"type":"publish","room":"r","event":"chat","data":{"t":"hi"},"to":"self","id":"m1"}"#);
         match publish.unwrap() {
             Command::Publish { to, data, id, .. } => {
                 assert_eq!(to, Scope::SelfOnly);
@@ -303,32 +271,16 @@ mod tests {
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"room":"x"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadRequest);
-        assert_eq!(
-            code(r#"{"type":"publish","room":"r","event":"e","to":"all"}"#),
-            ErrorCode::BadRequest
-        );
-        assert_eq!(
-            code(r#"{"type":"publish","room":"r","event":"presence"}"#),
-            ErrorCode::Forbidden
-        );
-        assert_eq!(
-            code(r#"{"type":"publish","room":"@bob","event":"e"}"#),
-            ErrorCode::Forbidden
-        );
-        let big = format!(
-            r#"{{"type":"ping","pad":"{}"}}"#,
-            "x".repeat(MAX_COMMAND_BYTES)
-        );
+        assert_eq!(code(r#"{"type":"publish","room":"r","event":"e","to":"all"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"publish","room":"r","event":"presence"}"#), ErrorCode::Forbidden);
+        assert_eq!(code(r#"{"type":"publish","room":"@bob","event":"e"}"#), ErrorCode::Forbidden);
+        let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_COMMAND_BYTES));
         assert_eq!(code(&big), ErrorCode::TooLarge);
     }
 
     #[test]
     fn replies_serialise_as_the_contract_says() {
-        let ack = Reply::Ack {
-            id: Some("m1".into()),
-            room: "lobby".into(),
-            seq: 4,
-        };
+        let ack = Reply::Ack { id: Some("m1".into()), room: "lobby".into(), seq: 4 };
         assert_eq!(
             serde_json::to_string(&ack).unwrap(),
             r#"{"type":"ack","id":"m1","room":"lobby","seq":4}"#
@@ -338,9 +290,6 @@ mod tests {
             serde_json::to_string(&err).unwrap(),
             r#"{"type":"error","code":"not_joined","message":"x"}"#
         );
-        assert_eq!(
-            serde_json::to_string(&Reply::Pong).unwrap(),
-            r#"{"type":"pong"}"#
-        );
+        assert_eq!(serde_json::to_string(&Reply::Pong).unwrap(), r#"{"type":"pong"}"#);
     }
 }

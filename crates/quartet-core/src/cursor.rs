@@ -45,9 +45,7 @@ impl Cursor {
         if text.len() > MAX_CURSOR_LEN {
             return Err(bad("too long"));
         }
-        let raw = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| bad("not base64url"))?;
+        let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad("not base64url"))?;
         let raw = String::from_utf8(raw).map_err(|_| bad("not text"))?;
         let mut parts = raw.split('|');
         let epoch = parts.next().and_then(|e| u64::from_str_radix(e, 16).ok());
@@ -94,15 +92,9 @@ mod tests {
         let mut positions = BTreeMap::new();
         positions.insert(LogId::Room(RoomName::parse("lobby").unwrap()), Seq(43));
         positions.insert(LogId::Inbox(UserName::parse("alice").unwrap()), Seq(2));
-        let cursor = Cursor {
-            epoch: Epoch(0x1f0c),
-            positions,
-        };
+        let cursor = Cursor { epoch: Epoch(0x1f0c), positions };
         let text = cursor.encode();
-        assert!(
-            text.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(text.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(Cursor::decode(&text).unwrap(), cursor);
     }
 
@@ -118,11 +110,7 @@ mod tests {
             enc("1f|a:1|a:2"),
             "A".repeat(MAX_CURSOR_LEN + 1),
         ] {
-            assert_eq!(
-                Cursor::decode(&bad).unwrap_err().code,
-                ErrorCode::BadCursor,
-                "{bad}"
-            );
+            assert_eq!(Cursor::decode(&bad).unwrap_err().code, ErrorCode::BadCursor, "{bad}");
         }
     }
 }

@@ -61,10 +61,7 @@ pub struct MemoryEngine {
 impl MemoryEngine {
     /// A fresh, empty engine with a random epoch.
     pub fn new() -> MemoryEngine {
-        MemoryEngine {
-            epoch: Epoch(rand::random()),
-            heads: Mutex::default(),
-        }
+        MemoryEngine { epoch: Epoch(rand::random()), heads: Mutex::default() }
     }
 }
 
@@ -96,13 +93,7 @@ impl Engine for MemoryEngine {
     }
 
     fn head<'a>(&'a self, log: &'a LogId) -> BoxFuture<'a, Result<Seq, Error>> {
-        let seq = self
-            .heads
-            .lock()
-            .expect("engine lock")
-            .get(log)
-            .copied()
-            .unwrap_or_default();
+        let seq = self.heads.lock().expect("engine lock").get(log).copied().unwrap_or_default();
         Box::pin(async move { Ok(seq) })
     }
 }

@@ -43,18 +43,8 @@ impl Draft {
         scope: Scope,
         data: Box<RawValue>,
     ) -> Draft {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Draft {
-            log,
-            event,
-            from,
-            from_client,
-            scope,
-            data,
-            ts,
-        }
+        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Draft { log, event, from, from_client, scope, data, ts }
     }
 }
 
@@ -72,11 +62,7 @@ impl Entry {
     /// Builds the entry and encodes it.
     pub fn new(seq: Seq, draft: Draft) -> Arc<Entry> {
         let json_head = encode_head(seq, &draft);
-        Arc::new(Entry {
-            seq,
-            draft,
-            json_head,
-        })
+        Arc::new(Entry { seq, draft, json_head })
     }
 
     /// The event JSON up to (and including) `"cursor":"`.

@@ -19,8 +19,8 @@ use crate::entry::{Draft, Entry};
 use crate::error::{Error, ErrorCode};
 use crate::ids::{ClientId, EventName, LogId, RoomName, Seq, UserName};
 use crate::limits::{
-    DEFAULT_HEARTBEAT, HEARTBEATS_BEFORE_TIMEOUT, MAX_CLIENTS, MAX_LOGS, MAX_ROOMS_PER_CLIENT,
-    RING_BYTES, RING_CAPACITY,
+    DEFAULT_HEARTBEAT, HEARTBEATS_BEFORE_TIMEOUT, MAX_CLIENTS, MAX_LOGS, MAX_ROOMS_PER_CLIENT, RING_BYTES,
+    RING_CAPACITY,
 };
 use crate::log::Log;
 use crate::reader::Reader;
@@ -43,11 +43,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            heartbeat: DEFAULT_HEARTBEAT,
-            ring_capacity: RING_CAPACITY,
-            ring_bytes: RING_BYTES,
-        }
+        Config { heartbeat: DEFAULT_HEARTBEAT, ring_capacity: RING_CAPACITY, ring_bytes: RING_BYTES }
     }
 }
 
@@ -158,11 +154,7 @@ impl Hub {
         let inbox = self.log(LogId::Inbox(user.clone())).await?;
         let session = Arc::new(Session::new(user, inbox.clone(), inbox.head()));
         inbox.add_reader(session.clone());
-        self.shared
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .insert(session.id.clone(), session.clone());
+        self.shared.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
         self.shared.stats.registered.fetch_add(1, Ordering::Relaxed);
         let reader = Reader::new(self.shared.clone(), session.clone(), None);
         let config = &self.shared.config;
@@ -177,13 +169,7 @@ impl Hub {
 
     /// The live session of `client`, marking it alive.
     fn session(&self, client: &ClientId) -> Result<Arc<Session>, Error> {
-        let session = self
-            .shared
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .get(client)
-            .cloned();
+        let session = self.shared.sessions.lock().expect("sessions lock").get(client).cloned();
         let session = session.ok_or_else(Error::unknown_client)?;
         session.state().last_seen = Instant::now();
         Ok(session)
@@ -200,11 +186,7 @@ impl Hub {
     /// Runs a request body of commands (one object or an array) for `client`. A malformed body
     /// or an unknown client fails as a whole; otherwise every command gets its reply, in order,
     /// and the flag says whether the body was an array.
-    pub async fn execute(
-        &self,
-        client: &ClientId,
-        body: &[u8],
-    ) -> Result<(Vec<Reply>, bool), Error> {
+    pub async fn execute(&self, client: &ClientId, body: &[u8]) -> Result<(Vec<Reply>, bool), Error> {
         let (commands, is_array) = parse_commands(body)?;
         let session = self.session(client)?;
         let mut replies = Vec::with_capacity(commands.len());
@@ -224,41 +206,25 @@ impl Hub {
             return Ok(Reply::Pong);
         }
         if !session.state().bucket.take(Instant::now()) {
-            return Err(Error::new(
-                ErrorCode::RateLimited,
-                "too many commands; slow down",
-            ));
+            return Err(Error::new(ErrorCode::RateLimited, "too many commands; slow down"));
         }
         match command {
             Command::Ping => Ok(Reply::Pong),
             Command::Join { room } => self.join(session, room).await,
             Command::Leave { room } => self.leave(session, &room).await,
-            Command::Publish {
-                room,
-                event,
-                data,
-                to,
-                id,
-            } => {
+            Command::Publish { room, event, data, to, id } => {
                 let log = session.state().rooms.get(&room).map(|(log, _)| log.clone());
                 let log = log.ok_or_else(|| not_joined(&room))?;
                 self.publish_once(session, log, event, data, to, id).await
             }
-            Command::Direct {
-                user,
-                event,
-                data,
-                id,
-            } => {
-                let log = self.log(LogId::Inbox(user.clone())).await?;
-                if log.reader_count() == 0 {
-                    return Err(Error::new(
-                        ErrorCode::UnknownUser,
-                        format!("no client of user {user} is connected"),
-                    ));
-                }
-                self.publish_once(session, log, event, data, Scope::Room, id)
-                    .await
+            Command::Direct { user, event, data, id } => {
+                // Look the inbox up without creating it: a direct to a made-up name must not
+                // cost a log (logs are bounded by MAX_LOGS).
+                let log = self.existing_log(&LogId::Inbox(user.clone())).filter(|log| log.reader_count() > 0);
+                let log = log.ok_or_else(|| {
+                    Error::new(ErrorCode::UnknownUser, format!("no client of user {user} is connected"))
+                })?;
+                self.publish_once(session, log, event, data, Scope::Room, id).await
             }
         }
     }
@@ -277,20 +243,9 @@ impl Hub {
         if let Some(ack) = id.as_deref().and_then(|id| acks.get(id)) {
             return Ok(ack.clone());
         }
-        let draft = Draft::now(
-            log.id.clone(),
-            event,
-            session.user.clone(),
-            session.id.clone(),
-            scope,
-            data,
-        );
+        let draft = Draft::now(log.id.clone(), event, session.user.clone(), session.id.clone(), scope, data);
         let seq = self.append(&log, draft).await?;
-        let ack = Reply::Ack {
-            id: id.clone(),
-            room: log.id.to_string(),
-            seq: seq.0,
-        };
+        let ack = Reply::Ack { id: id.clone(), room: log.id.to_string(), seq: seq.0 };
         if let Some(id) = id {
             acks.remember(id, ack.clone());
         }
@@ -323,29 +278,16 @@ impl Hub {
         let log = self.log(LogId::Room(room.clone())).await?;
         let online = log.add_reader(session.clone());
         let seq = self.presence(session, &log, "join", online).await?;
-        session
-            .state()
-            .rooms
-            .insert(room.clone(), (log, Seq(seq.0 - 1)));
+        session.state().rooms.insert(room.clone(), (log, Seq(seq.0 - 1)));
         session.wake();
-        Ok(Reply::Joined {
-            room: room.to_string(),
-            seq: seq.0,
-            online,
-        })
+        Ok(Reply::Joined { room: room.to_string(), seq: seq.0, online })
     }
 
     async fn leave(&self, session: &Arc<Session>, room: &RoomName) -> Result<Reply, Error> {
-        let (log, _) = session
-            .state()
-            .rooms
-            .remove(room)
-            .ok_or_else(|| not_joined(room))?;
+        let (log, _) = session.state().rooms.remove(room).ok_or_else(|| not_joined(room))?;
         self.leave_log(session, &log).await?;
         session.wake();
-        Ok(Reply::Left {
-            room: room.to_string(),
-        })
+        Ok(Reply::Left { room: room.to_string() })
     }
 
     async fn leave_log(&self, session: &Arc<Session>, log: &Log) -> Result<Seq, Error> {
@@ -363,25 +305,14 @@ impl Hub {
         let data = serde_json::json!({ "action": action, "online": online }).to_string();
         let data = RawValue::from_string(data).expect("json value is valid JSON");
         let event = EventName::parse("presence").expect("valid name");
-        let draft = Draft::now(
-            log.id.clone(),
-            event,
-            session.user.clone(),
-            session.id.clone(),
-            Scope::Room,
-            data,
-        );
+        let draft =
+            Draft::now(log.id.clone(), event, session.user.clone(), session.id.clone(), Scope::Room, data);
         self.append(log, draft).await
     }
 
     /// Ends a client now: leaves its rooms (publishing presence `leave`), stops its readers.
     pub async fn remove(&self, client: &ClientId) -> Result<(), Error> {
-        let session = self
-            .shared
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .remove(client);
+        let session = self.shared.sessions.lock().expect("sessions lock").remove(client);
         let session = session.ok_or_else(Error::unknown_client)?;
         let rooms = {
             let mut state = session.state();
@@ -420,14 +351,9 @@ impl Hub {
                 self.shared.stats.expired.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.shared
-            .logs
-            .lock()
-            .expect("logs lock")
-            .retain(|_, log| {
-                log.idle_since()
-                    .is_none_or(|since| now.duration_since(since) < IDLE_LOG_EVICTION)
-            });
+        self.shared.logs.lock().expect("logs lock").retain(|_, log| {
+            log.idle_since().is_none_or(|since| now.duration_since(since) < IDLE_LOG_EVICTION)
+        });
         silent.len()
     }
 
@@ -445,22 +371,16 @@ impl Hub {
     pub async fn room_info(&self, room: &str) -> Result<RoomInfo, Error> {
         let room = RoomName::parse(room)?;
         let id = LogId::Room(room.clone());
-        let log = self
-            .shared
-            .logs
-            .lock()
-            .expect("logs lock")
-            .get(&id)
-            .cloned();
-        let (online, seq) = match log {
+        let (online, seq) = match self.existing_log(&id) {
             Some(log) => (log.reader_count(), log.head()),
             None => (0, self.shared.engine.head(&id).await?),
         };
-        Ok(RoomInfo {
-            room: room.to_string(),
-            online,
-            seq: seq.0,
-        })
+        Ok(RoomInfo { room: room.to_string(), online, seq: seq.0 })
+    }
+
+    /// The log `id` if this node holds it.
+    fn existing_log(&self, id: &LogId) -> Option<Arc<Log>> {
+        self.shared.logs.lock().expect("logs lock").get(id).cloned()
     }
 
     /// The log `id`, created on first use.
@@ -477,9 +397,9 @@ impl Hub {
                 format!("the server holds its maximum of {MAX_LOGS} rooms"),
             ));
         }
-        let log = logs.entry(id.clone()).or_insert_with(|| {
-            Arc::new(Log::new(id, head, config.ring_capacity, config.ring_bytes))
-        });
+        let log = logs
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Log::new(id, head, config.ring_capacity, config.ring_bytes)));
         Ok(log.clone())
     }
 }

@@ -21,9 +21,7 @@ fn check_name(what: &str, name: &str) -> Result<(), Error> {
     if name.is_empty() || name.len() > MAX_NAME_LEN || !name.bytes().all(ok_char) {
         return Err(Error::new(
             ErrorCode::BadRequest,
-            format!(
-                "{what} must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ -, got {name:?}"
-            ),
+            format!("{what} must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ -, got {name:?}"),
         ));
     }
     Ok(())
@@ -174,14 +172,7 @@ mod tests {
     #[test]
     fn names_accept_the_small_alphabet_only() {
         assert!(RoomName::parse("lobby-1_A").is_ok());
-        for bad in [
-            "",
-            "has space",
-            "é",
-            "a/b",
-            "@x",
-            &"x".repeat(MAX_NAME_LEN + 1),
-        ] {
+        for bad in ["", "has space", "é", "a/b", "@x", &"x".repeat(MAX_NAME_LEN + 1)] {
             let err = RoomName::parse(bad).unwrap_err();
             assert_eq!(err.code, ErrorCode::BadRequest, "{bad:?}");
         }
@@ -199,10 +190,6 @@ mod tests {
         let (a, b) = (ClientId::random(), ClientId::random());
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 22);
-        assert!(
-            a.as_str()
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 }

@@ -55,22 +55,13 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        session: Arc<Session>,
-        cursor: Option<Cursor>,
-    ) -> Reader {
+    pub(crate) fn new(shared: Arc<Shared>, session: Arc<Session>, cursor: Option<Cursor>) -> Reader {
         {
             let mut state = session.state();
             state.streams += 1;
             state.last_seen = Instant::now();
         }
-        let mut reader = Reader {
-            shared,
-            session,
-            positions: BTreeMap::new(),
-            reset: Vec::new(),
-        };
+        let mut reader = Reader { shared, session, positions: BTreeMap::new(), reset: Vec::new() };
         match cursor {
             // No cursor: start from "now" in every log the client reads.
             None => {
@@ -97,11 +88,7 @@ impl Reader {
     }
 
     fn cursor(&self) -> String {
-        Cursor {
-            epoch: self.shared.engine.epoch(),
-            positions: self.positions.clone(),
-        }
-        .encode()
+        Cursor { epoch: self.shared.engine.epoch(), positions: self.positions.clone() }.encode()
     }
 
     /// Reads what is there now. Fails with `unknown_client` once the session has ended.
@@ -113,12 +100,7 @@ impl Reader {
         // Forget logs the client no longer reads (left rooms); start joined ones at their floor.
         let mut positions = BTreeMap::new();
         for (log, floor) in &logs {
-            let at = self
-                .positions
-                .get(&log.id)
-                .copied()
-                .unwrap_or(*floor)
-                .max(*floor);
+            let at = self.positions.get(&log.id).copied().unwrap_or(*floor).max(*floor);
             positions.insert(log.id.clone(), at);
         }
         self.positions = positions;
@@ -138,11 +120,7 @@ impl Reader {
                 break;
             }
             let after = self.positions[&log.id];
-            let read = log
-                .ring
-                .lock()
-                .expect("ring lock")
-                .read_after(after, budget);
+            let read = log.ring.lock().expect("ring lock").read_after(after, budget);
             if let Some((from, to)) = read.gap {
                 self.positions.insert(log.id.clone(), to);
                 let cursor = self.cursor();
@@ -155,21 +133,12 @@ impl Reader {
                 self.positions.insert(log.id.clone(), entry.seq);
                 if entry.visible_to(&self.session.id) {
                     let cursor = self.cursor();
-                    deliveries.push(Delivery {
-                        frame: entry.frame(&cursor),
-                        cursor,
-                    });
+                    deliveries.push(Delivery { frame: entry.frame(&cursor), cursor });
                 }
             }
         }
-        self.shared
-            .stats
-            .delivered
-            .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
-        Ok(Batch {
-            deliveries,
-            cursor: self.cursor(),
-        })
+        self.shared.stats.delivered.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+        Ok(Batch { deliveries, cursor: self.cursor() })
     }
 
     /// Waits up to `max_wait` for something to deliver; returns it at once when it comes, or an

@@ -39,14 +39,7 @@ pub struct Read {
 impl Ring {
     /// An empty ring whose log already holds events up to `head` (0 for a new log).
     pub fn new(head: Seq, max_entries: usize, max_bytes: usize) -> Ring {
-        Ring {
-            entries: VecDeque::new(),
-            head,
-            pending: BTreeMap::new(),
-            bytes: 0,
-            max_entries,
-            max_bytes,
-        }
+        Ring { entries: VecDeque::new(), head, pending: BTreeMap::new(), bytes: 0, max_entries, max_bytes }
     }
 
     /// The last visible seq.
@@ -74,8 +67,7 @@ impl Ring {
         self.head = entry.seq;
         self.bytes += entry.size();
         self.entries.push_back(entry);
-        while self.entries.len() > self.max_entries
-            || (self.bytes > self.max_bytes && self.entries.len() > 1)
+        while self.entries.len() > self.max_entries || (self.bytes > self.max_bytes && self.entries.len() > 1)
         {
             let old = self.entries.pop_front().expect("ring is not empty");
             self.bytes -= old.size();
@@ -95,8 +87,7 @@ impl Ring {
             return read;
         }
         let skip = (from.0 + 1 - oldest.0) as usize;
-        read.entries
-            .extend(self.entries.iter().skip(skip).take(limit).cloned());
+        read.entries.extend(self.entries.iter().skip(skip).take(limit).cloned());
         read
     }
 }

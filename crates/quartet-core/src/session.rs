@@ -89,10 +89,7 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     fn full(now: Instant) -> TokenBucket {
-        TokenBucket {
-            tokens: COMMAND_BURST,
-            last: now,
-        }
+        TokenBucket { tokens: COMMAND_BURST, last: now }
     }
 
     /// Takes one token if there is one.

@@ -21,29 +21,18 @@ async fn client(hub: &Hub, name: &str) -> (ClientId, String) {
 }
 
 async fn run(hub: &Hub, client: &ClientId, command: Value) -> Value {
-    let (replies, _) = hub
-        .execute(client, command.to_string().as_bytes())
-        .await
-        .unwrap();
+    let (replies, _) = hub.execute(client, command.to_string().as_bytes()).await.unwrap();
     serde_json::to_value(&replies[0]).unwrap()
 }
 
 /// Reads everything now and returns the frames as JSON values.
 fn drain(reader: &mut Reader) -> Vec<Value> {
     let batch = reader.read_since().unwrap();
-    batch
-        .deliveries
-        .iter()
-        .map(|d| serde_json::from_slice(&d.frame).unwrap())
-        .collect()
+    batch.deliveries.iter().map(|d| serde_json::from_slice(&d.frame).unwrap()).collect()
 }
 
 fn chat(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["event"] == "chat")
-        .map(|e| e["data"].as_str().unwrap().to_owned())
-        .collect()
+    events.iter().filter(|e| e["event"] == "chat").map(|e| e["data"].as_str().unwrap().to_owned()).collect()
 }
 
 /// A room's events reach every member in seq order; scopes `others` and `self` filter readers.
@@ -56,26 +45,16 @@ async fn publish_scopes_filter_readers() {
     let mut rb = hub.reader(&bob, Some(&b_cur)).unwrap();
     run(&hub, &alice, json!({"type":"join","room":"lobby"})).await;
     run(&hub, &bob, json!({"type":"join","room":"lobby"})).await;
-    for (to, text) in [
-        ("room", "all"),
-        ("others", "not-alice"),
-        ("self", "only-alice"),
-    ] {
-        let ack = run(
-            &hub,
-            &alice,
-            json!({"type":"publish","room":"lobby","event":"chat","data":text,"to":to}),
-        )
-        .await;
+    for (to, text) in [("room", "all"), ("others", "not-alice"), ("self", "only-alice")] {
+        let ack =
+            run(&hub, &alice, json!({"type":"publish","room":"lobby","event":"chat","data":text,"to":to}))
+                .await;
         assert_eq!(ack["type"], "ack");
     }
     assert_eq!(chat(&drain(&mut ra)), ["all", "only-alice"]);
     let b_events = drain(&mut rb);
     assert_eq!(chat(&b_events), ["all", "not-alice"]);
-    let seqs: Vec<u64> = b_events
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = b_events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq order: {seqs:?}");
 }
 
@@ -132,21 +111,11 @@ async fn cursor_resumes_without_loss_or_repeat() {
     let (alice, cur) = client(&hub, "alice").await;
     let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
-    run(
-        &hub,
-        &alice,
-        json!({"type":"publish","room":"r","event":"chat","data":"1"}),
-    )
-    .await;
+    run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"1"})).await;
     let first = drain(&mut reader);
     let resume = first.last().unwrap()["cursor"].as_str().unwrap().to_owned();
     drop(reader);
-    run(
-        &hub,
-        &alice,
-        json!({"type":"publish","room":"r","event":"chat","data":"2"}),
-    )
-    .await;
+    run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"2"})).await;
     let mut again = hub.reader(&alice, Some(&resume)).unwrap();
     assert_eq!(chat(&drain(&mut again)), ["2"]);
 }
@@ -154,36 +123,19 @@ async fn cursor_resumes_without_loss_or_repeat() {
 /// A cursor older than the ring gets an explicit gap with the missing range, then the rest.
 #[tokio::test]
 async fn too_old_cursor_gets_a_gap() {
-    let hub = hub_with(Config {
-        ring_capacity: 4,
-        ..Config::default()
-    });
+    let hub = hub_with(Config { ring_capacity: 4, ..Config::default() });
     let (alice, cur) = client(&hub, "alice").await;
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
-    let old = drain(&mut reader).last().unwrap()["cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let old = drain(&mut reader).last().unwrap()["cursor"].as_str().unwrap().to_owned();
     for i in 0..10 {
-        run(
-            &hub,
-            &alice,
-            json!({"type":"publish","room":"r","event":"chat","data":i.to_string()}),
-        )
-        .await;
+        run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":i.to_string()})).await;
     }
     let mut late = hub.reader(&alice, Some(&old)).unwrap();
     let events = drain(&mut late);
     assert_eq!(events[0]["type"], "gap");
     assert_eq!(events[0]["reason"], "evicted");
-    assert_eq!(
-        (
-            events[0]["missed_from"].as_u64(),
-            events[0]["missed_to"].as_u64()
-        ),
-        (Some(2), Some(7))
-    );
+    assert_eq!((events[0]["missed_from"].as_u64(), events[0]["missed_to"].as_u64()), (Some(2), Some(7)));
     assert_eq!(chat(&events), ["6", "7", "8", "9"]);
 }
 
@@ -200,11 +152,8 @@ async fn cursor_from_another_epoch_gets_a_reset_gap() {
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     let events = drain(&mut hub.reader(&alice, Some(&old_cursor)).unwrap());
     // One reset gap per log the old cursor named (the room and the inbox), then the new events.
-    let gaps: Vec<&str> = events
-        .iter()
-        .filter(|e| e["reason"] == "reset")
-        .map(|e| e["room"].as_str().unwrap())
-        .collect();
+    let gaps: Vec<&str> =
+        events.iter().filter(|e| e["reason"] == "reset").map(|e| e["room"].as_str().unwrap()).collect();
     assert_eq!(gaps, ["r", "@alice"]);
     assert_eq!(events[2]["event"], "presence");
 }
@@ -224,12 +173,7 @@ async fn wait_since_wakes_on_publish_or_times_out() {
     let client = alice.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        run(
-            &publisher,
-            &client,
-            json!({"type":"publish","room":"r","event":"chat","data":"hi"}),
-        )
-        .await;
+        run(&publisher, &client, json!({"type":"publish","room":"r","event":"chat","data":"hi"})).await;
     });
     let started = tokio::time::Instant::now();
     let batch = reader.wait_since(Duration::from_secs(30)).await.unwrap();
@@ -251,10 +195,7 @@ async fn silent_client_expires_and_leave_is_published() {
     assert_eq!(hub.expire_idle().await, 1);
     let events = drain(&mut ra);
     let last = events.last().unwrap();
-    assert_eq!(
-        (last["from"].as_str(), last["data"]["action"].as_str()),
-        (Some("bob"), Some("leave"))
-    );
+    assert_eq!((last["from"].as_str(), last["data"]["action"].as_str()), (Some("bob"), Some("leave")));
     let err = hub.execute(&bob, br#"{"type":"ping"}"#).await.unwrap_err();
     assert_eq!(err.code.as_str(), "unknown_client");
 }
@@ -266,31 +207,13 @@ async fn direct_messages_reach_the_users_inbox() {
     let (alice, _) = client(&hub, "alice").await;
     let (bob, b_cur) = client(&hub, "bob").await;
     let mut rb = hub.reader(&bob, Some(&b_cur)).unwrap();
-    let ack = run(
-        &hub,
-        &alice,
-        json!({"type":"direct","user":"bob","event":"chat","data":"psst","id":"d1"}),
-    )
-    .await;
-    assert_eq!(
-        (ack["type"].as_str(), ack["room"].as_str()),
-        (Some("ack"), Some("@bob"))
-    );
+    let ack =
+        run(&hub, &alice, json!({"type":"direct","user":"bob","event":"chat","data":"psst","id":"d1"})).await;
+    assert_eq!((ack["type"].as_str(), ack["room"].as_str()), (Some("ack"), Some("@bob")));
     let events = drain(&mut rb);
-    assert_eq!(
-        (events[0]["room"].as_str(), events[0]["from"].as_str()),
-        (Some("@bob"), Some("alice"))
-    );
-    let err = run(
-        &hub,
-        &alice,
-        json!({"type":"direct","user":"carol","event":"chat","id":"d2"}),
-    )
-    .await;
-    assert_eq!(
-        (err["code"].as_str(), err["id"].as_str()),
-        (Some("unknown_user"), Some("d2"))
-    );
+    assert_eq!((events[0]["room"].as_str(), events[0]["from"].as_str()), (Some("@bob"), Some("alice")));
+    let err = run(&hub, &alice, json!({"type":"direct","user":"carol","event":"chat","id":"d2"})).await;
+    assert_eq!((err["code"].as_str(), err["id"].as_str()), (Some("unknown_user"), Some("d2")));
 }
 
 /// Rule violations are per-command error replies; the other commands of the batch still run.
@@ -303,15 +226,9 @@ async fn rule_violations_are_error_replies() {
         {"type":"join","room":"r"},
         {"type":"leave","room":"nope"},
     ]);
-    let (replies, is_array) = hub
-        .execute(&alice, body.to_string().as_bytes())
-        .await
-        .unwrap();
+    let (replies, is_array) = hub.execute(&alice, body.to_string().as_bytes()).await.unwrap();
     assert!(is_array);
-    let replies: Vec<Value> = replies
-        .iter()
-        .map(|r| serde_json::to_value(r).unwrap())
-        .collect();
+    let replies: Vec<Value> = replies.iter().map(|r| serde_json::to_value(r).unwrap()).collect();
     assert_eq!(replies[0]["code"], "not_joined");
     assert_eq!(replies[1]["type"], "joined");
     assert_eq!(replies[2]["code"], "not_joined");
@@ -325,17 +242,9 @@ async fn command_flood_is_rate_limited() {
     let mut codes = Vec::new();
     for _ in 0..120 {
         let reply = run(&hub, &alice, json!({"type":"join","room":"r"})).await;
-        codes.push(
-            reply["type"].as_str().unwrap().to_owned() + reply["code"].as_str().unwrap_or(""),
-        );
+        codes.push(reply["type"].as_str().unwrap().to_owned() + reply["code"].as_str().unwrap_or(""));
     }
     assert!(codes[..100].iter().all(|c| c == "joined"));
-    assert!(
-        codes[100..].iter().all(|c| c == "errorrate_limited"),
-        "{codes:?}"
-    );
-    assert_eq!(
-        run(&hub, &alice, json!({"type":"ping"})).await["type"],
-        "pong"
-    );
+    assert!(codes[100..].iter().all(|c| c == "errorrate_limited"), "{codes:?}");
+    assert_eq!(run(&hub, &alice, json!({"type":"ping"})).await["type"], "pong");
 }

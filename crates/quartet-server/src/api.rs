@@ -35,10 +35,7 @@ fn bounded(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     if body.len() > MAX_COMMAND_BYTES {
         return Err(quartet_core::Error::new(
             quartet_core::ErrorCode::TooLarge,
-            format!(
-                "the body may be at most {MAX_COMMAND_BYTES} bytes, got {}",
-                body.len()
-            ),
+            format!("the body may be at most {MAX_COMMAND_BYTES} bytes, got {}", body.len()),
         )
         .into());
     }
@@ -51,13 +48,8 @@ pub async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = bounded(body)?;
-    let request: NewClient = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("malformed JSON: {e}"),
-        )
-    })?;
+    let request: NewClient = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")))?;
     let name = request.name.unwrap_or_else(|| "guest".to_owned());
     let registration = state.hub.register(&name).await?;
     Ok((StatusCode::CREATED, Json(registration)).into_response())
@@ -85,10 +77,7 @@ pub async fn remove(
 }
 
 /// `GET /v1/rooms/{room}` → `{"room":..,"online":N,"seq":S}`.
-pub async fn room(
-    State(state): State<AppState>,
-    Path(room): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn room(State(state): State<AppState>, Path(room): Path<String>) -> Result<Response, ApiError> {
     Ok(Json(state.hub.room_info(&room).await?).into_response())
 }
 
@@ -105,9 +94,5 @@ pub async fn index() -> Html<&'static str> {
 
 /// Any other route: a JSON 404.
 pub async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such route; see docs/protocol.md",
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/protocol.md")
 }

@@ -28,11 +28,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with an explicit status and code (for the few that are not the core's).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 }
 
@@ -51,11 +47,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> ApiError {
-        ApiError {
-            status: status_of(error.code),
-            code: error.code.as_str(),
-            message: error.message,
-        }
+        ApiError { status: status_of(error.code), code: error.code.as_str(), message: error.message }
     }
 }
 
@@ -69,32 +61,20 @@ impl From<BytesRejection> for ApiError {
                 format!("the body may be at most {limit} bytes"),
             )
         } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                rejection.body_text(),
-            )
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", rejection.body_text())
         }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            rejection.body_text(),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", rejection.body_text())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            kind: "error",
-            code: self.code,
-            message: self.message,
-        };
+        let body = ErrorBody { kind: "error", code: self.code, message: self.message };
         (self.status, Json(body)).into_response()
     }
 }

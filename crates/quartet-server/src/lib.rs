@@ -53,14 +53,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/clients", post(api::register))
         .route("/v1/clients/{client}", delete(api::remove))
         .route("/v1/clients/{client}/commands", post(api::commands))
-        .route(
-            "/v1/clients/{client}/poll",
-            get(transport::short_poll::poll),
-        )
-        .route(
-            "/v1/clients/{client}/long-poll",
-            get(transport::long_poll::long_poll),
-        )
+        .route("/v1/clients/{client}/poll", get(transport::short_poll::poll))
+        .route("/v1/clients/{client}/long-poll", get(transport::long_poll::long_poll))
         .route("/v1/clients/{client}/sse", get(transport::sse::sse))
         .route("/v1/clients/{client}/ws", get(transport::ws::ws))
         .route("/v1/rooms/{room}", get(api::room))
@@ -75,11 +69,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState {
-        hub: hub.clone(),
-        stats: Arc::default(),
-        shutdown: stop_rx,
-    };
+    let state = AppState { hub: hub.clone(), stats: Arc::default(), shutdown: stop_rx };
     let reaper = tokio::spawn(hub.run_reaper());
     // Events are small and latency matters more than packet count: no Nagle delay.
     let listener = listener.tap_io(|tcp| {

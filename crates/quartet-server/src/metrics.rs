@@ -101,10 +101,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         Transport::ALL
             .iter()
             .map(|t| {
-                (
-                    format!("{{transport=\"{}\"}}", t.name()),
-                    pick(state.stats.of(*t)).load(Ordering::Relaxed),
-                )
+                (format!("{{transport=\"{}\"}}", t.name()), pick(state.stats.of(*t)).load(Ordering::Relaxed))
             })
             .collect()
     };
@@ -114,23 +111,13 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Requests or connections per transport.",
         &per(|c| &c.requests),
     );
-    metric(
-        "quartet_transport_empty_total",
-        "counter",
-        "Poll responses with no event.",
-        &per(|c| &c.empty),
-    );
+    metric("quartet_transport_empty_total", "counter", "Poll responses with no event.", &per(|c| &c.empty));
     metric(
         "quartet_transport_delivered_total",
         "counter",
         "Events written per transport.",
         &per(|c| &c.delivered),
     );
-    metric(
-        "quartet_transport_open",
-        "gauge",
-        "Open streams per transport.",
-        &per(|c| &c.open),
-    );
+    metric("quartet_transport_open", "gauge", "Open streams per transport.", &per(|c| &c.open));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

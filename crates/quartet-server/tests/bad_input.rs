@@ -43,33 +43,19 @@ impl Api {
     }
 
     async fn post_raw(&self, url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let response = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
+        let response =
+            self.http.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
     }
 
     async fn get(&self, url: &str) -> (u16, Value) {
         let response = self.http.get(url).send().await.unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
     }
 
     /// The first reply to `command` posted alone.
     async fn reply(&self, command: Value) -> Value {
-        let (status, body) = self
-            .post_raw(&self.client_url("commands"), command.to_string())
-            .await;
+        let (status, body) = self.post_raw(&self.client_url("commands"), command.to_string()).await;
         assert_eq!(status, 200, "{body}");
         body["replies"][0].clone()
     }
@@ -85,10 +71,7 @@ fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["type"], "error", "{body}");
     assert_eq!(body["code"], want_code, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
 }
 
 /// Malformed JSON and oversized bodies fail the whole request, with 400 and 413.
@@ -101,30 +84,19 @@ async fn malformed_and_oversized_bodies() {
         let (status, body) = api.post_raw(&commands, bad).await;
         assert_error(status, &body, 400, "bad_request");
     }
-    let just_over = format!(
-        r#"{{"type":"ping","pad":"{}"}}"#,
-        "x".repeat(MAX_COMMAND_BYTES)
-    );
+    let just_over = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_COMMAND_BYTES));
     let (status, body) = api.post_raw(&commands, just_over).await;
     assert_error(status, &body, 413, "too_large");
     let huge = vec![b' '; 8 * 1024 * 1024];
     let (status, body) = api.post_raw(&commands, huge).await;
     assert_error(status, &body, 413, "too_large");
     let many: Vec<Value> = (0..100).map(|_| json!({"type":"ping"})).collect();
-    let (status, body) = api
-        .post_raw(&commands, Value::Array(many).to_string())
-        .await;
+    let (status, body) = api.post_raw(&commands, Value::Array(many).to_string()).await;
     assert_error(status, &body, 413, "too_large");
-    let (status, body) = api
-        .post_raw(&format!("{}/v1/clients", api.url), "{oops")
-        .await;
+    let (status, body) = api.post_raw(&format!("{}/v1/clients", api.url), "{oops").await;
     assert_error(status, &body, 400, "bad_request");
-    let (status, body) = api
-        .post_raw(
-            &format!("{}/v1/clients", api.url),
-            r#"{"name":"no spaces allowed"}"#,
-        )
-        .await;
+    let (status, body) =
+        api.post_raw(&format!("{}/v1/clients", api.url), r#"{"name":"no spaces allowed"}"#).await;
     assert_error(status, &body, 400, "bad_request");
     api.still_serving().await;
 }
@@ -138,34 +110,13 @@ async fn bad_commands_get_error_replies() {
         (json!({"type":"dance","id":"x1"}), "bad_request"),
         (json!({"room":"lobby","id":"x2"}), "bad_request"),
         (json!({"type":"join","id":"x3"}), "bad_request"),
-        (
-            json!({"type":"join","room":"bad room","id":"x4"}),
-            "bad_request",
-        ),
-        (
-            json!({"type":"publish","room":"lobby","id":"x5"}),
-            "bad_request",
-        ),
-        (
-            json!({"type":"publish","room":"lobby","event":"chat","id":"x6"}),
-            "not_joined",
-        ),
-        (
-            json!({"type":"leave","room":"lobby","id":"x7"}),
-            "not_joined",
-        ),
-        (
-            json!({"type":"publish","room":"lobby","event":"presence","id":"x8"}),
-            "forbidden",
-        ),
-        (
-            json!({"type":"direct","user":"nobody","event":"chat","id":"x9"}),
-            "unknown_user",
-        ),
-        (
-            json!({"type":"publish","room":"lobby","event":"chat","to":"everyone","id":"x10"}),
-            "bad_request",
-        ),
+        (json!({"type":"join","room":"bad room","id":"x4"}), "bad_request"),
+        (json!({"type":"publish","room":"lobby","id":"x5"}), "bad_request"),
+        (json!({"type":"publish","room":"lobby","event":"chat","id":"x6"}), "not_joined"),
+        (json!({"type":"leave","room":"lobby","id":"x7"}), "not_joined"),
+        (json!({"type":"publish","room":"lobby","event":"presence","id":"x8"}), "forbidden"),
+        (json!({"type":"direct","user":"nobody","event":"chat","id":"x9"}), "unknown_user"),
+        (json!({"type":"publish","room":"lobby","event":"chat","to":"everyone","id":"x10"}), "bad_request"),
     ];
     for (command, code) in cases {
         let reply = api.reply(command.clone()).await;
@@ -180,24 +131,14 @@ async fn bad_commands_get_error_replies() {
 #[tokio::test]
 async fn unknown_client_everywhere() {
     let server = start_default().await;
-    let api = Api {
-        client: "no-such-client".into(),
-        ..Api::new(&server).await
-    };
-    let (status, body) = api
-        .post_raw(&api.client_url("commands"), r#"{"type":"ping"}"#)
-        .await;
+    let api = Api { client: "no-such-client".into(), ..Api::new(&server).await };
+    let (status, body) = api.post_raw(&api.client_url("commands"), r#"{"type":"ping"}"#).await;
     assert_error(status, &body, 404, "unknown_client");
     for route in ["poll", "long-poll?wait_ms=10", "sse"] {
         let (status, body) = api.get(&api.client_url(route)).await;
         assert_error(status, &body, 404, "unknown_client");
     }
-    let response = api
-        .http
-        .delete(format!("{}/v1/clients/no-such-client", api.url))
-        .send()
-        .await
-        .unwrap();
+    let response = api.http.delete(format!("{}/v1/clients/no-such-client", api.url)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 404);
     let ws_url = api.client_url("ws").replacen("http", "ws", 1);
     match tokio_tungstenite::connect_async(ws_url).await {
@@ -215,26 +156,14 @@ async fn unknown_client_everywhere() {
 async fn bad_cursor_and_bad_query() {
     let server = start_default().await;
     let api = Api::new(&server).await;
-    for route in [
-        "poll?cursor=%%%",
-        "long-poll?cursor=bm9wZQ&wait_ms=10",
-        "sse?cursor=!!",
-    ] {
+    for route in ["poll?cursor=%%%", "long-poll?cursor=bm9wZQ&wait_ms=10", "sse?cursor=!!"] {
         let (status, body) = api.get(&api.client_url(route)).await;
         assert_error(status, &body, 400, "bad_cursor");
     }
-    let response = api
-        .http
-        .get(api.client_url("sse"))
-        .header("last-event-id", "garbage!")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        api.http.get(api.client_url("sse")).header("last-event-id", "garbage!").send().await.unwrap();
     assert_eq!(response.status().as_u16(), 400);
-    let ws_url = format!(
-        "{}?cursor=zz!",
-        api.client_url("ws").replacen("http", "ws", 1)
-    );
+    let ws_url = format!("{}?cursor=zz!", api.client_url("ws").replacen("http", "ws", 1));
     match tokio_tungstenite::connect_async(ws_url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status().as_u16(), 400)
@@ -248,9 +177,7 @@ async fn bad_cursor_and_bad_query() {
     let (status, body) = api.get(&format!("{}/no/such/route", api.url)).await;
     assert_error(status, &body, 404, "not_found");
     // A valid cursor still works after all that.
-    let (status, _) = api
-        .get(&api.client_url(&format!("poll?cursor={}", api.cursor)))
-        .await;
+    let (status, _) = api.get(&api.client_url(&format!("poll?cursor={}", api.cursor))).await;
     assert_eq!(status, 200);
     api.still_serving().await;
 }
@@ -261,39 +188,22 @@ async fn bad_cursor_and_bad_query() {
 async fn websocket_survives_bad_frames() {
     let server = start_default().await;
     let api = Api::new(&server).await;
-    let url = format!(
-        "{}?cursor={}",
-        api.client_url("ws").replacen("http", "ws", 1),
-        api.cursor
-    );
+    let url = format!("{}?cursor={}", api.client_url("ws").replacen("http", "ws", 1), api.cursor);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let oversized = format!(
-        r#"{{"type":"ping","pad":"{}"}}"#,
-        "x".repeat(MAX_COMMAND_BYTES)
-    );
+    let oversized = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_COMMAND_BYTES));
     let cases = [
         (Message::Text("{nope".into()), "bad_request"),
         (Message::Binary(vec![1, 2, 3].into()), "bad_request"),
         (Message::Text(oversized.into()), "too_large"),
         (Message::Text(r#"{"type":"fly"}"#.into()), "bad_request"),
-        (
-            Message::Text(r#"{"type":"publish","room":"x","event":"chat"}"#.into()),
-            "not_joined",
-        ),
+        (Message::Text(r#"{"type":"publish","room":"x","event":"chat"}"#.into()), "not_joined"),
     ];
     for (frame, code) in cases {
         socket.send(frame).await.unwrap();
         let reply = next_text(&mut socket).await;
-        assert_eq!(
-            (reply["type"].as_str(), reply["code"].as_str()),
-            (Some("error"), Some(code)),
-            "{reply}"
-        );
+        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some(code)), "{reply}");
     }
-    socket
-        .send(Message::Text(r#"{"type":"ping"}"#.into()))
-        .await
-        .unwrap();
+    socket.send(Message::Text(r#"{"type":"ping"}"#.into())).await.unwrap();
     assert_eq!(next_text(&mut socket).await["type"], "pong");
     api.still_serving().await;
 }
@@ -303,11 +213,8 @@ where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let message =
+            tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
         if let Message::Text(text) = message {
             return serde_json::from_str(&text).unwrap();
         }

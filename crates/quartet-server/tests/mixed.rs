@@ -10,10 +10,7 @@ use quartet_client::{Client, Event, TransportKind};
 
 /// Everything after the last join, as (seq, from, event, text).
 fn summary(events: &[Event]) -> Vec<(u64, String, String, String)> {
-    events
-        .iter()
-        .map(|e| (e.seq, e.from.clone(), e.event.clone(), text(e).to_owned()))
-        .collect()
+    events.iter().map(|e| (e.seq, e.from.clone(), e.event.clone(), text(e).to_owned())).collect()
 }
 
 /// Each of four clients, one per transport, publishes; all four see one identical order.
@@ -37,19 +34,10 @@ async fn four_transports_share_one_order() {
     let mut seen = Vec::new();
     for client in clients.iter_mut() {
         let frames = collect(client, 20, is_chat).await;
-        seen.push(summary(
-            &frames
-                .iter()
-                .map(|f| f.as_event().unwrap().clone())
-                .collect::<Vec<_>>(),
-        ));
+        seen.push(summary(&frames.iter().map(|f| f.as_event().unwrap().clone()).collect::<Vec<_>>()));
     }
     assert_eq!(seen[0].len(), 20);
-    assert_eq!(
-        seen[0].first().unwrap().0,
-        5,
-        "chat starts after the four joins"
-    );
+    assert_eq!(seen[0].first().unwrap().0, 5, "chat starts after the four joins");
     for (client, list) in clients.iter().zip(&seen) {
         assert_eq!(list, &seen[0], "{} differs from short-poll", client.kind());
     }
@@ -66,12 +54,7 @@ async fn a_cursor_resumes_on_any_transport() {
     join(&mut reader, "relay").await;
     let mut received = Vec::new();
     let mut sent = Vec::new();
-    let hops = [
-        TransportKind::LongPoll,
-        TransportKind::Sse,
-        TransportKind::Ws,
-        TransportKind::ShortPoll,
-    ];
+    let hops = [TransportKind::LongPoll, TransportKind::Sse, TransportKind::Ws, TransportKind::ShortPoll];
     for (hop, next) in hops.into_iter().enumerate() {
         // Two events while connected on the current transport...
         for i in 0..2 {
@@ -87,9 +70,7 @@ async fn a_cursor_resumes_on_any_transport() {
             say(&mut speaker, "relay", &line, "room").await;
             sent.push(line);
         }
-        reader = Client::resume(http, base, registration, next, &cursor, options())
-            .await
-            .unwrap();
+        reader = Client::resume(http, base, registration, next, &cursor, options()).await.unwrap();
         received.extend(chat_texts(&mut reader, 2).await);
     }
     assert_eq!(received, sent);

@@ -22,18 +22,13 @@ async fn receives_in_seq_order(kind: TransportKind) {
         say(&mut alice, "lobby", &format!("a{i}"), "room").await;
         say(&mut bob, "lobby", &format!("b{i}"), "room").await;
     }
-    let expected: Vec<String> = (0..5)
-        .flat_map(|i| [format!("a{i}"), format!("b{i}")])
-        .collect();
+    let expected: Vec<String> = (0..5).flat_map(|i| [format!("a{i}"), format!("b{i}")]).collect();
     for client in [&mut alice, &mut bob] {
         let frames = collect(client, 10, is_chat).await;
         let texts: Vec<&str> = frames.iter().map(|f| text(f.as_event().unwrap())).collect();
         assert_eq!(texts, expected, "{kind}");
         let seqs: Vec<u64> = frames.iter().map(|f| f.as_event().unwrap().seq).collect();
-        assert!(
-            seqs.windows(2).all(|w| w[1] == w[0] + 1),
-            "{kind}: seqs {seqs:?}"
-        );
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{kind}: seqs {seqs:?}");
     }
 }
 
@@ -47,16 +42,8 @@ async fn scopes(kind: TransportKind) {
     say(&mut alice, "lobby", "to-others", "others").await;
     say(&mut alice, "lobby", "to-self", "self").await;
     say(&mut alice, "lobby", "to-room", "room").await;
-    assert_eq!(
-        chat_texts(&mut alice, 2).await,
-        ["to-self", "to-room"],
-        "{kind}"
-    );
-    assert_eq!(
-        chat_texts(&mut bob, 2).await,
-        ["to-others", "to-room"],
-        "{kind}"
-    );
+    assert_eq!(chat_texts(&mut alice, 2).await, ["to-self", "to-room"], "{kind}");
+    assert_eq!(chat_texts(&mut bob, 2).await, ["to-others", "to-room"], "{kind}");
     assert_quiet(&mut alice, Duration::from_millis(300), is_chat).await;
     assert_quiet(&mut bob, Duration::from_millis(300), is_chat).await;
 }
@@ -67,26 +54,16 @@ async fn direct_messages(kind: TransportKind) {
     let mut alice = connect(&server, "alice", kind).await;
     let mut bob = connect(&server, "bob", kind).await;
     let ack = alice
-        .command(
-            json!({"type":"direct","user":"bob","event":"chat","data":{"text":"psst"},"id":"d1"}),
-        )
+        .command(json!({"type":"direct","user":"bob","event":"chat","data":{"text":"psst"},"id":"d1"}))
         .await
         .unwrap();
     assert_eq!(
-        (
-            ack["type"].as_str(),
-            ack["room"].as_str(),
-            ack["id"].as_str()
-        ),
+        (ack["type"].as_str(), ack["room"].as_str(), ack["id"].as_str()),
         (Some("ack"), Some("@bob"), Some("d1"))
     );
     let frames = collect(&mut bob, 1, is_chat).await;
     let event = frames[0].as_event().unwrap();
-    assert_eq!(
-        (event.room.as_str(), event.from.as_str(), text(event)),
-        ("@bob", "alice", "psst"),
-        "{kind}"
-    );
+    assert_eq!((event.room.as_str(), event.from.as_str(), text(event)), ("@bob", "alice", "psst"), "{kind}");
     assert_eq!(event.seq, ack["seq"].as_u64().unwrap());
     assert_quiet(&mut alice, Duration::from_millis(200), is_chat).await;
 }
@@ -96,17 +73,13 @@ async fn acks_and_idempotent_resend(kind: TransportKind) {
     let server = start_default().await;
     let mut alice = connect(&server, "alice", kind).await;
     join(&mut alice, "lobby").await;
-    let publish =
-        json!({"type":"publish","room":"lobby","event":"chat","data":{"text":"once"},"id":"m1"});
+    let publish = json!({"type":"publish","room":"lobby","event":"chat","data":{"text":"once"},"id":"m1"});
     let first = alice.command(publish.clone()).await.unwrap();
     let again = alice.command(publish).await.unwrap();
     assert_eq!(first["type"], "ack");
     assert_eq!(first, again, "{kind}");
     let frames = collect(&mut alice, 1, is_chat).await;
-    assert_eq!(
-        frames[0].as_event().unwrap().seq,
-        first["seq"].as_u64().unwrap()
-    );
+    assert_eq!(frames[0].as_event().unwrap().seq, first["seq"].as_u64().unwrap());
     assert_quiet(&mut alice, Duration::from_millis(300), is_chat).await;
 }
 
@@ -118,13 +91,8 @@ async fn presence_join_and_leave(kind: TransportKind) {
     join(&mut alice, "lobby").await;
     let joined = join(&mut bob, "lobby").await;
     assert_eq!(joined["online"], 2);
-    bob.command(json!({"type":"leave","room":"lobby"}))
-        .await
-        .unwrap();
-    let frames = collect(&mut alice, 3, |f| {
-        f.as_event().is_some_and(|e| e.event == "presence")
-    })
-    .await;
+    bob.command(json!({"type":"leave","room":"lobby"})).await.unwrap();
+    let frames = collect(&mut alice, 3, |f| f.as_event().is_some_and(|e| e.event == "presence")).await;
     let seen: Vec<(String, String, u64)> = frames
         .iter()
         .map(|f| {
@@ -136,48 +104,28 @@ async fn presence_join_and_leave(kind: TransportKind) {
             )
         })
         .collect();
-    let expected = [
-        ("alice", "join", 1),
-        ("bob", "join", 2),
-        ("bob", "leave", 1),
-    ];
-    assert_eq!(
-        seen,
-        expected.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c)),
-        "{kind}"
-    );
+    let expected = [("alice", "join", 1), ("bob", "join", 2), ("bob", "leave", 1)];
+    assert_eq!(seen, expected.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c)), "{kind}");
 }
 
 /// A connected client stays alive over several timeouts; once it disconnects without a
 /// goodbye, it is removed within the timeout and the room hears its `leave`.
 async fn heartbeat_expiry(kind: TransportKind) {
-    let config = Config {
-        heartbeat: Duration::from_millis(300),
-        ..Config::default()
-    };
+    let config = Config { heartbeat: Duration::from_millis(300), ..Config::default() };
     let server = start(config.clone()).await;
     let mut options = options();
     options.long_poll_wait = Duration::from_millis(200);
     // The watcher holds an SSE stream: alive without reading, unlike a WebSocket, which must
     // answer pings, or a poller, which must keep asking.
     let mut watcher =
-        Client::connect_with(&server.url, "watcher", TransportKind::Sse, options.clone())
-            .await
-            .unwrap();
-    let mut idle = Client::connect_with(&server.url, "idle", kind, options)
-        .await
-        .unwrap();
+        Client::connect_with(&server.url, "watcher", TransportKind::Sse, options.clone()).await.unwrap();
+    let mut idle = Client::connect_with(&server.url, "idle", kind, options).await.unwrap();
     join(&mut watcher, "lobby").await;
     join(&mut idle, "lobby").await;
     // Keep receiving on `idle` for three timeouts: its transport alone must keep it alive.
-    let frames = idle
-        .receive_n(usize::MAX, config.client_timeout() * 3)
-        .await
-        .unwrap();
+    let frames = idle.receive_n(usize::MAX, config.client_timeout() * 3).await.unwrap();
     assert!(
-        frames
-            .iter()
-            .all(|f| f.as_event().is_none_or(|e| e.data["action"] != "leave")),
+        frames.iter().all(|f| f.as_event().is_none_or(|e| e.data["action"] != "leave")),
         "{kind}: {frames:?}"
     );
     assert_eq!(
@@ -187,10 +135,7 @@ async fn heartbeat_expiry(kind: TransportKind) {
     );
     // Now go silent: drop the connection without DELETE.
     drop(idle.disconnect());
-    let leave = collect(&mut watcher, 1, |f| {
-        f.as_event().is_some_and(|e| e.data["action"] == "leave")
-    })
-    .await;
+    let leave = collect(&mut watcher, 1, |f| f.as_event().is_some_and(|e| e.data["action"] == "leave")).await;
     assert_eq!(leave[0].as_event().unwrap().from, "idle", "{kind}");
 }
 
@@ -207,25 +152,15 @@ async fn resume_after_disconnect(kind: TransportKind) {
     for i in 0..3 {
         say(&mut bob, "lobby", &format!("missed{i}"), "room").await;
     }
-    let mut alice = Client::resume(http, base, registration, kind, &cursor, options())
-        .await
-        .unwrap();
+    let mut alice = Client::resume(http, base, registration, kind, &cursor, options()).await.unwrap();
     say(&mut bob, "lobby", "after", "room").await;
-    assert_eq!(
-        chat_texts(&mut alice, 4).await,
-        ["missed0", "missed1", "missed2", "after"],
-        "{kind}"
-    );
+    assert_eq!(chat_texts(&mut alice, 4).await, ["missed0", "missed1", "missed2", "after"], "{kind}");
     assert_quiet(&mut alice, Duration::from_millis(300), is_chat).await;
 }
 
 /// A cursor older than what the server keeps gets an explicit gap, then what is kept.
 async fn gap_for_a_too_old_cursor(kind: TransportKind) {
-    let server = start(Config {
-        ring_capacity: 8,
-        ..Config::default()
-    })
-    .await;
+    let server = start(Config { ring_capacity: 8, ..Config::default() }).await;
     let mut alice = connect(&server, "alice", kind).await;
     let mut bob = connect(&server, "bob", TransportKind::Ws).await;
     join(&mut alice, "lobby").await;
@@ -236,32 +171,14 @@ async fn gap_for_a_too_old_cursor(kind: TransportKind) {
     for i in 0..20 {
         say(&mut bob, "lobby", &format!("m{i}"), "room").await;
     }
-    let mut alice = Client::resume(http, base, registration, kind, &cursor, options())
-        .await
-        .unwrap();
+    let mut alice = Client::resume(http, base, registration, kind, &cursor, options()).await.unwrap();
     let frames = collect(&mut alice, 9, |_| true).await;
-    let Frame::Gap(gap) = &frames[0] else {
-        panic!("{kind}: expected a gap first, got {frames:?}")
-    };
-    assert_eq!(
-        (gap.room.as_str(), gap.reason.as_str()),
-        ("lobby", "evicted")
-    );
+    let Frame::Gap(gap) = &frames[0] else { panic!("{kind}: expected a gap first, got {frames:?}") };
+    assert_eq!((gap.room.as_str(), gap.reason.as_str()), ("lobby", "evicted"));
     // Seqs: 1 alice join, 2 bob join, 3 "seen", 4..=23 m0..m19; the ring keeps 16..=23.
-    assert_eq!(
-        (gap.missed_from, gap.missed_to),
-        (Some(4), Some(15)),
-        "{kind}"
-    );
-    let texts: Vec<&str> = frames[1..]
-        .iter()
-        .map(|f| text(f.as_event().unwrap()))
-        .collect();
-    assert_eq!(
-        texts,
-        ["m12", "m13", "m14", "m15", "m16", "m17", "m18", "m19"],
-        "{kind}"
-    );
+    assert_eq!((gap.missed_from, gap.missed_to), (Some(4), Some(15)), "{kind}");
+    let texts: Vec<&str> = frames[1..].iter().map(|f| text(f.as_event().unwrap())).collect();
+    assert_eq!(texts, ["m12", "m13", "m14", "m15", "m16", "m17", "m18", "m19"], "{kind}");
 }
 
 macro_rules! over_every_transport {

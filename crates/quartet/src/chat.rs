@@ -39,21 +39,14 @@ const HELP: &str = "\
   /quit             leave everything and exit";
 
 pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let options = Options {
-        poll_interval: Duration::from_millis(args.poll_ms),
-        ..Options::default()
-    };
+    let options = Options { poll_interval: Duration::from_millis(args.poll_ms), ..Options::default() };
     let mut client = Client::connect_with(&args.url, &args.name, args.transport, options)
         .await
         .with_context(|| format!("cannot reach {}", args.url))?;
     let mut room = args.room.clone();
     let reply = client.command(json!({"type":"join","room":room})).await?;
     show_reply(&reply);
-    println!(
-        "-- {} in {room} over {} (/help for commands)",
-        args.name,
-        client.kind()
-    );
+    println!("-- {} in {room} over {} (/help for commands)", args.name, client.kind());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut counter = 0u64;
     loop {
@@ -134,9 +127,7 @@ fn parse_line(line: &str, room: &str, id: &str) -> Input {
         ),
         "dm" => {
             let (user, text) = arg.split_once(' ').unwrap_or((arg, ""));
-            Input::Command(
-                json!({"type":"direct","user":user,"event":"chat","data":{"text":text},"id":id}),
-            )
+            Input::Command(json!({"type":"direct","user":user,"event":"chat","data":{"text":text},"id":id}))
         }
         "join" => Input::Command(json!({"type":"join","room":arg})),
         "leave" => Input::Command(json!({"type":"leave","room":arg})),
@@ -156,11 +147,9 @@ fn parse_line(line: &str, room: &str, id: &str) -> Input {
 
 fn show_reply(reply: &Value) {
     match reply["type"].as_str() {
-        Some("joined") => println!(
-            "-- joined {} ({} online)",
-            reply["room"].as_str().unwrap_or("?"),
-            reply["online"]
-        ),
+        Some("joined") => {
+            println!("-- joined {} ({} online)", reply["room"].as_str().unwrap_or("?"), reply["online"])
+        }
         Some("left") => println!("-- left {}", reply["room"].as_str().unwrap_or("?")),
         Some("error") => println!(
             "!! {}: {}",
@@ -179,22 +168,11 @@ fn show_frame(frame: &Frame) {
 }
 
 fn render(e: &Event) -> String {
-    let text = |v: &Value| {
-        v.get("text")
-            .and_then(Value::as_str)
-            .map_or_else(|| v.to_string(), str::to_owned)
-    };
+    let text = |v: &Value| v.get("text").and_then(Value::as_str).map_or_else(|| v.to_string(), str::to_owned);
     match e.event.as_str() {
         "presence" => {
-            let action = if e.data["action"] == "join" {
-                "joined"
-            } else {
-                "left"
-            };
-            format!(
-                "[{} #{}] * {} {action} ({} online)",
-                e.room, e.seq, e.from, e.data["online"]
-            )
+            let action = if e.data["action"] == "join" { "joined" } else { "left" };
+            format!("[{} #{}] * {} {action} ({} online)", e.room, e.seq, e.from, e.data["online"])
         }
         "gift" => format!(
             "[{} #{}] * {} sent a {}",

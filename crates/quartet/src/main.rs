@@ -7,12 +7,7 @@ use clap::{Parser, Subcommand};
 
 /// One IM core over short polling, long polling, Server-Sent Events and WebSocket.
 #[derive(Parser)]
-#[command(
-    name = "quartet",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "quartet", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -46,9 +41,7 @@ struct BenchArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         None => runtime.block_on(serve::run(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),

@@ -26,9 +26,7 @@ pub(crate) struct ServeArgs {
 
 fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
     if args.redis.is_some() {
-        bail!(
-            "--redis: the Redis cluster engine is not built yet; run one node with --store memory"
-        );
+        bail!("--redis: the Redis cluster engine is not built yet; run one node with --store memory");
     }
     if args.auth_secret.is_some() {
         bail!(
@@ -51,9 +49,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .init();
     let engine = engine(&args)?;
-    let listener = TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let listener =
+        TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     let hub = Hub::new(engine.clone(), Config::default());
     let addr = listener.local_addr()?;
     println!("quartet listening on http://{addr}");

@@ -66,29 +66,11 @@ fn two_chats_talk_through_a_server() {
     let url = banner.rsplit(' ').next().unwrap().to_owned();
     expect_line(&server_out, "NOTHING IS KEPT");
 
-    let (mut alice, alice_out) = spawn(&[
-        "chat",
-        "--transport",
-        "sse",
-        "--room",
-        "lobby",
-        "--name",
-        "alice",
-        "--url",
-        &url,
-    ]);
+    let (mut alice, alice_out) =
+        spawn(&["chat", "--transport", "sse", "--room", "lobby", "--name", "alice", "--url", &url]);
     expect_line(&alice_out, "joined lobby");
-    let (mut bob, bob_out) = spawn(&[
-        "chat",
-        "--transport",
-        "ws",
-        "--room",
-        "lobby",
-        "--name",
-        "bob",
-        "--url",
-        &url,
-    ]);
+    let (mut bob, bob_out) =
+        spawn(&["chat", "--transport", "ws", "--room", "lobby", "--name", "bob", "--url", &url]);
     expect_line(&bob_out, "joined lobby");
     expect_line(&alice_out, "bob joined");
 
@@ -105,10 +87,7 @@ fn two_chats_talk_through_a_server() {
 /// `quartet bench` is not built yet, and says so instead of pretending.
 #[test]
 fn bench_placeholder_says_it_is_not_built() {
-    let output = Command::new(BIN)
-        .args(["bench", "--quick"])
-        .output()
-        .unwrap();
+    let output = Command::new(BIN).args(["bench", "--quick"]).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
 }
@@ -116,19 +95,9 @@ fn bench_placeholder_says_it_is_not_built() {
 /// Flags for engines that do not exist yet fail loudly rather than being ignored.
 #[test]
 fn unbuilt_stores_are_refused() {
-    for args in [
-        &["--store", "sqlite:x.db"][..],
-        &["--redis", "redis://127.0.0.1"][..],
-    ] {
-        let output = Command::new(BIN)
-            .args(args)
-            .args(["--addr", "127.0.0.1:0"])
-            .output()
-            .unwrap();
+    for args in [&["--store", "sqlite:x.db"][..], &["--redis", "redis://127.0.0.1"][..]] {
+        let output = Command::new(BIN).args(args).args(["--addr", "127.0.0.1:0"]).output().unwrap();
         assert!(!output.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("not built yet"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"), "{args:?}");
     }
 }

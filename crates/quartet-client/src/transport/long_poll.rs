@@ -18,11 +18,7 @@ pub struct LongPoll {
 
 impl LongPoll {
     pub(crate) fn new(endpoint: Endpoint, cursor: String, wait: Duration) -> LongPoll {
-        LongPoll {
-            endpoint,
-            cursor,
-            wait,
-        }
+        LongPoll { endpoint, cursor, wait }
     }
 }
 

@@ -39,12 +39,8 @@ pub enum TransportKind {
 
 impl TransportKind {
     /// All four, in teaching order.
-    pub const ALL: [TransportKind; 4] = [
-        TransportKind::ShortPoll,
-        TransportKind::LongPoll,
-        TransportKind::Sse,
-        TransportKind::Ws,
-    ];
+    pub const ALL: [TransportKind; 4] =
+        [TransportKind::ShortPoll, TransportKind::LongPoll, TransportKind::Sse, TransportKind::Ws];
 
     /// `short-poll`, `long-poll`, `sse` or `ws`.
     pub fn name(self) -> &'static str {
@@ -69,9 +65,7 @@ impl FromStr for TransportKind {
         TransportKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                format!("unknown transport {s:?}: expected short-poll, long-poll, sse or ws")
-            })
+            .ok_or_else(|| format!("unknown transport {s:?}: expected short-poll, long-poll, sse or ws"))
     }
 }
 
@@ -86,10 +80,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            poll_interval: Duration::from_millis(500),
-            long_poll_wait: Duration::from_secs(25),
-        }
+        Options { poll_interval: Duration::from_millis(500), long_poll_wait: Duration::from_secs(25) }
     }
 }
 
@@ -102,10 +93,7 @@ pub trait Transport: Send {
     fn cursor(&self) -> &str;
 
     /// Sends commands; returns one reply per command, in order.
-    fn send(
-        &mut self,
-        commands: Vec<Value>,
-    ) -> impl Future<Output = Result<Vec<Value>, ClientError>> + Send;
+    fn send(&mut self, commands: Vec<Value>) -> impl Future<Output = Result<Vec<Value>, ClientError>> + Send;
 
     /// Waits for the next non-empty batch of frames. Safe to cancel: nothing received is lost,
     /// since the cursor only moves past frames that were returned.
@@ -126,16 +114,8 @@ impl Endpoint {
     }
 
     /// `POST …/commands` with an array; returns the replies.
-    pub(crate) async fn post_commands(
-        &self,
-        commands: Vec<Value>,
-    ) -> Result<Vec<Value>, ClientError> {
-        let response = self
-            .http
-            .post(self.url("commands"))
-            .json(&commands)
-            .send()
-            .await?;
+    pub(crate) async fn post_commands(&self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+        let response = self.http.post(self.url("commands")).json(&commands).send().await?;
         let body: Value = json_or_error(response).await?;
         match body.get("replies") {
             Some(Value::Array(replies)) => Ok(replies.clone()),
@@ -173,11 +153,7 @@ impl AnyTransport {
         cursor: &str,
         options: &Options,
     ) -> Result<AnyTransport, ClientError> {
-        let endpoint = Endpoint {
-            http: http.clone(),
-            base: base.to_owned(),
-            client: client.to_owned(),
-        };
+        let endpoint = Endpoint { http: http.clone(), base: base.to_owned(), client: client.to_owned() };
         let cursor = cursor.to_owned();
         Ok(match kind {
             TransportKind::ShortPoll => {

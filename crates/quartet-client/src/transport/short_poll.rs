@@ -19,12 +19,7 @@ pub struct ShortPoll {
 
 impl ShortPoll {
     pub(crate) fn new(endpoint: Endpoint, cursor: String, interval: Duration) -> ShortPoll {
-        ShortPoll {
-            endpoint,
-            cursor,
-            interval,
-            idle: false,
-        }
+        ShortPoll { endpoint, cursor, interval, idle: false }
     }
 }
 
@@ -47,11 +42,8 @@ impl Transport for ShortPoll {
                 tokio::time::sleep(self.interval).await;
             }
             // Cursors are base64url: safe in a query string as they are.
-            let request = self.endpoint.http.get(format!(
-                "{}?cursor={}",
-                self.endpoint.url("poll"),
-                self.cursor
-            ));
+            let request =
+                self.endpoint.http.get(format!("{}?cursor={}", self.endpoint.url("poll"), self.cursor));
             let body: PollBody = json_or_error(request.send().await?).await?;
             self.cursor = body.cursor;
             self.idle = body.events.is_empty();

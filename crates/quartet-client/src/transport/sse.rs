@@ -24,12 +24,7 @@ pub struct Sse {
 
 impl Sse {
     pub(crate) async fn open(endpoint: Endpoint, cursor: String) -> Result<Sse, ClientError> {
-        let mut sse = Sse {
-            endpoint,
-            cursor,
-            stream: None,
-            buffer: BytesMut::new(),
-        };
+        let mut sse = Sse { endpoint, cursor, stream: None, buffer: BytesMut::new() };
         sse.connect().await?;
         Ok(sse)
     }

@@ -42,20 +42,13 @@ impl Ws {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(Ws {
-            socket,
-            cursor,
-            pending: VecDeque::new(),
-        })
+        Ok(Ws { socket, cursor, pending: VecDeque::new() })
     }
 
     async fn next_incoming(&mut self) -> Result<Incoming, ClientError> {
         loop {
-            let message = self
-                .socket
-                .next()
-                .await
-                .ok_or_else(|| ClientError::Protocol("socket closed".into()))??;
+            let message =
+                self.socket.next().await.ok_or_else(|| ClientError::Protocol("socket closed".into()))??;
             let text = match message {
                 Message::Text(text) => text,
                 Message::Close(close) => {
@@ -63,12 +56,11 @@ impl Ws {
                 }
                 _ => continue, // pings are answered by tungstenite
             };
-            let value: Value = serde_json::from_str(&text)
-                .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
+            let value: Value =
+                serde_json::from_str(&text).map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
             return Ok(match value["type"].as_str() {
                 Some("event" | "gap") => Incoming::Frame(
-                    serde_json::from_value(value)
-                        .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                    serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))?,
                 ),
                 _ => Incoming::Reply(value),
             });
@@ -87,11 +79,7 @@ impl Transport for Ws {
 
     async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
         let wanted = commands.len();
-        let body = if wanted == 1 {
-            commands[0].to_string()
-        } else {
-            Value::Array(commands).to_string()
-        };
+        let body = if wanted == 1 { commands[0].to_string() } else { Value::Array(commands).to_string() };
         self.socket.send(Message::Text(body.into())).await?;
         let mut replies = Vec::with_capacity(wanted);
         while replies.len() < wanted {

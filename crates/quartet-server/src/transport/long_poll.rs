@@ -51,10 +51,7 @@ pub async fn long_poll(
     query: Result<Query<LongPollQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let wait = query
-        .wait_ms
-        .map_or(LONG_POLL_DEFAULT_WAIT, Duration::from_millis)
-        .min(LONG_POLL_MAX_WAIT);
+    let wait = query.wait_ms.map_or(LONG_POLL_DEFAULT_WAIT, Duration::from_millis).min(LONG_POLL_MAX_WAIT);
     let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
     let counters = state.stats.of(Transport::LongPoll);
     counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -68,12 +65,6 @@ pub async fn long_poll(
     if batch.deliveries.is_empty() {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }
-    counters
-        .delivered
-        .fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        encode_poll_body(&batch),
-    )
-        .into_response())
+    counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
+    Ok(([(header::CONTENT_TYPE, "application/json")], encode_poll_body(&batch)).into_response())
 }

@@ -36,12 +36,8 @@ pub enum Transport {
 
 impl Transport {
     /// All four, in teaching order.
-    pub const ALL: [Transport; 4] = [
-        Transport::ShortPoll,
-        Transport::LongPoll,
-        Transport::Sse,
-        Transport::Ws,
-    ];
+    pub const ALL: [Transport; 4] =
+        [Transport::ShortPoll, Transport::LongPoll, Transport::Sse, Transport::Ws];
 
     /// The name used in URLs, JSON, metrics and the CLI.
     pub fn name(self) -> &'static str {

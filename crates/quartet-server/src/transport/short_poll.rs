@@ -40,12 +40,6 @@ pub async fn poll(
     if batch.deliveries.is_empty() {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }
-    counters
-        .delivered
-        .fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        encode_poll_body(&batch),
-    )
-        .into_response())
+    counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
+    Ok(([(header::CONTENT_TYPE, "application/json")], encode_poll_body(&batch)).into_response())
 }

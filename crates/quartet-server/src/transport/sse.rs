@@ -45,10 +45,7 @@ pub async fn sse(
     query: Result<Query<CursorQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty());
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
     let cursor = last_event_id.or(query.cursor.as_deref());
     let mut reader = open_reader(&state.hub, &client, cursor)?;
     let keep_alive = state.hub.config().heartbeat / 2;
@@ -91,11 +88,7 @@ pub async fn sse(
 
 /// Encodes a whole batch as one chunk, so it goes out in one write.
 fn encode(batch: &Batch) -> Bytes {
-    let size: usize = batch
-        .deliveries
-        .iter()
-        .map(|d| d.frame.len() + d.cursor.len() + 16)
-        .sum();
+    let size: usize = batch.deliveries.iter().map(|d| d.frame.len() + d.cursor.len() + 16).sum();
     let mut out = BytesMut::with_capacity(size);
     for delivery in &batch.deliveries {
         out.put_slice(b"id: ");

@@ -155,11 +155,7 @@ fn text_frame(json: bytes::Bytes) -> Message {
 }
 
 fn reply_frame(reply: Reply) -> Message {
-    Message::Text(
-        serde_json::to_string(&reply)
-            .expect("replies serialise")
-            .into(),
-    )
+    Message::Text(serde_json::to_string(&reply).expect("replies serialise").into())
 }
 
 fn error_frame(error: Error) -> Message {
@@ -167,8 +163,5 @@ fn error_frame(error: Error) -> Message {
 }
 
 fn close(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }))
+    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
 }

@@ -38,10 +38,7 @@ pub async fn start(config: Config) -> Server {
     tokio::spawn(quartet_server::serve(listener, hub, async move {
         let _ = stopped.await;
     }));
-    Server {
-        url,
-        stop: Some(stop),
-    }
+    Server { url, stop: Some(stop) }
 }
 
 pub async fn start_default() -> Server {
@@ -50,23 +47,15 @@ pub async fn start_default() -> Server {
 
 /// Fast polling, so tests do not wait on the poll interval.
 pub fn options() -> Options {
-    Options {
-        poll_interval: Duration::from_millis(20),
-        long_poll_wait: Duration::from_secs(2),
-    }
+    Options { poll_interval: Duration::from_millis(20), long_poll_wait: Duration::from_secs(2) }
 }
 
 pub async fn connect(server: &Server, name: &str, kind: TransportKind) -> Client {
-    Client::connect_with(&server.url, name, kind, options())
-        .await
-        .unwrap()
+    Client::connect_with(&server.url, name, kind, options()).await.unwrap()
 }
 
 pub async fn join(client: &mut Client, room: &str) -> Value {
-    let reply = client
-        .command(json!({"type":"join","room":room}))
-        .await
-        .unwrap();
+    let reply = client.command(json!({"type":"join","room":room})).await.unwrap();
     assert_eq!(reply["type"], "joined", "{reply}");
     reply
 }
@@ -85,11 +74,7 @@ pub async fn collect(client: &mut Client, n: usize, keep: impl Fn(&Frame) -> boo
         let frames = tokio::time::timeout_at(deadline, client.receive())
             .await
             .unwrap_or_else(|_| {
-                panic!(
-                    "{}: only {} of {n} frames arrived: {kept:?}",
-                    client.kind(),
-                    kept.len()
-                )
+                panic!("{}: only {} of {n} frames arrived: {kept:?}", client.kind(), kept.len())
             })
             .unwrap();
         kept.extend(frames.into_iter().filter(|f| keep(f)));
@@ -107,20 +92,12 @@ pub fn text(event: &Event) -> &str {
 
 /// The texts of `n` chat events, in arrival order.
 pub async fn chat_texts(client: &mut Client, n: usize) -> Vec<String> {
-    collect(client, n, is_chat)
-        .await
-        .iter()
-        .map(|f| text(f.as_event().unwrap()).to_owned())
-        .collect()
+    collect(client, n, is_chat).await.iter().map(|f| text(f.as_event().unwrap()).to_owned()).collect()
 }
 
 /// Asserts nothing more matching `keep` arrives within `window` (no duplicates, no leaks).
 pub async fn assert_quiet(client: &mut Client, window: Duration, keep: impl Fn(&Frame) -> bool) {
     let extra = client.receive_n(1, window).await.unwrap();
     let extra: Vec<_> = extra.into_iter().filter(|f| keep(f)).collect();
-    assert!(
-        extra.is_empty(),
-        "{}: unexpected frames {extra:?}",
-        client.kind()
-    );
+    assert!(extra.is_empty(), "{}: unexpected frames {extra:?}", client.kind());
 }
