@@ -78,3 +78,10 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// The answer when a handler panics (a bug): a JSON 500, and the server goes on serving.
+pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server hit a bug; it keeps serving")
+        .into_response()
+}

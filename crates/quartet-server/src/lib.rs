@@ -30,6 +30,7 @@ use axum::serve::ListenerExt;
 use quartet_core::Hub;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::metrics::TransportStats;
 
@@ -59,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/clients/{client}/ws", get(transport::ws::ws))
         .route("/v1/rooms/{room}", get(api::room))
         .fallback(api::not_found)
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
 }
 

@@ -41,7 +41,8 @@ async fn shutdown_tells_every_stream_and_exits() {
     let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let sse = http.get(format!("{url}/v1/clients/{}/sse", ids[1])).send().await.unwrap();
     let mut sse = sse.bytes_stream();
-    let long_poll = tokio::spawn(http.get(format!("{url}/v1/clients/{}/long-poll?wait_ms=30000", ids[2])).send());
+    let long_poll =
+        tokio::spawn(http.get(format!("{url}/v1/clients/{}/long-poll?wait_ms=30000", ids[2])).send());
     // Let the long poll park and the SSE stream send its first bytes.
     sse.next().await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
