@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use quartet_core::ClientId;
 use quartet_core::limits::MAX_COMMAND_BYTES;
 use serde::{Deserialize, Serialize};
@@ -85,14 +85,4 @@ pub async fn room(State(state): State<AppState>, Path(room): Path<String>) -> Re
 pub async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let engine = state.hub.engine();
     Json(json!({ "status": "ok", "store": engine.name(), "durable": engine.durable() }))
-}
-
-/// `GET /`: a placeholder until the web demo lands, listing the API.
-pub async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
-}
-
-/// Any other route: a JSON 404.
-pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/protocol.md")
 }

@@ -20,6 +20,7 @@ pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod transport;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,7 +49,6 @@ pub struct AppState {
 /// The whole HTTP API as a router.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", get(api::index))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(metrics::render))
         .route("/v1/clients", post(api::register))
@@ -59,7 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/clients/{client}/sse", get(transport::sse::sse))
         .route("/v1/clients/{client}/ws", get(transport::ws::ws))
         .route("/v1/rooms/{room}", get(api::room))
-        .fallback(api::not_found)
+        .fallback(web::asset)
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
 }

@@ -1,0 +1,44 @@
+//! The web demo (`web-demo/` at the repository root), served at `/`.
+//!
+//! Release builds embed the files in the binary, so an installed `quartet` serves the demo with
+//! no files beside it; debug builds read them from disk, so editing the demo needs no rebuild.
+
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use rust_embed::RustEmbed;
+
+use crate::error::ApiError;
+
+#[derive(RustEmbed)]
+#[folder = "../../web-demo/"]
+#[exclude = "node_modules/*"]
+#[exclude = "tests/*"]
+#[exclude = "package*.json"]
+struct Assets;
+
+/// The content type for a file name, by extension.
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Serves a demo file, `index.html` for `/`; anything else is the JSON 404 of the API.
+pub async fn asset(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    match Assets::get(path) {
+        Some(file) => (
+            [(header::CONTENT_TYPE, content_type(path)), (header::CACHE_CONTROL, "no-cache")],
+            file.data.into_owned(),
+        )
+            .into_response(),
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/protocol.md").into_response(),
+    }
+}

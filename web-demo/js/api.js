@@ -1,0 +1,61 @@
+// The HTTP calls every transport shares: registering a client and posting commands.
+// Transports themselves live in transports/*.js, one file each.
+
+/** An error the server answered with: {"type":"error","code":..,"message":..}. */
+export class ApiError extends Error {
+  constructor(code, message, status = 0) {
+    super(`${code}: ${message}`);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** Bytes of a fetch response as received: status line, headers and body (rebuilt). */
+export function responseBytes(response, bodyText) {
+  let head = `HTTP/1.1 ${response.status} ${response.statusText}\r\n`;
+  response.headers.forEach((value, name) => { head += `${name}: ${value}\r\n`; });
+  return utf8Length(head) + 2 + utf8Length(bodyText);
+}
+
+const encoder = new TextEncoder();
+export function utf8Length(text) {
+  return encoder.encode(text).length;
+}
+
+/** fetch + JSON, turning error bodies into ApiError. Returns { body, bytes }. */
+export async function fetchJson(url, init = {}) {
+  const response = await fetch(url, init);
+  const text = await response.text();
+  const bytes = responseBytes(response, text);
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch { /* not JSON: handled below */ }
+  if (!response.ok) {
+    throw new ApiError(body?.code ?? 'http_error', body?.message ?? `HTTP ${response.status}`, response.status);
+  }
+  return { body, bytes };
+}
+
+/** POST /v1/clients: a new client for user `name`. */
+export async function register(name) {
+  const { body } = await fetchJson('/v1/clients', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name }),
+  });
+  return body; // { client, name, cursor, heartbeat_ms, timeout_ms }
+}
+
+/** DELETE /v1/clients/{id}: leave everything now. Best effort. */
+export async function unregister(client) {
+  try { await fetch(`/v1/clients/${client}`, { method: 'DELETE', keepalive: true }); } catch { /* gone anyway */ }
+}
+
+/** POST /v1/clients/{id}/commands. Returns { replies, bytes }. */
+export async function postCommands(client, commands) {
+  const { body, bytes } = await fetchJson(`/v1/clients/${client}/commands`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(commands),
+  });
+  return { replies: body.replies, bytes };
+}
