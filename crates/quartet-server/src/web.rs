@@ -39,6 +39,7 @@ pub async fn asset(uri: Uri) -> Response {
             file.data.into_owned(),
         )
             .into_response(),
-        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/protocol.md").into_response(),
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/protocol.md")
+            .into_response(),
     }
 }
