@@ -189,7 +189,8 @@ describe('compare view', () => {
 describe('resilience', () => {
   test('a dropped server shows "reconnecting" and the page recovers by itself', async () => {
     // A server of its own, restarted on the same port. While it is down the browser logs its
-    // own "connection refused" and "404" lines; only those are tolerated here, and only here.
+    // own network lines (connection refused or reset, the 404 of the forgotten client); only
+    // those are tolerated here, and only here.
     const own = await startServer();
     const port = new URL(own.url).port;
     const local = [];
@@ -203,7 +204,8 @@ describe('resilience', () => {
     await chatLine(page, 'back again').waitFor({ timeout: 15000 });
     await page.context().close();
     await again.stop();
-    const unexpected = local.filter((e) => !/ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|status of 404/.test(e));
+    const networkNoise = /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)|WebSocket connection to .* failed|status of 404/;
+    const unexpected = local.filter((e) => !networkNoise.test(e));
     assert.deepEqual(unexpected, []);
   });
 });
