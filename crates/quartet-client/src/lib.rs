@@ -73,7 +73,18 @@ impl Client {
         kind: TransportKind,
         options: Options,
     ) -> Result<Client, ClientError> {
-        let http = reqwest::Client::new();
+        Client::connect_via(reqwest::Client::new(), base, name, kind, options).await
+    }
+
+    /// [`Client::connect_with`] over an existing HTTP client, so many clients (a load
+    /// generator's thousands) share one connection pool.
+    pub async fn connect_via(
+        http: reqwest::Client,
+        base: &str,
+        name: &str,
+        kind: TransportKind,
+        options: Options,
+    ) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
         let response =
             http.post(format!("{base}/v1/clients")).json(&serde_json::json!({ "name": name })).send().await?;

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod error;
+pub mod meter;
 pub mod metrics;
 pub mod transport;
 pub mod web;
@@ -27,12 +28,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
-use axum::serve::ListenerExt;
 use quartet_core::Hub;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::meter::{Meter, MeteredListener};
 use crate::metrics::TransportStats;
 
 /// Everything a handler needs; cheap to clone.
@@ -44,6 +45,8 @@ pub struct AppState {
     pub stats: Arc<TransportStats>,
     /// Flips to `true` when the server starts shutting down; streams end on it.
     pub shutdown: watch::Receiver<bool>,
+    /// Bytes on the wire, all connections.
+    pub meter: Arc<Meter>,
 }
 
 /// The whole HTTP API as a router.
@@ -71,12 +74,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState { hub: hub.clone(), stats: Arc::default(), shutdown: stop_rx };
+    let meter = Arc::new(Meter::default());
+    let state = AppState { hub: hub.clone(), stats: Arc::default(), shutdown: stop_rx, meter: meter.clone() };
     let reaper = tokio::spawn(hub.run_reaper());
-    // Events are small and latency matters more than packet count: no Nagle delay.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = MeteredListener::new(listener, meter);
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown.await;

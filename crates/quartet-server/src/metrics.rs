@@ -60,13 +60,13 @@ impl Drop for OpenGuard<'_> {
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let core = state.hub.stats();
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+    let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, f64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in rows {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let one = |v: u64| [(String::new(), v)];
+    let one = |v: u64| [(String::new(), v as f64)];
     metric(
         "quartet_clients",
         "gauge",
@@ -97,11 +97,14 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Clients removed for silence.",
         &one(core.expired.load(Ordering::Relaxed)),
     );
-    let per = |pick: fn(&Counters) -> &AtomicU64| -> Vec<(String, u64)> {
+    let per = |pick: fn(&Counters) -> &AtomicU64| -> Vec<(String, f64)> {
         Transport::ALL
             .iter()
             .map(|t| {
-                (format!("{{transport=\"{}\"}}", t.name()), pick(state.stats.of(*t)).load(Ordering::Relaxed))
+                (
+                    format!("{{transport=\"{}\"}}", t.name()),
+                    pick(state.stats.of(*t)).load(Ordering::Relaxed) as f64,
+                )
             })
             .collect()
     };
@@ -119,5 +122,60 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         &per(|c| &c.delivered),
     );
     metric("quartet_transport_open", "gauge", "Open streams per transport.", &per(|c| &c.open));
+    let meter = &state.meter;
+    metric(
+        "quartet_tcp_received_bytes_total",
+        "counter",
+        "Bytes read from client sockets.",
+        &one(meter.received.load(Ordering::Relaxed)),
+    );
+    metric(
+        "quartet_tcp_sent_bytes_total",
+        "counter",
+        "Bytes written to client sockets.",
+        &one(meter.sent.load(Ordering::Relaxed)),
+    );
+    metric(
+        "quartet_tcp_connections_total",
+        "counter",
+        "TCP connections accepted.",
+        &one(meter.connections.load(Ordering::Relaxed)),
+    );
+    if let Some(process) = process_stats() {
+        let cpu = [(String::new(), process.cpu_seconds)];
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "CPU time of the server process (user + system).",
+            &cpu,
+        );
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the server process.",
+            &one(process.rss_bytes),
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// CPU time and resident memory of this process, from `/proc` (Linux only).
+pub struct ProcessStats {
+    /// User plus system CPU time.
+    pub cpu_seconds: f64,
+    /// Resident set size.
+    pub rss_bytes: u64,
+}
+
+/// Reads [`ProcessStats`] for this process; `None` where `/proc` is not available.
+pub fn process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, so split after its closing paren).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: u64 =
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    // Linux reports CPU time in clock ticks of 1/100 s on every mainstream configuration.
+    Some(ProcessStats { cpu_seconds: ticks as f64 / 100.0, rss_bytes: rss_kib * 1024 })
 }

@@ -1,5 +1,6 @@
 //! The `quartet` command: `serve` (the default), `chat` and `bench`. See `quartet --help`.
 
+mod bench;
 mod chat;
 mod serve;
 
@@ -22,35 +23,23 @@ enum Command {
     Serve(serve::ServeArgs),
     /// A terminal chat over any of the four transports.
     Chat(chat::ChatArgs),
-    /// Compare the four transports side by side (not built yet).
-    Bench(BenchArgs),
-}
-
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// A short run (under 2 minutes).
-    #[arg(long)]
-    quick: bool,
-    /// Comma-separated transports to measure.
-    #[arg(long, value_delimiter = ',')]
-    transports: Vec<String>,
-    /// Where to write the report.
-    #[arg(long)]
-    out: Option<String>,
+    /// Compare the four transports side by side: latency, load, bytes, memory.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Thousands of sockets (a big room, a bench) need more than the common soft limit of 1024
+    // descriptors; take what the hard limit allows.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    if let Some(Command::Bench(args)) = cli.command {
+        return bench::run(args); // builds its own single-threaded runtime, pinned
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         None => runtime.block_on(serve::run(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),
         Some(Command::Chat(args)) => runtime.block_on(chat::run(args)),
-        Some(Command::Bench(_)) => {
-            eprintln!(
-                "quartet bench is not built yet: the side-by-side comparison of the four transports is planned work."
-            );
-            std::process::exit(2);
-        }
+        Some(Command::Bench(_)) => unreachable!("handled above"),
     }
 }

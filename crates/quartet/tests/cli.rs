@@ -1,5 +1,5 @@
 //! The `quartet` binary end to end: `serve` on an ephemeral port, two `quartet chat` processes on
-//! different transports talking through it, and the `bench` placeholder saying so.
+//! different transports talking through it, and flags of unbuilt engines being refused.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -82,14 +82,6 @@ fn two_chats_talk_through_a_server() {
     expect_line(&alice_out, "bob: hi from bob");
     writeln!(bob.0.stdin.as_mut().unwrap(), "/quit").unwrap();
     expect_line(&alice_out, "bob left");
-}
-
-/// `quartet bench` is not built yet, and says so instead of pretending.
-#[test]
-fn bench_placeholder_says_it_is_not_built() {
-    let output = Command::new(BIN).args(["bench", "--quick"]).output().unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
 }
 
 /// Flags for engines that do not exist yet fail loudly rather than being ignored.

@@ -1,0 +1,319 @@
+//! The load generator: many subscribers in one room, an open-loop publisher, and the
+//! measurements around them. One current-thread runtime drives every connection.
+//!
+//! Latency is measured from each message's *scheduled* send time (open loop): if the publisher
+//! or the server falls behind, the delay shows up in the numbers instead of being hidden by a
+//! publisher that waits politely.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use quartet_client::{Client, Frame, Options, TransportKind};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use super::Progress;
+use super::report::{Idle, Latency, Run};
+use super::server::{ServerUnderTest, process_cpu_us, scrape};
+
+/// Connections opened at once while building a room.
+const CONNECT_CONCURRENCY: usize = 128;
+
+/// Bytes of the `pad` in each message, so the payload (`data`) is about 100 bytes.
+pub(crate) const PAD: usize = 76;
+
+/// How one run is shaped.
+pub(crate) struct Shape {
+    pub(crate) transport: TransportKind,
+    pub(crate) subscribers: usize,
+    pub(crate) rate: f64,
+    pub(crate) seconds: f64,
+    pub(crate) options: Options,
+}
+
+/// What every subscriber reports into.
+struct Tally {
+    start: Instant,
+    rate: f64,
+    delivered: AtomicU64,
+    warm: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+    /// Per message: the latest delivery so far (µs after its scheduled time).
+    last_delivery: Vec<AtomicU64>,
+}
+
+impl Tally {
+    fn record(&self, frame: &Frame) {
+        let Some(event) = frame.as_event() else { return };
+        if event.event != "bench" {
+            return;
+        }
+        if event.data.get("warm").is_some() {
+            self.warm.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(i) = event.data.get("i").and_then(|i| i.as_u64()) else { return };
+        let scheduled = self.start + Duration::from_secs_f64(i as f64 / self.rate);
+        let micros = Instant::now().saturating_duration_since(scheduled).as_micros() as u64;
+        self.latency.lock().expect("histogram lock").saturating_record(micros.max(1));
+        if let Some(slot) = self.last_delivery.get(i as usize) {
+            slot.fetch_max(micros, Ordering::Relaxed);
+        }
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Subscribers reading in the background; dropped, they disconnect.
+struct Room {
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
+/// Connects `count` subscribers of `kind` to `room`, each joined and reading into `tally`.
+async fn fill_room(
+    (http, url): (&reqwest::Client, &str),
+    room: &str,
+    kind: TransportKind,
+    count: usize,
+    options: &Options,
+    tally: Arc<Mutex<Option<Arc<Tally>>>>,
+    progress: &Progress,
+) -> anyhow::Result<Room> {
+    let connected = AtomicU64::new(0);
+    let clients = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let (http, connected) = (http.clone(), &connected);
+            async move {
+                let mut client =
+                    Client::connect_via(http, url, &format!("sub{i}"), kind, options.clone()).await?;
+                let reply = client.command(json!({"type":"join","room":room})).await?;
+                anyhow::ensure!(reply["type"] == "joined", "join refused: {reply}");
+                let done = connected.fetch_add(1, Ordering::Relaxed) + 1;
+                progress.step(&format!("connecting {done}/{count}"));
+                Ok::<_, anyhow::Error>(client)
+            }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut readers = Vec::with_capacity(count);
+    for client in clients {
+        let mut client = client?;
+        let tally = tally.clone();
+        readers.push(tokio::spawn(async move {
+            while let Ok(frames) = client.receive().await {
+                let current = tally.lock().expect("tally lock").clone();
+                if let Some(current) = current {
+                    frames.iter().for_each(|f| current.record(f));
+                }
+            }
+        }));
+    }
+    Ok(Room { readers })
+}
+
+fn percentiles(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        p50: h.value_at_quantile(0.5),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    }
+}
+
+fn self_cpu_us() -> Option<u64> {
+    process_cpu_us(std::process::id())
+}
+
+fn metric(m: &std::collections::HashMap<String, f64>, name: &str) -> f64 {
+    m.get(name).copied().unwrap_or(0.0)
+}
+
+fn transport_metric(m: &std::collections::HashMap<String, f64>, name: &str, kind: TransportKind) -> f64 {
+    metric(m, &format!("{name}{{transport=\"{}\"}}", kind.name()))
+}
+
+/// One run: a fresh server, `subscribers` in a room, `rate` messages/s for `seconds`.
+pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progress) -> anyhow::Result<Run> {
+    let server = ServerUnderTest::start()?;
+    let url = server.url.clone();
+    let room = "bench";
+    let messages = ((shape.rate * shape.seconds).round() as u64).max(1);
+    let slot: Arc<Mutex<Option<Arc<Tally>>>> = Arc::default();
+    let subscribers = fill_room(
+        (http, &url),
+        room,
+        shape.transport,
+        shape.subscribers,
+        &shape.options,
+        slot.clone(),
+        progress,
+    )
+    .await?;
+
+    // The publisher: one WebSocket client; `to: others` keeps its own events off its socket.
+    let mut publisher =
+        Client::connect_via(http.clone(), &url, "publisher", TransportKind::Ws, Options::default()).await?;
+    publisher.command(json!({"type":"join","room":room})).await?;
+
+    // Warm-up: one message every subscriber must see, so all are live before measuring.
+    let warm = Arc::new(Tally {
+        start: Instant::now(),
+        rate: 1.0,
+        delivered: AtomicU64::new(0),
+        warm: AtomicU64::new(0),
+        latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        last_delivery: Vec::new(),
+    });
+    *slot.lock().expect("tally lock") = Some(warm.clone());
+    publisher
+        .command(json!({"type":"publish","room":room,"event":"bench","to":"others","data":{"warm":true}}))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30) + shape.options.poll_interval;
+    while warm.warm.load(Ordering::Relaxed) < shape.subscribers as u64 && Instant::now() < deadline {
+        progress.step(&format!("warming up {}/{}", warm.warm.load(Ordering::Relaxed), shape.subscribers));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let before = scrape(http, &url).await?;
+    let (server_cpu0, self_cpu0) = (server.cpu_us(), self_cpu_us());
+    let tally = Arc::new(Tally {
+        start: Instant::now() + Duration::from_millis(50),
+        rate: shape.rate,
+        delivered: AtomicU64::new(0),
+        warm: AtomicU64::new(0),
+        latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        last_delivery: (0..messages).map(|_| AtomicU64::new(0)).collect(),
+    });
+    *slot.lock().expect("tally lock") = Some(tally.clone());
+    let pad = "x".repeat(PAD);
+    for i in 0..messages {
+        let scheduled = tally.start + Duration::from_secs_f64(i as f64 / shape.rate);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let reply = publisher
+            .command(
+                json!({"type":"publish","room":room,"event":"bench","to":"others","data":{"i":i,"pad":pad}}),
+            )
+            .await?;
+        anyhow::ensure!(reply["type"] == "ack", "publish refused: {reply}");
+        if i % 16 == 0 {
+            progress.step(&format!("publishing {}/{messages}", i + 1));
+        }
+    }
+    let expected = messages * shape.subscribers as u64;
+    let drain_deadline = Instant::now() + Duration::from_secs(10) + shape.options.poll_interval * 2;
+    while tally.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+        progress.step(&format!("draining {}/{expected}", tally.delivered.load(Ordering::Relaxed)));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = tally.start.elapsed().as_secs_f64();
+    let (server_cpu1, self_cpu1) = (server.cpu_us(), self_cpu_us());
+    let after = scrape(http, &url).await?;
+    drop(subscribers);
+
+    let delivered = tally.delivered.load(Ordering::Relaxed);
+    let per = |x: f64| if delivered > 0 { x / delivered as f64 } else { 0.0 };
+    let delta = |name: &str| metric(&after, name) - metric(&before, name);
+    let tdelta = |name: &str| {
+        transport_metric(&after, name, shape.transport) - transport_metric(&before, name, shape.transport)
+    };
+    // Commands (the publisher's frames) are not requests of the subscribers' transport.
+    let requests = tdelta("quartet_transport_requests_total");
+    let empty = tdelta("quartet_transport_empty_total");
+    let server_cpu = server_cpu0.zip(server_cpu1).map(|(a, b)| (b - a) as f64);
+    let self_cpu = self_cpu0.zip(self_cpu1).map(|(a, b)| (b - a) as f64);
+    let fanout = {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+        for slot in &tally.last_delivery {
+            h.saturating_record(slot.load(Ordering::Relaxed).max(1));
+        }
+        percentiles(&h)
+    };
+    let latency = percentiles(&tally.latency.lock().expect("histogram lock"));
+    let polling = matches!(shape.transport, TransportKind::ShortPoll | TransportKind::LongPoll);
+    Ok(Run {
+        transport: shape.transport.name().to_owned(),
+        subscribers: shape.subscribers,
+        publish_rate_per_s: shape.rate,
+        messages,
+        expected_deliveries: expected,
+        delivered,
+        complete: delivered == expected,
+        latency_us: latency,
+        fanout_complete_us: fanout,
+        deliveries_per_s: delivered as f64 / elapsed,
+        server_cpu_us_per_delivery: server_cpu.map(per),
+        server_cpu_percent: server_cpu.map(|us| us / 1e4 / elapsed),
+        loadgen_cpu_percent: self_cpu.map(|us| us / 1e4 / elapsed),
+        bytes_to_clients_per_delivery: per(delta("quartet_tcp_sent_bytes_total")),
+        bytes_from_clients_per_delivery: per(delta("quartet_tcp_received_bytes_total")),
+        http_requests_per_delivery: per(if polling { requests } else { requests.max(0.0) }),
+        empty_poll_ratio: polling.then(|| if requests > 0.0 { empty / requests } else { 0.0 }),
+    })
+}
+
+/// `subscribers` connected and idle: server memory per subscriber, and what staying connected
+/// costs (requests and CPU over a quiet window; CPU per empty poll for short polling).
+pub(crate) async fn idle(
+    kind: TransportKind,
+    subscribers: usize,
+    options: &Options,
+    http: &reqwest::Client,
+    progress: &Progress,
+) -> anyhow::Result<Idle> {
+    let server = ServerUnderTest::start()?;
+    let url = server.url.clone();
+    // Touch the server once so lazily built state exists before the baseline.
+    let warmup = fill_room((http, &url), "idle", kind, 1, options, Arc::default(), progress).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before = server.rss_bytes();
+    let room = fill_room((http, &url), "idle", kind, subscribers, options, Arc::default(), progress).await?;
+    progress.step("settling");
+    tokio::time::sleep(Duration::from_secs(1) + options.poll_interval).await;
+    let rss_after = server.rss_bytes();
+    let window = Duration::from_secs(3).max(options.poll_interval * 3);
+    let before = scrape(http, &url).await?;
+    let cpu0 = server.cpu_us();
+    progress.step(&format!("idle for {:.0} s", window.as_secs_f64()));
+    tokio::time::sleep(window).await;
+    let cpu1 = server.cpu_us();
+    let after = scrape(http, &url).await?;
+    drop(room);
+    drop(warmup);
+    let requests = transport_metric(&after, "quartet_transport_requests_total", kind)
+        - transport_metric(&before, "quartet_transport_requests_total", kind);
+    let empty = transport_metric(&after, "quartet_transport_empty_total", kind)
+        - transport_metric(&before, "quartet_transport_empty_total", kind);
+    let cpu = cpu0.zip(cpu1).map(|(a, b)| (b - a) as f64);
+    let window_s = window.as_secs_f64();
+    Ok(Idle {
+        transport: kind.name().to_owned(),
+        subscribers,
+        rss_before_bytes: rss_before,
+        rss_after_bytes: rss_after,
+        bytes_per_subscriber: rss_before
+            .zip(rss_after)
+            .map(|(a, b)| (b as f64 - a as f64) / subscribers as f64),
+        window_s,
+        requests_in_window: requests,
+        server_cpu_percent: cpu.map(|us| us / 1e4 / window_s),
+        cpu_us_per_empty_poll: if kind == TransportKind::ShortPoll && empty > 0.0 {
+            cpu.map(|us| us / empty)
+        } else {
+            None
+        },
+    })
+}

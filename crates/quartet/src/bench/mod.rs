@@ -1,0 +1,216 @@
+//! `quartet bench`: the four transports side by side on the same core, measured the same way.
+//!
+//! For each transport and room size it starts a fresh server (pinned to CPU 0), fills a room
+//! with subscribers from this process (pinned to CPU 1, one runtime thread), publishes at a fixed
+//! rate for a fixed time, and measures delivery latency from the scheduled send time, server
+//! CPU per delivery (/proc), bytes on the wire and HTTP requests per delivery (the server's own
+//! socket-level counters), and the load generator's own CPU. Then it measures idle subscribers:
+//! server memory per subscriber and the cost of staying connected. See docs/benchmarks.md.
+
+mod load;
+mod report;
+mod server;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use quartet_client::{Options, TransportKind};
+
+use report::{Machine, Report, Settings};
+
+/// Flags of `quartet bench`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// A short run (under 2 minutes): room sizes 1 and 100, 2 s each, 1000 idle subscribers.
+    #[arg(long)]
+    quick: bool,
+    /// Transports to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "short-poll,long-poll,sse,ws")]
+    transports: Vec<TransportKind>,
+    /// Where to write report.json, report.md and the SVG charts.
+    #[arg(long, default_value = "bench-report")]
+    out: PathBuf,
+    /// Room sizes to measure [default: 1,100,1000,10000; quick: 1,100].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// Seconds of publishing per run [default: 5; quick: 2].
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Idle subscribers for the memory measurement [default: 10000; quick: 1000]; 0 skips it.
+    #[arg(long)]
+    idle: Option<usize>,
+    /// Deliveries per second each run aims for; the publish rate is this divided by the room
+    /// size, between 2 and 200 messages per second.
+    #[arg(long, default_value_t = 20_000.0)]
+    deliveries_per_second: f64,
+    /// Short-poll interval of the subscribers, in ms.
+    #[arg(long, default_value_t = 1000)]
+    poll_interval_ms: u64,
+}
+
+/// Progress on stderr: which transport, which step, and an estimate of the time left.
+pub(crate) struct Progress {
+    label: std::cell::RefCell<String>,
+    started: Instant,
+    done_units: std::cell::Cell<f64>,
+    total_units: f64,
+    last: std::cell::Cell<Option<Instant>>,
+}
+
+impl Progress {
+    fn new(total_units: f64) -> Progress {
+        Progress {
+            label: Default::default(),
+            started: Instant::now(),
+            done_units: Default::default(),
+            total_units,
+            last: Default::default(),
+        }
+    }
+
+    fn begin(&self, label: String) {
+        if !std::io::stderr().is_terminal() {
+            eprintln!("… {label}");
+        }
+        *self.label.borrow_mut() = label;
+        self.last.set(None);
+        self.step("starting");
+    }
+
+    fn finish_unit(&self, units: f64) {
+        self.done_units.set(self.done_units.get() + units);
+    }
+
+    /// Prints at most every 250 ms so the terminal keeps up; only to a terminal (a log file
+    /// gets the one-line results instead).
+    pub(crate) fn step(&self, what: &str) {
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let now = Instant::now();
+        if self.last.get().is_some_and(|t| now.duration_since(t) < Duration::from_millis(250)) {
+            return;
+        }
+        self.last.set(Some(now));
+        let done = self.done_units.get();
+        let eta = if done > 0.0 {
+            let per_unit = self.started.elapsed().as_secs_f64() / done;
+            format!("ETA {:.0} s", per_unit * (self.total_units - done).max(0.0))
+        } else {
+            "ETA …".into()
+        };
+        eprint!(
+            "\r\x1b[2K[{:>3.0}%] {} — {what} ({eta})",
+            100.0 * done / self.total_units,
+            self.label.borrow()
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn line(&self, text: &str) {
+        eprintln!("\r\x1b[2K{text}");
+    }
+}
+
+fn read_first_line(path: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// Runs the bench; call from a fresh process (it pins itself).
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    server::cpu_count(); // read before pinning
+    // Pin before the runtime exists, so every thread it makes inherits CPU 1.
+    let loadgen_pinned = server::pin_self_to_cpu1();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_async(args, loadgen_pinned))
+}
+
+async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> {
+    let sizes = args
+        .sizes
+        .clone()
+        .unwrap_or_else(|| if args.quick { vec![1, 100] } else { vec![1, 100, 1000, 10_000] });
+    let seconds = args.seconds.unwrap_or(if args.quick { 2.0 } else { 5.0 });
+    let idle_n = args.idle.unwrap_or(if args.quick { 1000 } else { 10_000 });
+    let poll_interval = Duration::from_millis(args.poll_interval_ms);
+    let options = Options { poll_interval, long_poll_wait: Duration::from_secs(25) };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build()?;
+    // Units for the ETA: a run ~ seconds + subscribers/2000 s; an idle phase ~ 5 s + n/2000 s.
+    let unit = |n: usize| seconds + n as f64 / 2000.0 + 1.0;
+    let total: f64 = args.transports.len() as f64
+        * (sizes.iter().map(|&n| unit(n)).sum::<f64>()
+            + if idle_n > 0 { 5.0 + idle_n as f64 / 2000.0 } else { 0.0 });
+    let progress = Progress::new(total);
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    let mut idles = Vec::new();
+    for &kind in &args.transports {
+        for &n in &sizes {
+            let rate = (args.deliveries_per_second / n as f64).clamp(2.0, 200.0);
+            progress.begin(format!("{kind} × {n}"));
+            let shape =
+                load::Shape { transport: kind, subscribers: n, rate, seconds, options: options.clone() };
+            let run = load::run(&shape, &http, &progress).await?;
+            progress.finish_unit(unit(n));
+            progress.line(&format!(
+                "{kind:>10} × {n:<6} p50 {:>8} µs  p99 {:>8} µs  {:>8.0} deliveries/s  {}/{} delivered  server CPU {} µs/delivery",
+                run.latency_us.p50,
+                run.latency_us.p99,
+                run.deliveries_per_s,
+                run.delivered,
+                run.expected_deliveries,
+                run.server_cpu_us_per_delivery.map_or("–".into(), |v| format!("{v:.2}")),
+            ));
+            runs.push(run);
+        }
+        if idle_n > 0 {
+            progress.begin(format!("{kind} × {idle_n} idle"));
+            let idle = load::idle(kind, idle_n, &options, &http, &progress).await?;
+            progress.finish_unit(5.0 + idle_n as f64 / 2000.0);
+            progress.line(&format!(
+                "{kind:>10} × {idle_n:<6} idle: {} per subscriber, {:.0} requests/s",
+                idle.bytes_per_subscriber.map_or("–".into(), |b| format!("{:.1} KiB", b / 1024.0)),
+                idle.requests_in_window / idle.window_s
+            ));
+            idles.push(idle);
+        }
+    }
+    let report = Report {
+        quartet_version: env!("CARGO_PKG_VERSION"),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        machine: Machine {
+            cpus: server::cpu_count(),
+            cpu_model: read_first_line("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or("unknown".into(), |k| k.trim().to_owned()),
+            server_pinned_to_cpu0: server::server_pinned(),
+            loadgen_pinned_to_cpu1: loadgen_pinned,
+            build: if cfg!(debug_assertions) { "debug" } else { "release" },
+        },
+        settings: Settings {
+            quick: args.quick,
+            sizes,
+            seconds_per_run: seconds,
+            target_deliveries_per_s: args.deliveries_per_second,
+            payload_bytes: load::PAD + 24,
+            short_poll_interval_ms: args.poll_interval_ms,
+            long_poll_wait_ms: 25_000,
+            idle_subscribers: idle_n,
+        },
+        runs,
+        idle: idles,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    };
+    report.write(&args.out)?;
+    progress.line(&format!("report written to {} (report.json, report.md, *.svg)", args.out.display()));
+    if report.runs.iter().any(|r| !r.complete) {
+        anyhow::bail!("some runs did not deliver every message; see report.md");
+    }
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! The bench report: JSON for machines, Markdown for people, SVG charts for the docs.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// One whole run of `quartet bench`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) quartet_version: &'static str,
+    pub(crate) command: String,
+    pub(crate) started_unix: u64,
+    pub(crate) machine: Machine,
+    pub(crate) settings: Settings,
+    pub(crate) runs: Vec<Run>,
+    pub(crate) idle: Vec<Idle>,
+    pub(crate) wall_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Machine {
+    pub(crate) cpus: usize,
+    pub(crate) cpu_model: String,
+    pub(crate) kernel: String,
+    pub(crate) server_pinned_to_cpu0: bool,
+    pub(crate) loadgen_pinned_to_cpu1: bool,
+    pub(crate) build: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Settings {
+    pub(crate) quick: bool,
+    pub(crate) sizes: Vec<usize>,
+    pub(crate) seconds_per_run: f64,
+    pub(crate) target_deliveries_per_s: f64,
+    pub(crate) payload_bytes: usize,
+    pub(crate) short_poll_interval_ms: u64,
+    pub(crate) long_poll_wait_ms: u64,
+    pub(crate) idle_subscribers: usize,
+}
+
+/// Percentiles in microseconds.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) p50: u64,
+    pub(crate) p99: u64,
+    pub(crate) p999: u64,
+    pub(crate) max: u64,
+}
+
+/// One transport at one room size under an open-loop publisher.
+#[derive(Debug, Serialize)]
+pub(crate) struct Run {
+    pub(crate) transport: String,
+    pub(crate) subscribers: usize,
+    pub(crate) publish_rate_per_s: f64,
+    pub(crate) messages: u64,
+    pub(crate) expected_deliveries: u64,
+    pub(crate) delivered: u64,
+    pub(crate) complete: bool,
+    /// From the scheduled send time to the event parsed by a subscriber.
+    pub(crate) latency_us: Latency,
+    /// Per message: scheduled send → its last subscriber has it (p50 and max over messages).
+    pub(crate) fanout_complete_us: Latency,
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) server_cpu_us_per_delivery: Option<f64>,
+    pub(crate) server_cpu_percent: Option<f64>,
+    pub(crate) loadgen_cpu_percent: Option<f64>,
+    /// Bytes on the server's sockets per delivered message, headers and framing included.
+    pub(crate) bytes_to_clients_per_delivery: f64,
+    pub(crate) bytes_from_clients_per_delivery: f64,
+    pub(crate) http_requests_per_delivery: f64,
+    pub(crate) empty_poll_ratio: Option<f64>,
+}
+
+/// Many subscribers connected and idle: memory and the cost of staying connected.
+#[derive(Debug, Serialize)]
+pub(crate) struct Idle {
+    pub(crate) transport: String,
+    pub(crate) subscribers: usize,
+    pub(crate) rss_before_bytes: Option<u64>,
+    pub(crate) rss_after_bytes: Option<u64>,
+    pub(crate) bytes_per_subscriber: Option<f64>,
+    pub(crate) window_s: f64,
+    pub(crate) requests_in_window: f64,
+    pub(crate) server_cpu_percent: Option<f64>,
+    /// Short poll only: server CPU per empty poll.
+    pub(crate) cpu_us_per_empty_poll: Option<f64>,
+}
+
+fn opt(value: Option<f64>, digits: usize) -> String {
+    value.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+fn us(value: u64) -> String {
+    if value >= 10_000 { format!("{:.1} ms", value as f64 / 1000.0) } else { format!("{value} µs") }
+}
+
+impl Report {
+    /// The Markdown summary.
+    pub(crate) fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(md, "# quartet bench\n");
+        let _ = writeln!(md, "`{}`  ", self.command);
+        let _ = writeln!(
+            md,
+            "{} CPUs ({}), {}; {} build; server pinned to CPU 0: {}, load generator to CPU 1: {}. \
+             Payload {} B, short-poll interval {} ms, long-poll wait {} ms. Wall time {:.0} s.\n",
+            m.cpus,
+            m.cpu_model,
+            m.kernel,
+            m.build,
+            m.server_pinned_to_cpu0,
+            m.loadgen_pinned_to_cpu1,
+            self.settings.payload_bytes,
+            self.settings.short_poll_interval_ms,
+            self.settings.long_poll_wait_ms,
+            self.wall_seconds
+        );
+        let _ = writeln!(md, "## Delivery under an open-loop publisher\n");
+        let _ = writeln!(
+            md,
+            "| transport | subs | msg/s | delivered | p50 | p99 | p99.9 | max | all subs have it (p50) | deliveries/s | server CPU µs/delivery | server CPU | loadgen CPU | bytes out/delivery | bytes in/delivery | requests/delivery | empty polls |"
+        );
+        let _ = writeln!(
+            md,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &self.runs {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {}/{} | {} | {} | {} | {} | {} | {:.0} | {} | {}% | {}% | {:.1} | {:.1} | {:.3} | {} |",
+                r.transport,
+                r.subscribers,
+                r.publish_rate_per_s,
+                r.delivered,
+                r.expected_deliveries,
+                us(r.latency_us.p50),
+                us(r.latency_us.p99),
+                us(r.latency_us.p999),
+                us(r.latency_us.max),
+                us(r.fanout_complete_us.p50),
+                r.deliveries_per_s,
+                opt(r.server_cpu_us_per_delivery, 2),
+                opt(r.server_cpu_percent, 0),
+                opt(r.loadgen_cpu_percent, 0),
+                r.bytes_to_clients_per_delivery,
+                r.bytes_from_clients_per_delivery,
+                r.http_requests_per_delivery,
+                r.empty_poll_ratio.map_or("–".into(), |v| format!("{:.0}%", v * 100.0)),
+            );
+        }
+        let _ = writeln!(md, "\n## Idle subscribers\n");
+        let _ = writeln!(
+            md,
+            "| transport | subs | server memory per subscriber | requests/s while idle | server CPU while idle | CPU per empty poll |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        for i in &self.idle {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.0} | {}% | {} |",
+                i.transport,
+                i.subscribers,
+                i.bytes_per_subscriber.map_or("–".into(), |b| format!("{:.1} KiB", b / 1024.0)),
+                i.requests_in_window / i.window_s,
+                opt(i.server_cpu_percent, 1),
+                i.cpu_us_per_empty_poll.map_or("–".into(), |v| format!("{v:.1} µs")),
+            );
+        }
+        let _ = writeln!(md, "\nCharts: latency.svg, bytes.svg, cpu.svg, memory.svg (beside this file).");
+        md
+    }
+
+    /// Writes report.json, report.md and the charts into `dir`.
+    pub(crate) fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(self)?)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        for (name, svg) in self.charts() {
+            std::fs::write(dir.join(name), svg)?;
+        }
+        Ok(())
+    }
+
+    fn transports(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for r in &self.runs {
+            if !names.contains(&r.transport) {
+                names.push(r.transport.clone());
+            }
+        }
+        names
+    }
+
+    fn charts(&self) -> Vec<(&'static str, String)> {
+        let transports = self.transports();
+        let sizes = &self.settings.sizes;
+        let run = |t: &str, n: usize| self.runs.iter().find(|r| r.transport == t && r.subscribers == n);
+        // Latency: the largest room size every transport ran, p50/p99/p99.9 per transport.
+        let n = sizes.iter().rev().copied().find(|&n| transports.iter().all(|t| run(t, n).is_some()));
+        let mut charts = Vec::new();
+        if let Some(n) = n {
+            let values = transports
+                .iter()
+                .map(|t| {
+                    let l = &run(t, n).expect("checked").latency_us;
+                    vec![l.p50 as f64 / 1000.0, l.p99 as f64 / 1000.0, l.p999 as f64 / 1000.0]
+                })
+                .collect();
+            charts.push((
+                "latency.svg",
+                bar_chart(
+                    &format!("Delivery latency, {n} subscribers (ms, log scale)"),
+                    &transports,
+                    &["p50", "p99", "p99.9"],
+                    values,
+                    true,
+                ),
+            ));
+            let values = transports
+                .iter()
+                .map(|t| {
+                    let r = run(t, n).expect("checked");
+                    vec![r.bytes_to_clients_per_delivery, r.bytes_from_clients_per_delivery]
+                })
+                .collect();
+            charts.push((
+                "bytes.svg",
+                bar_chart(
+                    &format!("Bytes on the wire per delivered message, {n} subscribers"),
+                    &transports,
+                    &["server → clients", "clients → server"],
+                    values,
+                    false,
+                ),
+            ));
+        }
+        let size_names: Vec<String> = sizes.iter().map(|n| format!("{n} subs")).collect();
+        let size_refs: Vec<&str> = size_names.iter().map(String::as_str).collect();
+        let values = transports
+            .iter()
+            .map(|t| {
+                sizes
+                    .iter()
+                    .map(|&n| run(t, n).and_then(|r| r.server_cpu_us_per_delivery).unwrap_or(0.0))
+                    .collect()
+            })
+            .collect();
+        charts.push((
+            "cpu.svg",
+            bar_chart(
+                "Server CPU per delivered message (µs, log scale)",
+                &transports,
+                &size_refs,
+                values,
+                true,
+            ),
+        ));
+        let idle_names: Vec<String> = self.idle.iter().map(|i| i.transport.clone()).collect();
+        let values = self.idle.iter().map(|i| vec![i.bytes_per_subscriber.unwrap_or(0.0) / 1024.0]).collect();
+        charts.push((
+            "memory.svg",
+            bar_chart(
+                "Server memory per idle subscriber (KiB)",
+                &idle_names,
+                &["KiB per subscriber"],
+                values,
+                false,
+            ),
+        ));
+        charts
+    }
+}
+
+const COLORS: [&str; 4] = ["#7c5cff", "#22b8cf", "#f59f00", "#40c057"];
+
+/// A grouped bar chart: one group per category, one bar per series. Plain SVG, no dependency.
+pub(crate) fn bar_chart(
+    title: &str,
+    groups: &[String],
+    series: &[&str],
+    values: Vec<Vec<f64>>,
+    log: bool,
+) -> String {
+    let (width, height, left, top, bottom) = (760.0, 360.0, 70.0, 50.0, 60.0);
+    let plot_h = height - top - bottom;
+    let max = values.iter().flatten().copied().fold(0.0_f64, f64::max).max(1e-9);
+    let min_pos = values.iter().flatten().copied().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+    let (lo, hi) = if log {
+        let lo = min_pos.min(max).log10().floor();
+        (lo, max.log10().ceil().max(lo + 1.0))
+    } else {
+        (0.0, max * 1.1)
+    };
+    let scale = |v: f64| -> f64 {
+        let frac = if log { if v <= 0.0 { 0.0 } else { (v.log10() - lo) / (hi - lo) } } else { v / hi };
+        frac.clamp(0.0, 1.0) * plot_h
+    };
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" font-family="system-ui,sans-serif" font-size="12"><rect width="100%" height="100%" fill="#fff"/><text x="{}" y="24" text-anchor="middle" font-size="15" font-weight="600">{}</text>"##,
+        width / 2.0,
+        escape(title)
+    );
+    // Axis ticks.
+    let ticks: Vec<f64> = if log {
+        (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
+    } else {
+        (0..=4).map(|i| hi * i as f64 / 4.0).collect()
+    };
+    for t in ticks {
+        let y = top + plot_h - scale(t);
+        let label = if t >= 100.0 || t == 0.0 { format!("{t:.0}") } else { format!("{t}") };
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#e3e5ee"/><text x="{}" y="{:.1}" text-anchor="end" fill="#6b7085">{}</text>"##,
+            width - 20.0,
+            left - 6.0,
+            y + 4.0,
+            label
+        );
+    }
+    let group_w = (width - left - 20.0) / groups.len().max(1) as f64;
+    let bar_w = (group_w * 0.8) / series.len().max(1) as f64;
+    for (g, name) in groups.iter().enumerate() {
+        let x0 = left + g as f64 * group_w + group_w * 0.1;
+        for (s, value) in values[g].iter().enumerate() {
+            let h = scale(*value);
+            let x = x0 + s as f64 * bar_w;
+            let _ = write!(
+                svg,
+                r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}: {}</title></rect><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"##,
+                top + plot_h - h,
+                bar_w - 2.0,
+                COLORS[s % COLORS.len()],
+                escape(series[s]),
+                format_value(*value),
+                x + bar_w / 2.0 - 1.0,
+                top + plot_h - h - 3.0,
+                format_value(*value)
+            );
+        }
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="600">{}</text>"##,
+            x0 + group_w * 0.4,
+            top + plot_h + 18.0,
+            escape(name)
+        );
+    }
+    for (s, name) in series.iter().enumerate() {
+        let x = left + s as f64 * 150.0;
+        let y = height - 18.0;
+        let _ = write!(
+            svg,
+            r##"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{y}">{}</text>"##,
+            y - 10.0,
+            COLORS[s % COLORS.len()],
+            x + 16.0,
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn format_value(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

@@ -1,0 +1,120 @@
+//! The server under test: a `quartet serve` child process started by the bench itself, pinned
+//! to CPU 0 when the machine has two or more, so its CPU time and memory can be read from /proc.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// A running server; killed when dropped.
+pub(crate) struct ServerUnderTest {
+    child: Child,
+    pub(crate) url: String,
+}
+
+impl ServerUnderTest {
+    /// Starts `quartet serve` (this same executable) on a free loopback port.
+    pub(crate) fn start() -> anyhow::Result<ServerUnderTest> {
+        let exe = std::env::current_exe().context("cannot find the quartet executable")?;
+        let mut command = if server_pinned() {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--store", "memory"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().context("cannot start the server")?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("quartet listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => bail!("the server exited before listening"),
+            }
+        };
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Ok(ServerUnderTest { child, url })
+    }
+
+    /// The server's CPU time (user + system) so far, in microseconds.
+    pub(crate) fn cpu_us(&self) -> Option<u64> {
+        process_cpu_us(self.child.id())
+    }
+
+    /// The server's resident memory, in bytes.
+    pub(crate) fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib: u64 =
+            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
+impl Drop for ServerUnderTest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time of process `pid` (user + system), in microseconds, from /proc (Linux).
+pub(crate) fn process_cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000) // 100 ticks per second on Linux
+}
+
+/// Whether servers are started pinned to CPU 0.
+pub(crate) fn server_pinned() -> bool {
+    cpu_count() >= 2 && which("taskset")
+}
+
+/// CPUs of the machine, read once before this process pins itself (after pinning, the
+/// standard library would report only the one CPU it may use).
+pub(crate) fn cpu_count() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+pub(crate) fn which(program: &str) -> bool {
+    Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// Pins this process (all its threads, present and future) to CPU 1.
+pub(crate) fn pin_self_to_cpu1() -> bool {
+    if cpu_count() < 2 || !which("taskset") {
+        return false;
+    }
+    let pid = std::process::id().to_string();
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &pid])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Scrapes `/metrics` into `name{labels}` → value.
+pub(crate) async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<HashMap<String, f64>> {
+    let text =
+        http.get(format!("{url}/metrics")).timeout(Duration::from_secs(10)).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect())
+}

@@ -1,0 +1,39 @@
+//! `quartet bench` in a tiny configuration: the report has its shape and every transport
+//! delivered every message. It checks completeness, never speed (speed is for the bench itself).
+
+use std::process::Command;
+
+#[test]
+fn tiny_bench_reports_every_transport_complete() {
+    let out = std::env::temp_dir().join(format!("quartet-bench-test-{}", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_quartet"))
+        .args(["bench", "--sizes", "3", "--seconds", "0.5", "--idle", "10", "--poll-interval-ms", "100"])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("quartet runs");
+    assert!(status.success(), "bench failed");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    let transports: Vec<&str> = runs.iter().map(|r| r["transport"].as_str().unwrap()).collect();
+    assert_eq!(transports, ["short-poll", "long-poll", "sse", "ws"]);
+    for run in runs {
+        assert_eq!(run["subscribers"], 3);
+        assert!(run["messages"].as_u64().unwrap() >= 1);
+        assert_eq!(run["delivered"], run["expected_deliveries"], "{run}");
+        assert_eq!(run["complete"], true);
+        for key in ["p50", "p99", "p999", "max"] {
+            assert!(run["latency_us"][key].as_u64().unwrap() > 0, "{key} in {run}");
+        }
+        assert!(run["bytes_to_clients_per_delivery"].as_f64().unwrap() > 0.0);
+    }
+    let idle = json["idle"].as_array().unwrap();
+    assert_eq!(idle.len(), 4);
+    for name in ["report.md", "latency.svg", "bytes.svg", "cpu.svg", "memory.svg"] {
+        let text = std::fs::read_to_string(out.join(name)).unwrap();
+        assert!(!text.is_empty(), "{name}");
+    }
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| ws | 3 |"));
+    let _ = std::fs::remove_dir_all(&out);
+}
