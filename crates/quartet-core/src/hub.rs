@@ -19,8 +19,8 @@ use crate::entry::{Draft, Entry};
 use crate::error::{Error, ErrorCode};
 use crate::ids::{ClientId, EventName, LogId, RoomName, Seq, UserName};
 use crate::limits::{
-    DEFAULT_HEARTBEAT, HEARTBEATS_BEFORE_TIMEOUT, MAX_CLIENTS, MAX_LOGS, MAX_ROOMS_PER_CLIENT, RING_BYTES,
-    RING_CAPACITY,
+    COMMAND_BURST, COMMANDS_PER_SECOND, DEFAULT_HEARTBEAT, HEARTBEATS_BEFORE_TIMEOUT, MAX_CLIENTS, MAX_LOGS,
+    MAX_ROOMS_PER_CLIENT, RING_BYTES, RING_CAPACITY,
 };
 use crate::log::Log;
 use crate::reader::Reader;
@@ -39,11 +39,21 @@ pub struct Config {
     pub ring_capacity: usize,
     /// Bytes kept in memory per log.
     pub ring_bytes: usize,
+    /// Steady commands per second allowed per client; see [`COMMANDS_PER_SECOND`].
+    pub command_rate: f64,
+    /// Commands allowed at once above the steady rate; see [`COMMAND_BURST`].
+    pub command_burst: f64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { heartbeat: DEFAULT_HEARTBEAT, ring_capacity: RING_CAPACITY, ring_bytes: RING_BYTES }
+        Config {
+            heartbeat: DEFAULT_HEARTBEAT,
+            ring_capacity: RING_CAPACITY,
+            ring_bytes: RING_BYTES,
+            command_rate: COMMANDS_PER_SECOND,
+            command_burst: COMMAND_BURST,
+        }
     }
 }
 
@@ -152,7 +162,7 @@ impl Hub {
             ));
         }
         let inbox = self.log(LogId::Inbox(user.clone())).await?;
-        let session = Arc::new(Session::new(user, inbox.clone(), inbox.head()));
+        let session = Arc::new(Session::new(user, inbox.clone(), inbox.head(), &self.shared.config));
         inbox.add_reader(session.clone());
         self.shared.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
         self.shared.stats.registered.fetch_add(1, Ordering::Relaxed);

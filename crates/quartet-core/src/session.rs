@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::command::Reply;
+use crate::hub::Config;
 use crate::ids::{ClientId, RoomName, Seq, UserName};
-use crate::limits::{COMMAND_BURST, COMMANDS_PER_SECOND, REMEMBERED_MESSAGE_IDS};
+use crate::limits::REMEMBERED_MESSAGE_IDS;
 use crate::log::Log;
 
 /// One registered client.
@@ -48,7 +49,7 @@ pub(crate) struct SessionState {
 }
 
 impl Session {
-    pub(crate) fn new(user: UserName, inbox: Arc<Log>, inbox_from: Seq) -> Session {
+    pub(crate) fn new(user: UserName, inbox: Arc<Log>, inbox_from: Seq, config: &Config) -> Session {
         let now = Instant::now();
         Session {
             id: ClientId::random(),
@@ -60,7 +61,7 @@ impl Session {
                 inbox_from,
                 last_seen: now,
                 streams: 0,
-                bucket: TokenBucket::full(now),
+                bucket: TokenBucket::full(now, config.command_rate, config.command_burst),
                 gone: false,
             }),
             publishing: tokio::sync::Mutex::new(AckMemory::default()),
@@ -81,21 +82,25 @@ impl Session {
     }
 }
 
-/// A token bucket: [`COMMANDS_PER_SECOND`] steady, [`COMMAND_BURST`] at once.
+/// A token bucket: `rate` commands per second steady, `burst` at once (by default
+/// [`COMMANDS_PER_SECOND`](crate::limits::COMMANDS_PER_SECOND) and
+/// [`COMMAND_BURST`](crate::limits::COMMAND_BURST)).
 pub(crate) struct TokenBucket {
     tokens: f64,
     last: Instant,
+    rate: f64,
+    burst: f64,
 }
 
 impl TokenBucket {
-    fn full(now: Instant) -> TokenBucket {
-        TokenBucket { tokens: COMMAND_BURST, last: now }
+    fn full(now: Instant, rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket { tokens: burst, last: now, rate, burst }
     }
 
     /// Takes one token if there is one.
     pub(crate) fn take(&mut self, now: Instant) -> bool {
-        let refill = now.duration_since(self.last).as_secs_f64() * COMMANDS_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(COMMAND_BURST);
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -19,6 +19,9 @@ pub(crate) struct ServeArgs {
     /// Redis URL: several `quartet serve` processes with the same Redis form one cluster.
     #[arg(long, env = "QUARTET_REDIS")]
     redis: Option<String>,
+    /// Commands per second each client may send (bursts of twice that pass).
+    #[arg(long, env = "QUARTET_RATE_LIMIT", default_value_t = quartet_core::limits::COMMANDS_PER_SECOND)]
+    rate_limit: f64,
     /// Secret for client tokens; when set, `POST /v1/clients` needs `Authorization: Bearer T`.
     #[arg(long, env = "QUARTET_AUTH_SECRET", hide_env_values = true)]
     auth_secret: Option<String>,
@@ -51,7 +54,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let engine = engine(&args)?;
     let listener =
         TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
-    let hub = Hub::new(engine.clone(), Config::default());
+    if !args.rate_limit.is_finite() || args.rate_limit <= 0.0 {
+        bail!("--rate-limit must be a positive number of commands per second");
+    }
+    let config =
+        Config { command_rate: args.rate_limit, command_burst: args.rate_limit * 2.0, ..Config::default() };
+    let hub = Hub::new(engine.clone(), config);
     let addr = listener.local_addr()?;
     println!("quartet listening on http://{addr}");
     if engine.durable() {

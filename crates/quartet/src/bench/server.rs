@@ -26,7 +26,8 @@ impl ServerUnderTest {
             Command::new(&exe)
         };
         command
-            .args(["serve", "--addr", "127.0.0.1:0", "--store", "memory"])
+            // The publisher sends hundreds of commands per second: lift the per-client limit.
+            .args(["serve", "--addr", "127.0.0.1:0", "--store", "memory", "--rate-limit", "1000000"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
