@@ -87,7 +87,7 @@ pub async fn sse(
 }
 
 /// Encodes a whole batch as one chunk, so it goes out in one write.
-fn encode(batch: &Batch) -> Bytes {
+pub fn encode(batch: &Batch) -> Bytes {
     let size: usize = batch.deliveries.iter().map(|d| d.frame.len() + d.cursor.len() + 16).sum();
     let mut out = BytesMut::with_capacity(size);
     for delivery in &batch.deliveries {

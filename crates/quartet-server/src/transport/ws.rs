@@ -150,7 +150,7 @@ async fn write_batch(
 }
 
 /// An event frame as a text message, sharing the encoded bytes.
-fn text_frame(json: bytes::Bytes) -> Message {
+pub fn text_frame(json: bytes::Bytes) -> Message {
     Message::Text(Utf8Bytes::try_from(json).expect("frames are JSON, so UTF-8"))
 }
 

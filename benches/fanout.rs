@@ -1,0 +1,61 @@
+//! Core fan-out, no network: one publish to a room of 1, 100 or 10 000 readers, then every
+//! reader takes the event (`Reader::read_since`), as each connection's task would after its
+//! wake-up. The time covers the append, the wake-ups and every reader's read and per-reader
+//! cursor encoding; it excludes sockets and encoding for a wire (see `encoding` and `delivery`).
+//! Throughput is reported per delivered event.
+
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use quartet_core::{ClientId, Config, Hub, MemoryEngine, Reader};
+use serde_json::json;
+
+fn room(rt: &tokio::runtime::Runtime, readers: usize) -> (Hub, ClientId, Vec<Reader>) {
+    rt.block_on(async {
+        let config = Config { command_rate: 1e12, command_burst: 1e12, ..Config::default() };
+        let hub = Hub::new(Arc::new(MemoryEngine::new()), config);
+        let join = json!({"type":"join","room":"stage"}).to_string();
+        let mut all = Vec::with_capacity(readers);
+        for i in 0..readers {
+            let reg = hub.register(&format!("viewer{i}")).await.unwrap();
+            let id = ClientId::from_wire(&reg.client).unwrap();
+            hub.execute(&id, join.as_bytes()).await.unwrap();
+            let mut reader = hub.reader(&id, Some(&reg.cursor)).unwrap();
+            while !reader.read_since().unwrap().deliveries.is_empty() {} // skip the joins
+            all.push(reader);
+        }
+        let reg = hub.register("streamer").await.unwrap();
+        let streamer = ClientId::from_wire(&reg.client).unwrap();
+        hub.execute(&streamer, join.as_bytes()).await.unwrap();
+        for reader in &mut all {
+            reader.read_since().unwrap();
+        }
+        (hub, streamer, all)
+    })
+}
+
+fn fanout(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let publish =
+        json!({"type":"publish","room":"stage","event":"chat","data":{"text":"x".repeat(80)}}).to_string();
+    let mut group = c.benchmark_group("fanout");
+    for readers in [1usize, 100, 10_000] {
+        let (hub, streamer, mut all) = room(&rt, readers);
+        group.throughput(Throughput::Elements(readers as u64));
+        group.sample_size(if readers >= 10_000 { 20 } else { 100 });
+        group.bench_function(BenchmarkId::new("publish_then_every_reader_reads", readers), |b| {
+            b.iter(|| {
+                rt.block_on(hub.execute(&streamer, publish.as_bytes())).unwrap();
+                let mut delivered = 0;
+                for reader in &mut all {
+                    delivered += reader.read_since().unwrap().deliveries.len();
+                }
+                assert_eq!(delivered, readers);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);
