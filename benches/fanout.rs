@@ -20,15 +20,15 @@ fn room(rt: &tokio::runtime::Runtime, readers: usize) -> (Hub, ClientId, Vec<Rea
             let reg = hub.register(&format!("viewer{i}")).await.unwrap();
             let id = ClientId::from_wire(&reg.client).unwrap();
             hub.execute(&id, join.as_bytes()).await.unwrap();
-            let mut reader = hub.reader(&id, Some(&reg.cursor)).unwrap();
-            while !reader.read_since().unwrap().deliveries.is_empty() {} // skip the joins
+            let reader = hub.reader(&id, Some(&reg.cursor)).unwrap();
             all.push(reader);
         }
         let reg = hub.register("streamer").await.unwrap();
         let streamer = ClientId::from_wire(&reg.client).unwrap();
         hub.execute(&streamer, join.as_bytes()).await.unwrap();
+        // Skip everything before the measured publishes (later joins, gaps over evicted ones).
         for reader in &mut all {
-            reader.read_since().unwrap();
+            while !reader.read_since().unwrap().deliveries.is_empty() {}
         }
         (hub, streamer, all)
     })
