@@ -166,7 +166,7 @@ impl Hub {
         inbox.add_reader(session.clone());
         self.shared.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
         self.shared.stats.registered.fetch_add(1, Ordering::Relaxed);
-        let reader = Reader::new(self.shared.clone(), session.clone(), None);
+        let mut reader = Reader::new(self.shared.clone(), session.clone(), None);
         let config = &self.shared.config;
         Ok(Registration {
             client: session.id.to_string(),
@@ -288,13 +288,13 @@ impl Hub {
         let log = self.log(LogId::Room(room.clone())).await?;
         let online = log.add_reader(session.clone());
         let seq = self.presence(session, &log, "join", online).await?;
-        session.state().rooms.insert(room.clone(), (log, Seq(seq.0 - 1)));
+        session.state().join(room.clone(), log, Seq(seq.0 - 1));
         session.wake();
         Ok(Reply::Joined { room: room.to_string(), seq: seq.0, online })
     }
 
     async fn leave(&self, session: &Arc<Session>, room: &RoomName) -> Result<Reply, Error> {
-        let (log, _) = session.state().rooms.remove(room).ok_or_else(|| not_joined(room))?;
+        let (log, _) = session.state().leave(room).ok_or_else(|| not_joined(room))?;
         self.leave_log(session, &log).await?;
         session.wake();
         Ok(Reply::Left { room: room.to_string() })
@@ -327,6 +327,7 @@ impl Hub {
         let rooms = {
             let mut state = session.state();
             state.gone = true;
+            state.membership += 1;
             std::mem::take(&mut state.rooms)
         };
         session.inbox.remove_reader(&session.id);

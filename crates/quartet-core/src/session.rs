@@ -46,6 +46,21 @@ pub(crate) struct SessionState {
     pub(crate) bucket: TokenBucket,
     /// Set when the session ended; readers still holding it stop.
     pub(crate) gone: bool,
+    /// Bumped by every join and leave, so readers rebuild their list of logs only then.
+    pub(crate) membership: u64,
+}
+
+impl SessionState {
+    pub(crate) fn join(&mut self, room: RoomName, log: Arc<Log>, floor: Seq) {
+        self.rooms.insert(room, (log, floor));
+        self.membership += 1;
+    }
+
+    pub(crate) fn leave(&mut self, room: &RoomName) -> Option<(Arc<Log>, Seq)> {
+        let left = self.rooms.remove(room);
+        self.membership += 1;
+        left
+    }
 }
 
 impl Session {
@@ -63,6 +78,7 @@ impl Session {
                 streams: 0,
                 bucket: TokenBucket::full(now, config.command_rate, config.command_burst),
                 gone: false,
+                membership: 0,
             }),
             publishing: tokio::sync::Mutex::new(AckMemory::default()),
         }

@@ -9,11 +9,15 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{Endpoint, Transport, TransportKind};
 use crate::error::ClientError;
 use crate::frame::Frame;
+
+/// Read buffer per socket, in bytes.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// See the module doc.
 pub struct Ws {
@@ -32,7 +36,10 @@ impl Ws {
     pub(crate) async fn open(endpoint: Endpoint, cursor: String) -> Result<Ws, ClientError> {
         let url = endpoint.url("ws").replacen("http", "ws", 1);
         let url = format!("{url}?cursor={cursor}");
-        let (socket, _) = match tokio_tungstenite::connect_async(url).await {
+        // A small read buffer: events are a few hundred bytes, and the 128 KiB default is
+        // zero-filled on every read, which dominates a load generator holding many sockets.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+        let (socket, _) = match tokio_tungstenite::connect_async_with_config(url, Some(config), true).await {
             Ok(ok) => ok,
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();

@@ -146,6 +146,17 @@ fn transport_metric(m: &std::collections::HashMap<String, f64>, name: &str, kind
     metric(m, &format!("{name}{{transport=\"{}\"}}", kind.name()))
 }
 
+/// Waits until `when` precisely. Tokio's timer has millisecond granularity, which would add up
+/// to a millisecond of the generator's own lateness to every latency; so it sleeps until just
+/// before and then yields (letting the subscribers' tasks run) until the moment comes.
+async fn send_at(when: Instant) {
+    let early = when.checked_sub(Duration::from_millis(2)).unwrap_or(when);
+    tokio::time::sleep_until(early.into()).await;
+    while Instant::now() < when {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// One run: a fresh server, `subscribers` in a room, `rate` messages/s for `seconds`.
 pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progress) -> anyhow::Result<Run> {
     let server = ServerUnderTest::start()?;
@@ -202,7 +213,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
     let pad = "x".repeat(PAD);
     for i in 0..messages {
         let scheduled = tally.start + Duration::from_secs_f64(i as f64 / shape.rate);
-        tokio::time::sleep_until(scheduled.into()).await;
+        send_at(scheduled).await;
         let reply = publisher
             .command(
                 json!({"type":"publish","room":room,"event":"bench","to":"others","data":{"i":i,"pad":pad}}),
