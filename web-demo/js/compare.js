@@ -91,8 +91,9 @@ function arrive(pane, frames) {
       pane.latencies.push(latency);
       pane.last = latency;
     }
+    const verb = { join: 'joined', leave: 'left', count: 'online' }[frame.data?.action];
     const label = frame.event === 'presence'
-      ? `${frame.from} ${frame.data.action === 'join' ? 'joined' : 'left'}`
+      ? (frame.data.action === 'count' ? `${frame.data.online} online` : `${frame.from} ${verb}`)
       : `${frame.from}: ${frame.data?.text ?? JSON.stringify(frame.data)}`;
     pane.list.prepend(el('li', { dataset: { seq: frame.seq, event: frame.event } },
       el('span', { class: 'seq' }, `#${frame.seq}`),

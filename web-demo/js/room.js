@@ -180,6 +180,7 @@ function render(frames) {
     const meta = { room: frame.room, seq: frame.seq, event: frame.event, from: frame.from };
     if (frame.event === 'presence') {
       setOnline(frame.data.online);
+      if (frame.data.action === 'count') continue; // a crowded room's periodic head count
       const verb = frame.data.action === 'join' ? 'joined' : 'left';
       line({ ...meta, kind: 'presence' }, `${frame.from} ${verb} · ${frame.data.online} online`);
     } else if (frame.event === 'gift') {

@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorCode};
 use crate::ids::{ClientId, EventName, LogId, RoomName, Seq, UserName};
 use crate::limits::{
     COMMAND_BURST, COMMANDS_PER_SECOND, DEFAULT_HEARTBEAT, HEARTBEATS_BEFORE_TIMEOUT, MAX_CLIENTS, MAX_LOGS,
-    MAX_ROOMS_PER_CLIENT, RING_BYTES, RING_CAPACITY,
+    MAX_ROOMS_PER_CLIENT, PRESENCE_COUNT_INTERVAL, PRESENCE_CROWD, RING_BYTES, RING_CAPACITY,
 };
 use crate::log::Log;
 use crate::reader::Reader;
@@ -43,6 +43,11 @@ pub struct Config {
     pub command_rate: f64,
     /// Commands allowed at once above the steady rate; see [`COMMAND_BURST`].
     pub command_burst: f64,
+    /// Room size above which joins and leaves are announced as periodic counts; see
+    /// [`PRESENCE_CROWD`].
+    pub presence_crowd: usize,
+    /// How often a crowded room's count is announced; see [`PRESENCE_COUNT_INTERVAL`].
+    pub presence_interval: Duration,
 }
 
 impl Default for Config {
@@ -53,6 +58,8 @@ impl Default for Config {
             ring_bytes: RING_BYTES,
             command_rate: COMMANDS_PER_SECOND,
             command_burst: COMMAND_BURST,
+            presence_crowd: PRESENCE_CROWD,
+            presence_interval: PRESENCE_COUNT_INTERVAL,
         }
     }
 }
@@ -287,8 +294,12 @@ impl Hub {
         }
         let log = self.log(LogId::Room(room.clone())).await?;
         let online = log.add_reader(session.clone());
-        let seq = self.presence(session, &log, "join", online).await?;
-        session.state().join(room.clone(), log, Seq(seq.0 - 1));
+        // The joiner reads from its own presence event, or from now if there is none (a crowd).
+        let (seq, floor) = match self.presence(session, &log, "join", online).await? {
+            Some(seq) => (seq, Seq(seq.0 - 1)),
+            None => (log.head(), log.head()),
+        };
+        session.state().join(room.clone(), log, floor);
         session.wake();
         Ok(Reply::Joined { room: room.to_string(), seq: seq.0, online })
     }
@@ -300,24 +311,62 @@ impl Hub {
         Ok(Reply::Left { room: room.to_string() })
     }
 
-    async fn leave_log(&self, session: &Arc<Session>, log: &Log) -> Result<Seq, Error> {
+    async fn leave_log(&self, session: &Arc<Session>, log: &Arc<Log>) -> Result<(), Error> {
         let online = log.remove_reader(&session.id);
-        self.presence(session, log, "leave", online).await
+        self.presence(session, log, "leave", online).await.map(|_| ())
     }
 
+    /// Announces a join or leave: a presence event with the online count, or, in a room of more
+    /// than [`Config::presence_crowd`] clients, a scheduled `count` instead (see
+    /// [`PRESENCE_CROWD`]). Returns the seq of the event it published, if it published one.
     async fn presence(
         &self,
         session: &Session,
-        log: &Log,
+        log: &Arc<Log>,
         action: &str,
         online: usize,
-    ) -> Result<Seq, Error> {
-        let data = serde_json::json!({ "action": action, "online": online }).to_string();
-        let data = RawValue::from_string(data).expect("json value is valid JSON");
-        let event = EventName::parse("presence").expect("valid name");
-        let draft =
-            Draft::now(log.id.clone(), event, session.user.clone(), session.id.clone(), Scope::Room, data);
-        self.append(log, draft).await
+    ) -> Result<Option<Seq>, Error> {
+        let crowd = self.shared.config.presence_crowd;
+        if online > crowd || (action == "leave" && online == crowd) {
+            self.schedule_count(log);
+            return Ok(None);
+        }
+        let data = presence_data(action, online);
+        let draft = Draft::now(
+            log.id.clone(),
+            presence_event(),
+            session.user.clone(),
+            session.id.clone(),
+            Scope::Room,
+            data,
+        );
+        self.append(log, draft).await.map(Some)
+    }
+
+    /// In a crowd, joins and leaves are folded into one `count` event per
+    /// [`Config::presence_interval`]: the first change arms a timer, the timer publishes the count
+    /// as it is then.
+    fn schedule_count(&self, log: &Arc<Log>) {
+        if log.count_pending.swap(true, Ordering::AcqRel) {
+            return; // already armed
+        }
+        let (hub, log) = (self.clone(), log.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(hub.shared.config.presence_interval).await;
+            log.count_pending.store(false, Ordering::Release);
+            let data = presence_data("count", log.reader_count());
+            let draft = Draft::now(
+                log.id.clone(),
+                presence_event(),
+                UserName::nobody(),
+                ClientId::nobody(),
+                Scope::Room,
+                data,
+            );
+            if let Err(error) = hub.append(&log, draft).await {
+                tracing::warn!(%error, room = %log.id, "could not publish the presence count");
+            }
+        });
     }
 
     /// Ends a client now: leaves its rooms (publishing presence `leave`), stops its readers.
@@ -413,6 +462,15 @@ impl Hub {
             .or_insert_with(|| Arc::new(Log::new(id, head, config.ring_capacity, config.ring_bytes)));
         Ok(log.clone())
     }
+}
+
+fn presence_event() -> EventName {
+    EventName::parse("presence").expect("valid name")
+}
+
+fn presence_data(action: &str, online: usize) -> Box<RawValue> {
+    let data = serde_json::json!({ "action": action, "online": online }).to_string();
+    RawValue::from_string(data).expect("json value is valid JSON")
 }
 
 fn not_joined(room: &RoomName) -> Error {

@@ -77,6 +77,13 @@ name_type!(
     "event name"
 );
 
+impl UserName {
+    /// The empty name: the `from` of events the server itself makes (presence counts).
+    pub(crate) fn nobody() -> UserName {
+        UserName("".into())
+    }
+}
+
 /// One client session: what `POST /v1/clients` creates and every other route names.
 ///
 /// It is 128 random bits, so knowing it is what lets a request act as that client.
@@ -88,6 +95,11 @@ impl ClientId {
     pub fn random() -> Self {
         let bytes: [u8; 16] = rand::random();
         Self(URL_SAFE_NO_PAD.encode(bytes).into())
+    }
+
+    /// The id of no client: the sender of events the server itself makes.
+    pub(crate) fn nobody() -> ClientId {
+        ClientId("".into())
     }
 
     /// Wraps an id received from a client. No validation beyond the size: an id that does not

@@ -59,3 +59,13 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(25);
 /// A client silent for this many heartbeats is removed and its presence `leave` is published.
 /// Two gives one missed beat of slack for a slow network.
 pub const HEARTBEATS_BEFORE_TIMEOUT: u32 = 2;
+
+/// Clients in a room above which joins and leaves stop being announced one by one. Each
+/// announcement goes to every member, so in a room of N, N joins cost N² deliveries: 10 000
+/// viewers arriving would be 50 million events of "someone joined". Above this size the room
+/// instead gets one presence event with `"action":"count"` and the online count, at most every
+/// [`PRESENCE_COUNT_INTERVAL`]. (Centrifugo makes join/leave opt-in per channel for the same reason.)
+pub const PRESENCE_CROWD: usize = 100;
+
+/// How often a crowded room's online count is announced (only when it changed).
+pub const PRESENCE_COUNT_INTERVAL: Duration = Duration::from_secs(1);

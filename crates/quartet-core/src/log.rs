@@ -4,6 +4,7 @@
 //! reader's session once; the readers come and take the shared entry themselves.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
@@ -21,6 +22,8 @@ pub(crate) struct Log {
     readers: Mutex<HashMap<ClientId, Arc<Session>>>,
     /// When the last reader left (for evicting idle logs); `None` while read.
     idle_since: Mutex<Option<Instant>>,
+    /// Set while a presence `count` is scheduled for this (crowded) room.
+    pub(crate) count_pending: AtomicBool,
 }
 
 impl Log {
@@ -30,6 +33,7 @@ impl Log {
             ring: Mutex::new(Ring::new(head, ring_capacity, ring_bytes)),
             readers: Mutex::default(),
             idle_since: Mutex::new(Some(Instant::now())),
+            count_pending: AtomicBool::new(false),
         }
     }
 

@@ -248,3 +248,41 @@ async fn command_flood_is_rate_limited() {
     assert!(codes[100..].iter().all(|c| c == "errorrate_limited"), "{codes:?}");
     assert_eq!(run(&hub, &alice, json!({"type":"ping"})).await["type"], "pong");
 }
+
+/// Above the crowd size, joins and leaves are folded into one `count` event per interval, so a
+/// big room does not pay N² deliveries for N arrivals.
+#[tokio::test(start_paused = true)]
+async fn crowded_rooms_announce_counts_not_each_join() {
+    let hub = hub_with(Config { presence_crowd: 2, ..Config::default() });
+    let (first, cursor) = client(&hub, "first").await;
+    let mut reader = hub.reader(&first, Some(&cursor)).unwrap();
+    run(&hub, &first, json!({"type":"join","room":"stage"})).await;
+    for name in ["second", "third", "fourth"] {
+        let (id, _) = client(&hub, name).await;
+        let joined = run(&hub, &id, json!({"type":"join","room":"stage"})).await;
+        assert_eq!(joined["type"], "joined");
+    }
+    let presence = |events: &[Value]| -> Vec<(String, String, u64)> {
+        events
+            .iter()
+            .filter(|e| e["event"] == "presence")
+            .map(|e| {
+                (
+                    e["from"].as_str().unwrap().into(),
+                    e["data"]["action"].as_str().unwrap().into(),
+                    e["data"]["online"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // first and second are announced; third and fourth make the room a crowd.
+    assert_eq!(
+        presence(&drain(&mut reader)),
+        [("first".into(), "join".into(), 1), ("second".into(), "join".into(), 2)]
+    );
+    tokio::time::sleep(hub.config().presence_interval + Duration::from_millis(10)).await;
+    assert_eq!(presence(&drain(&mut reader)), [(String::new(), "count".into(), 4)]);
+    // Nothing changes: no further count.
+    tokio::time::sleep(hub.config().presence_interval * 3).await;
+    assert!(presence(&drain(&mut reader)).is_empty());
+}

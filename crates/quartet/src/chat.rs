@@ -170,6 +170,9 @@ fn show_frame(frame: &Frame) {
 fn render(e: &Event) -> String {
     let text = |v: &Value| v.get("text").and_then(Value::as_str).map_or_else(|| v.to_string(), str::to_owned);
     match e.event.as_str() {
+        "presence" if e.data["action"] == "count" => {
+            format!("[{} #{}] * {} online", e.room, e.seq, e.data["online"])
+        }
         "presence" => {
             let action = if e.data["action"] == "join" { "joined" } else { "left" };
             format!("[{} #{}] * {} {action} ({} online)", e.room, e.seq, e.from, e.data["online"])

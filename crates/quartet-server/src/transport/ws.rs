@@ -27,8 +27,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use quartet_core::{ClientId, Error, ErrorCode, Reader, Reply};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -38,7 +39,7 @@ use crate::transport::{CursorQuery, Transport, open_reader, stopped};
 
 /// Read buffer per socket. The default (128 KiB) would cost ~100 KB per idle connection;
 /// commands are small, so a few KiB is plenty.
-pub const WS_READ_BUFFER: usize = 4 * 1024;
+pub const WS_READ_BUFFER: usize = 1024;
 
 /// Bytes written before a flush is forced. Small, since we flush after every batch anyway.
 pub const WS_WRITE_BUFFER: usize = 8 * 1024;
@@ -71,12 +72,20 @@ pub async fn ws(
         .on_upgrade(move |socket| run(socket, state, client, reader)))
 }
 
+/// Client frames buffered between the receiving task and the connection loop. Small: it only
+/// smooths bursts; when full, the receiving task stops reading and TCP pushes back.
+const INCOMING_FRAMES: usize = 16;
+
 /// The connection loop. Each turn waits for one of:
 /// - a batch of events for this client (write them, then flush once),
 /// - a frame from the client (a command to execute, a pong, a close),
 /// - a heartbeat tick with nothing to send (send a ping; give up on a silent peer),
 /// - server shutdown (close with 1001 "going away"; the client resumes elsewhere).
-async fn run(mut socket: WebSocket, state: AppState, client: ClientId, mut reader: Reader) {
+///
+/// The socket's receiving half runs in its own small task and hands frames over a channel.
+/// Polling the socket itself in this loop would cost a read attempt (and tungstenite's buffer
+/// preparation) on every delivery, since each turn starts a new receive.
+async fn run(socket: WebSocket, state: AppState, client: ClientId, mut reader: Reader) {
     let counters = state.stats.of(Transport::Ws);
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);
@@ -84,6 +93,15 @@ async fn run(mut socket: WebSocket, state: AppState, client: ClientId, mut reade
     let timeout = state.hub.config().client_timeout();
     let mut shutdown = state.shutdown.clone();
     let mut last_heard = Instant::now();
+    let (mut sink, mut stream) = socket.split();
+    let (incoming_tx, mut incoming) = mpsc::channel::<Message>(INCOMING_FRAMES);
+    let receiving = tokio::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            if incoming_tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
     loop {
         tokio::select! {
             batch = reader.wait_since(heartbeat) => match batch {
@@ -92,62 +110,63 @@ async fn run(mut socket: WebSocket, state: AppState, client: ClientId, mut reade
                         tracing::debug!(%client, "websocket peer silent; closing");
                         break;
                     }
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
                         break;
                     }
                 }
                 Ok(batch) => {
                     counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
                     let frames = batch.deliveries.into_iter().map(|d| text_frame(d.frame));
-                    if write_batch(&mut socket, frames).await.is_err() {
+                    if write_batch(&mut sink, frames).await.is_err() {
                         break;
                     }
                 }
                 Err(error) => {
-                    let _ = socket.send(error_frame(error)).await;
-                    let _ = socket.send(close(close_code::POLICY, "client removed")).await;
+                    let _ = sink.send(error_frame(error)).await;
+                    let _ = sink.send(close(close_code::POLICY, "client removed")).await;
                     break;
                 }
             },
-            message = socket.recv() => {
+            message = incoming.recv() => {
                 last_heard = Instant::now();
                 let text = match message {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(_))) => {
+                    Some(Message::Text(text)) => text,
+                    Some(Message::Binary(_)) => {
                         let error = Error::new(ErrorCode::BadRequest, "send commands as JSON text frames");
-                        if socket.send(error_frame(error)).await.is_err() { break; }
+                        if sink.send(error_frame(error)).await.is_err() { break; }
                         continue;
                     }
                     // Pongs only prove life; pings are answered by the protocol layer.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Message::Ping(_) | Message::Pong(_)) => continue,
+                    Some(Message::Close(_)) | None => break,
                 };
                 let frames = match state.hub.execute(&client, text.as_bytes()).await {
                     Ok((replies, _)) => replies.into_iter().map(reply_frame).collect::<Vec<_>>(),
                     Err(error) => vec![error_frame(error)],
                 };
-                if write_batch(&mut socket, frames.into_iter()).await.is_err() {
+                if write_batch(&mut sink, frames.into_iter()).await.is_err() {
                     break;
                 }
             }
             () = stopped(&mut shutdown) => {
-                let _ = socket.send(close(close_code::AWAY, "server shutting down")).await;
+                let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
                 break;
             }
         }
     }
+    receiving.abort();
 }
 
 /// Queues every frame and flushes once: one write for the whole batch.
-async fn write_batch(
-    socket: &mut WebSocket,
-    frames: impl Iterator<Item = Message>,
-) -> Result<(), axum::Error> {
+async fn write_batch(sink: &mut WsSink, frames: impl Iterator<Item = Message>) -> Result<(), axum::Error> {
     for frame in frames {
-        socket.feed(frame).await?;
+        sink.feed(frame).await?;
     }
-    socket.flush().await
+    sink.flush().await
 }
+
+/// The sending half of a split socket.
+type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 /// An event frame as a text message, sharing the encoded bytes.
 pub fn text_frame(json: bytes::Bytes) -> Message {

@@ -199,7 +199,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let before = scrape(http, &url).await?;
+    let before = scrape(&url).await?;
     let (server_cpu0, self_cpu0) = (server.cpu_us(), self_cpu_us());
     let tally = Arc::new(Tally {
         start: Instant::now() + Duration::from_millis(50),
@@ -232,7 +232,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
     }
     let elapsed = tally.start.elapsed().as_secs_f64();
     let (server_cpu1, self_cpu1) = (server.cpu_us(), self_cpu_us());
-    let after = scrape(http, &url).await?;
+    let after = scrape(&url).await?;
     drop(subscribers);
 
     let delivered = tally.delivered.load(Ordering::Relaxed);
@@ -296,12 +296,12 @@ pub(crate) async fn idle(
     tokio::time::sleep(Duration::from_secs(1) + options.poll_interval).await;
     let rss_after = server.rss_bytes();
     let window = Duration::from_secs(3).max(options.poll_interval * 3);
-    let before = scrape(http, &url).await?;
+    let before = scrape(&url).await?;
     let cpu0 = server.cpu_us();
     progress.step(&format!("idle for {:.0} s", window.as_secs_f64()));
     tokio::time::sleep(window).await;
     let cpu1 = server.cpu_us();
-    let after = scrape(http, &url).await?;
+    let after = scrape(&url).await?;
     drop(room);
     drop(warmup);
     let requests = transport_metric(&after, "quartet_transport_requests_total", kind)

@@ -108,10 +108,24 @@ pub(crate) fn pin_self_to_cpu1() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Scrapes `/metrics` into `name{labels}` → value.
-pub(crate) async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<HashMap<String, f64>> {
-    let text =
-        http.get(format!("{url}/metrics")).timeout(Duration::from_secs(10)).send().await?.text().await?;
+/// Scrapes `/metrics` into `name{labels}` → value, on a connection of its own (never one of
+/// the subscribers' pooled ones), retrying once.
+pub(crate) async fn scrape(url: &str) -> anyhow::Result<HashMap<String, f64>> {
+    let mut attempt = 0;
+    let text = loop {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+        match http.get(format!("{url}/metrics")).timeout(Duration::from_secs(10)).send().await {
+            Ok(response) => break response.text().await?,
+            Err(error) if attempt == 0 => {
+                attempt += 1;
+                eprintln!("scraping /metrics failed ({error:?}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context("cannot scrape the server's /metrics"));
+            }
+        }
+    };
     Ok(text
         .lines()
         .filter(|l| !l.starts_with('#'))
