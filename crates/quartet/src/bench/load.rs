@@ -25,6 +25,9 @@ const CONNECT_CONCURRENCY: usize = 128;
 /// Bytes of the `pad` in each message, so the payload (`data`) is about 100 bytes.
 pub(crate) const PAD: usize = 76;
 
+/// Subscribers that stopped on an error, over the whole bench (reported, never hidden).
+pub(crate) static SUBSCRIBER_ERRORS: AtomicU64 = AtomicU64::new(0);
+
 /// How one run is shaped.
 pub(crate) struct Shape {
     pub(crate) transport: TransportKind,
@@ -111,7 +114,15 @@ async fn fill_room(
         let mut client = client?;
         let tally = tally.clone();
         readers.push(tokio::spawn(async move {
-            while let Ok(frames) = client.receive().await {
+            loop {
+                let frames = match client.receive().await {
+                    Ok(frames) => frames,
+                    Err(error) => {
+                        SUBSCRIBER_ERRORS.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("a subscriber stopped: {error}");
+                        break;
+                    }
+                };
                 let current = tally.lock().expect("tally lock").clone();
                 if let Some(current) = current {
                     frames.iter().for_each(|f| current.record(f));

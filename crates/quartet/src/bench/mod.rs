@@ -139,7 +139,9 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let idle_n = args.idle.unwrap_or(if args.quick { 1000 } else { 10_000 });
     let poll_interval = Duration::from_millis(args.poll_interval_ms);
     let options = Options { poll_interval, long_poll_wait: Duration::from_secs(25) };
-    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build()?;
+    // One HTTP client (and connection pool) per measurement, dropped after it: pooled
+    // connections to a finished run's server would otherwise pile up as open descriptors.
+    let http = || reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build();
     // Units for the ETA: a run ~ seconds + subscribers/2000 s; an idle phase ~ 5 s + n/2000 s.
     let unit = |n: usize| seconds + n as f64 / 2000.0 + 1.0;
     let total: f64 = args.transports.len() as f64
@@ -155,7 +157,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             progress.begin(format!("{kind} × {n}"));
             let shape =
                 load::Shape { transport: kind, subscribers: n, rate, seconds, options: options.clone() };
-            let run = load::run(&shape, &http, &progress).await?;
+            let run = load::run(&shape, &http()?, &progress).await?;
             progress.finish_unit(unit(n));
             progress.line(&format!(
                 "{kind:>10} × {n:<6} p50 {:>8} µs  p99 {:>8} µs  {:>8.0} deliveries/s  {}/{} delivered  server CPU {} µs/delivery",
@@ -170,7 +172,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         }
         if idle_n > 0 {
             progress.begin(format!("{kind} × {idle_n} idle"));
-            let idle = load::idle(kind, idle_n, &options, &http, &progress).await?;
+            let idle = load::idle(kind, idle_n, &options, &http()?, &progress).await?;
             progress.finish_unit(5.0 + idle_n as f64 / 2000.0);
             progress.line(&format!(
                 "{kind:>10} × {idle_n:<6} idle: {} per subscriber, {:.0} requests/s",
@@ -209,6 +211,10 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     };
     report.write(&args.out)?;
     progress.line(&format!("report written to {} (report.json, report.md, *.svg)", args.out.display()));
+    let stopped = load::SUBSCRIBER_ERRORS.load(std::sync::atomic::Ordering::Relaxed);
+    if stopped > 0 {
+        progress.line(&format!("{stopped} subscribers stopped on an error during the bench (see above)"));
+    }
     if report.runs.iter().any(|r| !r.complete) {
         anyhow::bail!("some runs did not deliver every message; see report.md");
     }
