@@ -314,7 +314,7 @@ pub(crate) fn bar_chart(
     };
     for t in ticks {
         let y = top + plot_h - scale(t);
-        let label = if t >= 100.0 || t == 0.0 { format!("{t:.0}") } else { format!("{t}") };
+        let label = format_value(t);
         let _ = write!(
             svg,
             r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#e3e5ee"/><text x="{}" y="{:.1}" text-anchor="end" fill="#6b7085">{}</text>"##,
