@@ -79,6 +79,24 @@ export class Transport {
   stop() { this.running = false; this.setState('stopped'); }
 }
 
+/**
+ * Base of the two polling transports: a loop of requests (`loop()`, per transport) that stop()
+ * cuts short, in-flight request included.
+ */
+export class PollingTransport extends Transport {
+  start() {
+    this.running = true;
+    this.abort = new AbortController();
+    this.setState('connecting');
+    this.loop();
+  }
+
+  stop() {
+    this.abort?.abort();
+    super.stop();
+  }
+}
+
 /** Waits `ms`, or less if `signal` aborts. */
 export function sleep(ms, signal) {
   return new Promise((resolve) => {

@@ -2,22 +2,10 @@
 // ask again at once.
 //   GET /v1/clients/{id}/long-poll?cursor=C&wait_ms=N  ->  {"events":[...],"cursor":"..."}
 import { ApiError, fetchJson } from '../api.js';
-import { Transport, backoff, sleep } from '../transport.js';
+import { PollingTransport, backoff, sleep } from '../transport.js';
 
-export class LongPoll extends Transport {
+export class LongPoll extends PollingTransport {
   name = 'long-poll';
-
-  start() {
-    this.running = true;
-    this.abort = new AbortController();
-    this.setState('connecting');
-    this.loop();
-  }
-
-  stop() {
-    this.abort?.abort();
-    super.stop();
-  }
 
   async loop() {
     let failures = 0;

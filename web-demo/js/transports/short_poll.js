@@ -1,22 +1,10 @@
 // Short polling: ask every `interval` ms; the answer comes at once, events or not.
 //   GET /v1/clients/{id}/poll?cursor=C  ->  {"events":[...],"cursor":"..."}
 import { ApiError, fetchJson } from '../api.js';
-import { Transport, backoff, sleep } from '../transport.js';
+import { PollingTransport, backoff, sleep } from '../transport.js';
 
-export class ShortPoll extends Transport {
+export class ShortPoll extends PollingTransport {
   name = 'short-poll';
-
-  start() {
-    this.running = true;
-    this.abort = new AbortController();
-    this.setState('connecting');
-    this.loop();
-  }
-
-  stop() {
-    this.abort?.abort();
-    super.stop();
-  }
 
   async loop() {
     let failures = 0;
