@@ -156,6 +156,13 @@ impl Reader {
 
     /// Reads what is there now. Fails with `unknown_client` once the session has ended.
     pub fn read_since(&mut self) -> Result<Batch, Error> {
+        let deliveries = self.collect()?;
+        Ok(Batch { deliveries, cursor: self.cursor() })
+    }
+
+    /// The deliveries available now, moving the positions past them (and past events this
+    /// client may not see). No batch cursor: a wait that finds nothing should cost no encoding.
+    fn collect(&mut self) -> Result<Vec<Delivery>, Error> {
         if self.session.state().gone {
             return Err(Error::unknown_client());
         }
@@ -189,28 +196,34 @@ impl Reader {
             }
         }
         self.shared.stats.delivered.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
-        let cursor = self.cursor();
-        Ok(Batch { deliveries, cursor })
+        Ok(deliveries)
     }
 
     /// Waits up to `max_wait` for something to deliver; returns it at once when it comes, or an
-    /// empty batch at the deadline.
+    /// empty batch at the deadline. For one-off waits (a long poll): each call arms a timer.
     pub async fn wait_since(&mut self, max_wait: Duration) -> Result<Batch, Error> {
-        let deadline = Instant::now() + max_wait;
+        match tokio::time::timeout(max_wait, self.next_batch()).await {
+            Ok(batch) => batch,
+            Err(_) => self.read_since(), // nothing came: the (possibly advanced) cursor
+        }
+    }
+
+    /// Waits, without a deadline, for the next non-empty batch. For streams (SSE, WebSocket),
+    /// which keep their own heartbeat timer instead of arming one per wait. Cancel-safe: a
+    /// batch is only taken from the logs in the same poll that returns it.
+    pub async fn next_batch(&mut self) -> Result<Batch, Error> {
+        let session = self.session.clone();
         loop {
             // Register for the wake-up *before* reading, so an event appended between the read
             // and the await still wakes us.
-            let session = self.session.clone();
             let notified = session.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let batch = self.read_since()?;
-            if !batch.deliveries.is_empty() {
-                return Ok(batch);
+            let deliveries = self.collect()?;
+            if !deliveries.is_empty() {
+                return Ok(Batch { deliveries, cursor: self.cursor() });
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(batch);
-            }
+            notified.await;
         }
     }
 

@@ -57,18 +57,22 @@ pub async fn sse(
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let _open = OpenGuard::new(counters);
         yield Ok::<Bytes, std::convert::Infallible>(Bytes::from(format!("retry: {SSE_RETRY_MS}\n\n")));
+        // One keep-alive timer for the stream's life, not one per wait.
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let batch = tokio::select! {
-                batch = reader.wait_since(keep_alive) => batch,
+                batch = reader.next_batch() => Some(batch),
+                _ = beat.tick() => None,
                 () = stopped(&mut shutdown) => break,
             };
             match batch {
-                Ok(batch) if batch.deliveries.is_empty() => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
-                Ok(batch) => {
+                None => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                Some(Ok(batch)) => {
                     counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
                     yield Ok(encode(&batch));
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     // The client was removed (DELETE or timeout): say so, then end the stream.
                     let frame = serde_json::json!({"type":"error","code":error.code,"message":error.message});
                     yield Ok(Bytes::from(format!("data: {frame}\n\n")));

@@ -79,7 +79,7 @@ const INCOMING_FRAMES: usize = 16;
 /// The connection loop. Each turn waits for one of:
 /// - a batch of events for this client (write them, then flush once),
 /// - a frame from the client (a command to execute, a pong, a close),
-/// - a heartbeat tick with nothing to send (send a ping; give up on a silent peer),
+/// - a heartbeat tick (send a ping; give up on a peer silent for the client timeout),
 /// - server shutdown (close with 1001 "going away"; the client resumes elsewhere).
 ///
 /// The socket's receiving half runs in its own small task and hands frames over a channel.
@@ -102,18 +102,13 @@ async fn run(socket: WebSocket, state: AppState, client: ClientId, mut reader: R
             }
         }
     });
+    // One heartbeat timer for the connection's life (not one per wait): at each tick, give up
+    // on a peer silent for the timeout, else ping it.
+    let mut beat = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            batch = reader.wait_since(heartbeat) => match batch {
-                Ok(batch) if batch.deliveries.is_empty() => {
-                    if last_heard.elapsed() > timeout {
-                        tracing::debug!(%client, "websocket peer silent; closing");
-                        break;
-                    }
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
-                        break;
-                    }
-                }
+            batch = reader.next_batch() => match batch {
                 Ok(batch) => {
                     counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
                     let frames = batch.deliveries.into_iter().map(|d| text_frame(d.frame));
@@ -127,6 +122,15 @@ async fn run(socket: WebSocket, state: AppState, client: ClientId, mut reader: R
                     break;
                 }
             },
+            _ = beat.tick() => {
+                if last_heard.elapsed() > timeout {
+                    tracing::debug!(%client, "websocket peer silent; closing");
+                    break;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
             message = incoming.recv() => {
                 last_heard = Instant::now();
                 let text = match message {
