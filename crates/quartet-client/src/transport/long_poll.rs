@@ -47,6 +47,9 @@ impl Transport for LongPoll {
             let request = self.endpoint.http.get(url);
             let body: PollBody = json_or_error(request.send().await?).await?;
             self.cursor = body.cursor;
+            // Let the HTTP client put the connection back in its pool before the next request,
+            // so the next poll reuses it instead of opening a second one.
+            tokio::task::yield_now().await;
             if !body.events.is_empty() {
                 return Ok(body.events);
             }
