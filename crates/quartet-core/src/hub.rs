@@ -297,7 +297,10 @@ impl Hub {
         // The joiner reads from its own presence event, or from now if there is none (a crowd).
         let (seq, floor) = match self.presence(session, &log, "join", online).await? {
             Some(seq) => (seq, Seq(seq.0 - 1)),
-            None => (log.head(), log.head()),
+            None => {
+                let now = log.head();
+                (now, now)
+            }
         };
         session.state().join(room.clone(), log, floor);
         session.wake();

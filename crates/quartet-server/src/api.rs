@@ -61,7 +61,8 @@ pub async fn commands(
     Path(client): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = bounded(body)?;
+    // The core bounds the size (`too_large`) as part of parsing; no second check here.
+    let body = body?;
     let client = ClientId::from_wire(&client)?;
     let (replies, _) = state.hub.execute(&client, &body).await?;
     Ok(Json(Replies { replies }).into_response())
