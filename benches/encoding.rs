@@ -1,14 +1,15 @@
 //! Encoding one ~100-byte chat event: once into the shared entry (`Entry::new`, done once per
-//! event whatever the room size), then per reader for each wire format: the reader's own frame
-//! (cursor appended), and the batch as a poll body, an SSE chunk, and a WebSocket text message.
+//! event whatever the room size), then per reader for each wire format, as the transports do
+//! it: the reader hands the shared JSON and its own cursor to the transport's sink, which frames
+//! it into its write buffer (a poll body, an SSE chunk, a WebSocket text frame). For contrast,
+//! `owned_frame_per_reader` is the old way: a fresh buffer per reader per event.
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use quartet_core::command::Scope;
 use quartet_core::entry::{Draft, Entry};
 use quartet_core::ids::{ClientId, EventName, LogId, RoomName, Seq, UserName};
-use quartet_core::{Batch, Delivery};
-use quartet_server::transport::{encode_poll_body, sse, ws};
+use quartet_core::{Frame, Sink};
+use quartet_server::transport::{PollBody, sse, ws};
 use serde_json::value::RawValue;
 
 const CURSOR: &str = "MTIzNDU2Nzg5YWJjZGVmfGxvYmJ5OjQzfEBhbGljZToy";
@@ -31,15 +32,31 @@ fn encoding(c: &mut Criterion) {
         b.iter_batched(draft, |d| Entry::new(Seq(43), d), criterion::BatchSize::SmallInput)
     });
     let entry = Entry::new(Seq(43), draft());
-    group.bench_function("frame_per_reader", |b| b.iter(|| entry.frame(CURSOR)));
-    let frame: Bytes = entry.frame(CURSOR);
-    let batch = Batch {
-        deliveries: vec![Delivery { frame: frame.clone(), cursor: CURSOR.into() }],
-        cursor: CURSOR.into(),
-    };
-    group.bench_function("poll_body", |b| b.iter(|| encode_poll_body(&batch)));
-    group.bench_function("sse_chunk", |b| b.iter(|| sse::encode(&batch)));
-    group.bench_function("ws_text_message", |b| b.iter(|| ws::text_frame(frame.clone())));
+    group.bench_function("owned_frame_per_reader", |b| b.iter(|| entry.frame(CURSOR)));
+    let frame = Frame { head: entry.json_head(), cursor: CURSOR };
+    group.bench_function("poll_body", |b| {
+        b.iter(|| {
+            let mut body = PollBody::default();
+            body.push(frame);
+            body.finish(CURSOR)
+        })
+    });
+    let mut chunk = sse::SseOut::default();
+    group.bench_function("sse_block", |b| {
+        b.iter(|| {
+            chunk.push(frame);
+            chunk.take()
+        })
+    });
+    let mut out = ws::WsOut::default();
+    group.bench_function("ws_text_frame", |b| {
+        b.iter(|| {
+            out.push(frame);
+            let len = out.bytes().len();
+            out.clear();
+            len
+        })
+    });
     group.finish();
 }
 

@@ -86,10 +86,10 @@ impl Entry {
 
     /// The complete event JSON for a reader whose position after this event is `cursor`.
     pub fn frame(&self, cursor: &str) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.json_head.len() + cursor.len() + 2);
+        let mut out = BytesMut::with_capacity(self.json_head.len() + cursor.len() + FRAME_TAIL.len());
         out.put_slice(&self.json_head);
         out.put_slice(cursor.as_bytes());
-        out.put_slice(b"\"}");
+        out.put_slice(FRAME_TAIL);
         out.freeze()
     }
 }
@@ -113,20 +113,27 @@ fn encode_head(seq: Seq, d: &Draft) -> Bytes {
     Bytes::from(out)
 }
 
-/// The `gap` frame: events of `log` were missed and cannot be delivered.
+/// The `gap` frame up to (and including) `"cursor":"`: events of `log` were missed and cannot
+/// be delivered. Like an event, the frame ends with the reader's cursor and `"}`.
 ///
 /// `reason` is `evicted` (older than what the server keeps; `missed_from..=missed_to` are gone)
 /// or `reset` (the cursor is from an earlier lifetime of the store; everything before now is
 /// unknown).
-pub fn gap_frame(log: &LogId, reason: &str, missed: Option<(Seq, Seq)>, cursor: &str) -> Bytes {
-    let mut frame = serde_json::json!({ "type": "gap", "room": log.to_string(), "reason": reason });
+pub fn gap_head(log: &LogId, reason: &str, missed: Option<(Seq, Seq)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"type\":\"gap\",\"room\":");
+    json_string(&mut out, &log.to_string());
+    out.extend_from_slice(b",\"reason\":");
+    json_string(&mut out, reason);
     if let Some((from, to)) = missed {
-        frame["missed_from"] = from.0.into();
-        frame["missed_to"] = to.0.into();
+        out.extend_from_slice(format!(",\"missed_from\":{from},\"missed_to\":{to}").as_bytes());
     }
-    frame["cursor"] = cursor.into();
-    Bytes::from(serde_json::to_vec(&frame).expect("json value serialises"))
+    out.extend_from_slice(b",\"cursor\":\"");
+    out
 }
+
+/// What closes every event and gap frame after the cursor.
+pub const FRAME_TAIL: &[u8] = b"\"}";
 
 #[cfg(test)]
 mod tests {
@@ -151,5 +158,24 @@ mod tests {
             serde_json::json!({"type":"event","room":"lobby","seq":43,"event":"chat","from":"alice",
                 "data":{"text":"hi \"you\""},"ts":1_764_150_000_123u64,"cursor":"CUR"})
         );
+    }
+
+    #[test]
+    fn gap_frames_are_valid_json() {
+        let log = LogId::Room(RoomName::parse("lobby").unwrap());
+        let mut evicted = gap_head(&log, "evicted", Some((Seq(3), Seq(9))));
+        evicted.extend_from_slice(b"CUR");
+        evicted.extend_from_slice(FRAME_TAIL);
+        let value: serde_json::Value = serde_json::from_slice(&evicted).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"type":"gap","room":"lobby","reason":"evicted","missed_from":3,"missed_to":9,
+                "cursor":"CUR"})
+        );
+        let mut reset = gap_head(&log, "reset", None);
+        reset.extend_from_slice(b"C");
+        reset.extend_from_slice(FRAME_TAIL);
+        let value: serde_json::Value = serde_json::from_slice(&reset).unwrap();
+        assert_eq!(value, serde_json::json!({"type":"gap","room":"lobby","reason":"reset","cursor":"C"}));
     }
 }

@@ -44,4 +44,4 @@ pub use engine::{Engine, MemoryEngine};
 pub use error::{Error, ErrorCode};
 pub use hub::{Config, Hub, Registration, RoomInfo};
 pub use ids::{ClientId, LogId, RoomName, Seq, UserName};
-pub use reader::{Batch, Delivery, Reader};
+pub use reader::{Batch, Delivery, Frame, Reader, Sink};

@@ -7,9 +7,12 @@
 //! A reader is cheap and transport-agnostic; a short poll makes one per request, a WebSocket one
 //! per connection. While a reader exists its client counts as alive.
 //!
-//! This is the hottest code of the server: every delivery passes through [`Reader::read_since`].
-//! So the list of logs is rebuilt only when the client joins or leaves a room, and the cursor of
-//! each delivery is written into reused buffers.
+//! This is the hottest code of the server: every delivery passes through it. So the list of
+//! logs is rebuilt only when the client joins or leaves a room, the cursor of each delivery is
+//! written into reused buffers, and the transports' own paths ([`Reader::read_into`],
+//! [`Reader::next_into`]) hand each event to a [`Sink`] as borrowed pieces (the shared,
+//! pre-encoded JSON and this reader's cursor), which the transport frames straight into its
+//! write buffer: one copy of the event's bytes per reader, no allocation per delivery.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,13 +25,55 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::cursor::Cursor;
-use crate::entry::gap_frame;
+use crate::entry::{Entry, FRAME_TAIL, gap_head};
 use crate::error::Error;
 use crate::hub::Shared;
 use crate::ids::{LogId, Seq};
 use crate::limits::MAX_EVENTS_PER_BATCH;
 use crate::log::Log;
 use crate::session::Session;
+
+/// One event or gap as a reader hands it over: its JSON is `head`, then `cursor`, then
+/// [`FRAME_TAIL`]. `cursor` is also the position after it (SSE writes it as the `id:` line).
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// The JSON up to and including `"cursor":"`, shared by every reader of an event.
+    pub head: &'a [u8],
+    /// This reader's cursor after the frame.
+    pub cursor: &'a str,
+}
+
+impl Frame<'_> {
+    /// Length of the frame's JSON.
+    pub fn json_len(&self) -> usize {
+        self.head.len() + self.cursor.len() + FRAME_TAIL.len()
+    }
+
+    /// Appends the frame's JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.reserve(self.json_len());
+        out.extend_from_slice(self.head);
+        out.extend_from_slice(self.cursor.as_bytes());
+        out.extend_from_slice(FRAME_TAIL);
+    }
+}
+
+/// Where a reader puts what it delivers. Each transport frames events its own way (a WebSocket
+/// text frame, an SSE `id:`/`data:` block, an element of a poll's JSON array) straight into its
+/// write buffer.
+pub trait Sink {
+    /// Takes one event or gap, in delivery order.
+    fn push(&mut self, frame: Frame<'_>);
+}
+
+/// Collects owned deliveries; for tests and callers that want a [`Batch`].
+impl Sink for Vec<Delivery> {
+    fn push(&mut self, frame: Frame<'_>) {
+        let mut json = Vec::with_capacity(frame.json_len());
+        frame.write_json(&mut json);
+        self.push(Delivery { frame: Bytes::from(json), cursor: frame.cursor.to_owned() });
+    }
+}
 
 /// One event or gap, ready for a transport to write.
 #[derive(Clone, Debug)]
@@ -72,8 +117,14 @@ pub struct Reader {
     opened_at: Option<BTreeMap<LogId, Seq>>,
     /// Logs named by a cursor from an earlier store epoch: each gets one `gap` (reason `reset`).
     reset: Vec<LogId>,
+    /// The store epoch in hex, the cursor's first field.
+    epoch_hex: String,
     /// Scratch for the cursor's text before base64.
     raw: String,
+    /// The cursor of the current positions, as last encoded by [`Reader::encode_cursor`].
+    encoded: String,
+    /// Scratch for the entries of one log read, reused across reads.
+    entries: Vec<Arc<Entry>>,
 }
 
 impl Reader {
@@ -83,6 +134,7 @@ impl Reader {
             state.streams += 1;
             state.last_seen = Instant::now();
         }
+        let epoch_hex = format!("{:x}", shared.engine.epoch().0);
         let mut reader = Reader {
             shared,
             session,
@@ -90,7 +142,10 @@ impl Reader {
             membership: None,
             opened_at: None,
             reset: Vec::new(),
-            raw: String::with_capacity(64),
+            epoch_hex,
+            raw: String::new(),
+            encoded: String::new(),
+            entries: Vec::new(),
         };
         match cursor {
             // No cursor: start from "now" in every log the client reads.
@@ -132,11 +187,10 @@ impl Reader {
         self.membership = Some(state.membership);
     }
 
-    /// The cursor of the current positions.
-    fn cursor(&mut self) -> String {
-        use std::fmt::Write as _;
+    /// Encodes the cursor of the current positions into `self.encoded`, reusing its buffers.
+    fn encode_cursor(&mut self) {
         self.raw.clear();
-        let _ = write!(self.raw, "{:x}", self.shared.engine.epoch().0);
+        self.raw.push_str(&self.epoch_hex);
         for read in &self.reads {
             self.raw.push('|');
             match &read.log.id {
@@ -149,54 +203,69 @@ impl Reader {
             self.raw.push(':');
             push_u64(&mut self.raw, read.at.0);
         }
-        let mut out = String::with_capacity(self.raw.len() * 4 / 3 + 4);
-        URL_SAFE_NO_PAD.encode_string(&self.raw, &mut out);
-        out
+        self.encoded.clear();
+        URL_SAFE_NO_PAD.encode_string(&self.raw, &mut self.encoded);
+    }
+
+    /// The cursor of the current positions.
+    fn cursor(&mut self) -> String {
+        self.encode_cursor();
+        self.encoded.clone()
     }
 
     /// Reads what is there now. Fails with `unknown_client` once the session has ended.
     pub fn read_since(&mut self) -> Result<Batch, Error> {
-        let deliveries = self.collect()?;
+        let mut deliveries = Vec::new();
+        self.read_into(&mut deliveries)?;
         Ok(Batch { deliveries, cursor: self.cursor() })
     }
 
-    /// The deliveries available now, moving the positions past them (and past events this
-    /// client may not see). No batch cursor: a wait that finds nothing should cost no encoding.
-    fn collect(&mut self) -> Result<Vec<Delivery>, Error> {
+    /// Hands what is there now to `sink`, moving the positions past it (and past events this
+    /// client may not see); returns how many frames it pushed. Fails with `unknown_client` once
+    /// the session has ended. Encodes no batch cursor: a read that finds nothing costs none;
+    /// ask [`Reader::current_cursor`] when one is needed.
+    pub fn read_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
         if self.session.state().gone {
             return Err(Error::unknown_client());
         }
         self.sync();
-        let mut deliveries = Vec::new();
+        let mut pushed = 0;
         for id in std::mem::take(&mut self.reset) {
             if self.reads.iter().any(|r| r.log.id == id) {
-                let cursor = self.cursor();
-                deliveries.push(Delivery { frame: gap_frame(&id, "reset", None, &cursor), cursor });
+                self.encode_cursor();
+                sink.push(Frame { head: &gap_head(&id, "reset", None), cursor: &self.encoded });
+                pushed += 1;
             }
         }
+        let mut entries = std::mem::take(&mut self.entries);
         for i in 0..self.reads.len() {
-            let budget = MAX_EVENTS_PER_BATCH.saturating_sub(deliveries.len());
+            let budget = MAX_EVENTS_PER_BATCH.saturating_sub(pushed);
             if budget == 0 {
                 break;
             }
-            let log = self.reads[i].log.clone();
-            let read = log.ring.lock().expect("ring lock").read_after(self.reads[i].at, budget);
-            if let Some((from, to)) = read.gap {
+            let gap = {
+                let read = &self.reads[i];
+                read.log.ring.lock().expect("ring lock").read_after_into(read.at, budget, &mut entries)
+            };
+            if let Some((from, to)) = gap {
                 self.reads[i].at = to;
-                let cursor = self.cursor();
-                let frame = gap_frame(&log.id, "evicted", Some((from, to)), &cursor);
-                deliveries.push(Delivery { frame, cursor });
+                self.encode_cursor();
+                let head = gap_head(&self.reads[i].log.id, "evicted", Some((from, to)));
+                sink.push(Frame { head: &head, cursor: &self.encoded });
+                pushed += 1;
             }
-            for entry in read.entries {
+            for entry in entries.drain(..) {
                 self.reads[i].at = entry.seq;
                 if entry.visible_to(&self.session.id) {
-                    let cursor = self.cursor();
-                    deliveries.push(Delivery { frame: entry.frame(&cursor), cursor });
+                    self.encode_cursor();
+                    sink.push(Frame { head: entry.json_head(), cursor: &self.encoded });
+                    pushed += 1;
                 }
             }
         }
-        self.shared.stats.delivered.fetch_add(deliveries.len() as u64, Ordering::Relaxed);
-        Ok(deliveries)
+        self.entries = entries;
+        self.shared.stats.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
+        Ok(pushed)
     }
 
     /// Waits up to `max_wait` for something to deliver; returns it at once when it comes, or an
@@ -209,9 +278,17 @@ impl Reader {
     }
 
     /// Waits, without a deadline, for the next non-empty batch. For streams (SSE, WebSocket),
-    /// which keep their own heartbeat timer instead of arming one per wait. Cancel-safe: a
-    /// batch is only taken from the logs in the same poll that returns it.
+    /// which keep their own heartbeat timer instead of arming one per wait. Cancel-safe.
     pub async fn next_batch(&mut self) -> Result<Batch, Error> {
+        let mut deliveries = Vec::new();
+        self.next_into(&mut deliveries).await?;
+        Ok(Batch { deliveries, cursor: self.cursor() })
+    }
+
+    /// Waits, without a deadline, until there is something to deliver and hands it to `sink`;
+    /// returns how many frames it pushed (at least one). Cancel-safe: frames are only taken from
+    /// the logs (and pushed) in the poll that returns them.
+    pub async fn next_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
         let session = self.session.clone();
         loop {
             // Register for the wake-up *before* reading, so an event appended between the read
@@ -219,9 +296,9 @@ impl Reader {
             let notified = session.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let deliveries = self.collect()?;
-            if !deliveries.is_empty() {
-                return Ok(Batch { deliveries, cursor: self.cursor() });
+            let pushed = self.read_into(sink)?;
+            if pushed > 0 {
+                return Ok(pushed);
             }
             notified.await;
         }

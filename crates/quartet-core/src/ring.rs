@@ -76,19 +76,27 @@ impl Ring {
 
     /// Up to `limit` entries with seq > `after`.
     pub fn read_after(&self, after: Seq, limit: usize) -> Read {
-        let oldest = self.entries.front().map_or(self.head.next(), |e| e.seq);
         let mut read = Read::default();
+        read.gap = self.read_after_into(after, limit, &mut read.entries);
+        read
+    }
+
+    /// [`Ring::read_after`] into a buffer the caller reuses: appends up to `limit` entries with
+    /// seq > `after` to `out`; returns the seqs lost, if the position was older than the ring.
+    pub fn read_after_into(&self, after: Seq, limit: usize, out: &mut Vec<Arc<Entry>>) -> Option<(Seq, Seq)> {
+        let oldest = self.entries.front().map_or(self.head.next(), |e| e.seq);
+        let mut gap = None;
         let mut from = after;
         if after.next() < oldest {
-            read.gap = Some((after.next(), Seq(oldest.0 - 1)));
+            gap = Some((after.next(), Seq(oldest.0 - 1)));
             from = Seq(oldest.0 - 1);
         }
-        if from >= self.head {
-            return read;
+        if from < self.head {
+            let skip = (from.0 + 1 - oldest.0) as usize;
+            let end = skip.saturating_add(limit).min(self.entries.len());
+            out.extend(self.entries.range(skip..end).cloned());
         }
-        let skip = (from.0 + 1 - oldest.0) as usize;
-        read.entries.extend(self.entries.iter().skip(skip).take(limit).cloned());
-        read
+        gap
     }
 }
 

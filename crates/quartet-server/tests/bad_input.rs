@@ -208,6 +208,38 @@ async fn websocket_survives_bad_frames() {
     api.still_serving().await;
 }
 
+/// The WebSocket protocol itself: fragmented messages are reassembled; a plain GET is a JSON 400;
+/// a message over the protocol limit closes the socket with 1009 and the server keeps serving.
+#[tokio::test]
+async fn websocket_protocol_edges() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, coding::CloseCode};
+    let server = start_default().await;
+    let api = Api::new(&server).await;
+    let (status, body) = api.get(&api.client_url("ws")).await;
+    assert_error(status, &body, 400, "bad_request");
+
+    let url = format!("{}?cursor={}", api.client_url("ws").replacen("http", "ws", 1), api.cursor);
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let first = Frame::message(&b"{\"type\":"[..], OpCode::Data(Data::Text), false);
+    let last = Frame::message(&b"\"ping\"}"[..], OpCode::Data(Data::Continue), true);
+    socket.send(Message::Frame(first)).await.unwrap();
+    socket.send(Message::Frame(last)).await.unwrap();
+    assert_eq!(next_text(&mut socket).await["type"], "pong");
+
+    let huge = "x".repeat(quartet_server::transport::ws::WS_MAX_MESSAGE_BYTES + 1);
+    socket.send(Message::Text(huge.into())).await.unwrap();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|c| c.code), Some(CloseCode::Size));
+    api.still_serving().await;
+}
+
 async fn next_text<S>(socket: &mut S) -> Value
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,

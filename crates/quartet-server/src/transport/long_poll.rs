@@ -29,7 +29,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::OpenGuard;
-use crate::transport::{Transport, encode_poll_body, open_reader, stopped};
+use crate::transport::{PollBody, Transport, open_reader, stopped};
 
 /// Longest a request is held. Proxies commonly cut idle requests at 60 s; 30 s stays clear.
 pub const LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(30);
@@ -57,14 +57,18 @@ pub async fn long_poll(
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);
     let mut shutdown = state.shutdown.clone();
-    let batch = tokio::select! {
-        batch = reader.wait_since(wait) => batch?,
+    let mut body = PollBody::default();
+    tokio::select! {
+        pushed = reader.next_into(&mut body) => { pushed?; }
+        // Nothing came in time: answer empty, with the (possibly advanced) cursor.
+        () = tokio::time::sleep(wait) => {}
         // On shutdown, answer now with what there is, so the client comes back elsewhere.
-        () = stopped(&mut shutdown) => reader.read_since()?,
-    };
-    if batch.deliveries.is_empty() {
+        () = stopped(&mut shutdown) => { reader.read_into(&mut body)?; }
+    }
+    if body.events() == 0 {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }
-    counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
-    Ok(([(header::CONTENT_TYPE, "application/json")], encode_poll_body(&batch)).into_response())
+    counters.delivered.fetch_add(body.events() as u64, Ordering::Relaxed);
+    let body = body.finish(&reader.current_cursor());
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

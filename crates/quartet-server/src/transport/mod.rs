@@ -15,8 +15,8 @@ pub mod short_poll;
 pub mod sse;
 pub mod ws;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use quartet_core::{Batch, ClientId, Hub, Reader};
+use bytes::Bytes;
+use quartet_core::{ClientId, Frame, Hub, Reader, Sink};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -65,22 +65,43 @@ pub fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Result<Read
     Ok(hub.reader(&client, cursor)?)
 }
 
-/// Encodes a batch as the polling body `{"events":[...],"cursor":"..."}`, copying each event's
-/// bytes once and parsing nothing.
-pub fn encode_poll_body(batch: &Batch) -> Bytes {
-    let size: usize = batch.deliveries.iter().map(|d| d.frame.len() + 1).sum();
-    let mut out = BytesMut::with_capacity(size + batch.cursor.len() + 32);
-    out.put_slice(b"{\"events\":[");
-    for (i, delivery) in batch.deliveries.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        out.put_slice(&delivery.frame);
+/// A polling response body being built: `{"events":[...],"cursor":"..."}`. As a [`Sink`], it
+/// appends each event's JSON to the array, copying its bytes once and parsing nothing.
+#[derive(Debug)]
+pub struct PollBody {
+    out: Vec<u8>,
+    events: usize,
+}
+
+impl Default for PollBody {
+    fn default() -> Self {
+        PollBody { out: b"{\"events\":[".to_vec(), events: 0 }
     }
-    out.put_slice(b"],\"cursor\":\"");
-    out.put_slice(batch.cursor.as_bytes());
-    out.put_slice(b"\"}");
-    out.freeze()
+}
+
+impl PollBody {
+    /// Events pushed so far.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+
+    /// Closes the array and adds the cursor after the last event.
+    pub fn finish(mut self, cursor: &str) -> Bytes {
+        self.out.extend_from_slice(b"],\"cursor\":\"");
+        self.out.extend_from_slice(cursor.as_bytes());
+        self.out.extend_from_slice(b"\"}");
+        Bytes::from(self.out)
+    }
+}
+
+impl Sink for PollBody {
+    fn push(&mut self, frame: Frame<'_>) {
+        if self.events > 0 {
+            self.out.push(b',');
+        }
+        frame.write_json(&mut self.out);
+        self.events += 1;
+    }
 }
 
 /// Completes when the server starts shutting down.

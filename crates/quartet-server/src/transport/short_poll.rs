@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::transport::{CursorQuery, Transport, encode_poll_body, open_reader};
+use crate::transport::{CursorQuery, PollBody, Transport, open_reader};
 
 /// `GET /v1/clients/{client}/poll?cursor=C`.
 pub async fn poll(
@@ -34,12 +34,14 @@ pub async fn poll(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
-    let batch = reader.read_since()?;
+    let mut body = PollBody::default();
+    reader.read_into(&mut body)?;
     let counters = state.stats.of(Transport::ShortPoll);
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    if batch.deliveries.is_empty() {
+    if body.events() == 0 {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }
-    counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
-    Ok(([(header::CONTENT_TYPE, "application/json")], encode_poll_body(&batch)).into_response())
+    counters.delivered.fetch_add(body.events() as u64, Ordering::Relaxed);
+    let body = body.finish(&reader.current_cursor());
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -26,7 +26,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use quartet_core::Batch;
+use quartet_core::{Frame, Sink};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -60,17 +60,18 @@ pub async fn sse(
         // One keep-alive timer for the stream's life, not one per wait.
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut out = SseOut::default();
         loop {
-            let batch = tokio::select! {
-                batch = reader.next_batch() => Some(batch),
+            let pushed = tokio::select! {
+                pushed = reader.next_into(&mut out) => Some(pushed),
                 _ = beat.tick() => None,
                 () = stopped(&mut shutdown) => break,
             };
-            match batch {
+            match pushed {
                 None => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
-                Some(Ok(batch)) => {
-                    counters.delivered.fetch_add(batch.deliveries.len() as u64, Ordering::Relaxed);
-                    yield Ok(encode(&batch));
+                Some(Ok(pushed)) => {
+                    counters.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
+                    yield Ok(out.take());
                 }
                 Some(Err(error)) => {
                     // The client was removed (DELETE or timeout): say so, then end the stream.
@@ -90,16 +91,27 @@ pub async fn sse(
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
-/// Encodes a whole batch as one chunk, so it goes out in one write.
-pub fn encode(batch: &Batch) -> Bytes {
-    let size: usize = batch.deliveries.iter().map(|d| d.frame.len() + d.cursor.len() + 16).sum();
-    let mut out = BytesMut::with_capacity(size);
-    for delivery in &batch.deliveries {
-        out.put_slice(b"id: ");
-        out.put_slice(delivery.cursor.as_bytes());
-        out.put_slice(b"\ndata: ");
-        out.put_slice(&delivery.frame);
-        out.put_slice(b"\n\n");
+/// The stream's pending chunk. As a [`Sink`], it writes each event as an SSE block (`id:` the
+/// cursor after it, `data:` its JSON), so a whole batch goes out as one chunk, in one write.
+#[derive(Debug, Default)]
+pub struct SseOut(BytesMut);
+
+impl Sink for SseOut {
+    fn push(&mut self, frame: Frame<'_>) {
+        self.0.reserve(frame.json_len() + frame.cursor.len() + 16);
+        self.0.put_slice(b"id: ");
+        self.0.put_slice(frame.cursor.as_bytes());
+        self.0.put_slice(b"\ndata: ");
+        self.0.put_slice(frame.head);
+        self.0.put_slice(frame.cursor.as_bytes());
+        self.0.put_slice(quartet_core::entry::FRAME_TAIL);
+        self.0.put_slice(b"\n\n");
     }
-    out.freeze()
+}
+
+impl SseOut {
+    /// The chunk so far, leaving the buffer empty.
+    pub fn take(&mut self) -> Bytes {
+        self.0.split().freeze()
+    }
 }

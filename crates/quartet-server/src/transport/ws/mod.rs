@@ -1,0 +1,309 @@
+//! WebSocket: one HTTP request upgraded to a full-duplex socket; events flow down, commands
+//! flow up, each a JSON text frame.
+//!
+//! ```text
+//! client                                         server
+//!   │ GET …/ws?cursor=C0                           │
+//!   │ Upgrade: websocket, Sec-WebSocket-Key: …     │
+//!   │─────────────────────────────────────────────►│
+//!   │◄─────────────────────────────────────────────│ 101 Switching Protocols
+//!   │◄══ {"type":"event",…,"cursor":"C1"} ═════════│ wait_since → e1
+//!   │══ {"type":"publish","room":"lobby",…} ══════►│ execute
+//!   │◄══ {"type":"ack","seq":…} ═══════════════════│
+//!   │◄══ ping ═════════════════════════════════════│ every heartbeat; the client pongs
+//! ```
+//!
+//! Trade-offs: the cheapest per message (2-byte frame header down, 6 up) and the only one of
+//! the four where commands share the connection. But the socket is stateful (proxies must allow
+//! the upgrade and long-lived connections) and liveness needs explicit pings.
+//!
+//! Bad input does not close the socket: a malformed or oversized command gets an error frame.
+//! Only a message over [`WS_MAX_MESSAGE_BYTES`] (far above the command limit) closes it, since
+//! the server would have to buffer it whole to answer, and so does a broken frame (protocol
+//! error, text that is not UTF-8), as RFC 6455 requires.
+//!
+//! quartet speaks the protocol itself ([`codec`]) instead of through a WebSocket library: the
+//! server side is small (unmasked frames down, masked frames up, no extensions), and owning it
+//! lets a batch of events go from the log into one buffer, framed, and out in one write, with
+//! no per-message objects, locks or extra copies. This is the fan-out hot path.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::BytesMut;
+use hyper_util::rt::TokioIo;
+use quartet_core::{ClientId, Error, ErrorCode, Frame, Reader, Reply, Sink};
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics::OpenGuard;
+use crate::transport::{CursorQuery, Transport, open_reader, stopped};
+
+pub mod codec;
+
+use codec::{Decoder, Incoming, OP_PING, OP_PONG, OP_TEXT, close_code};
+
+/// Bytes read from the socket at a time (more when a frame needs more). Commands are small, so
+/// a small buffer keeps idle connections cheap.
+pub const WS_READ_BUFFER: usize = 1024;
+
+/// Largest message accepted at the protocol level; larger closes the socket (1009). Between
+/// [`quartet_core::limits::MAX_COMMAND_BYTES`] and this, the command is refused `too_large` and
+/// the socket stays open.
+pub const WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// A write buffer grown past this (by a large batch) is released after the write, so one burst
+/// does not pin memory for the connection's life.
+pub const WS_KEEP_WRITE_BUFFER: usize = 64 * 1024;
+
+/// The GUID of RFC 6455 §1.3, hashed with the client's key into `Sec-WebSocket-Accept`.
+const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `GET /v1/clients/{client}/ws?cursor=C`: checks the upgrade request and the client, answers
+/// `101 Switching Protocols`, and runs the connection on the upgraded socket.
+pub async fn ws(
+    State(state): State<AppState>,
+    Path(client): Path<String>,
+    query: Result<Query<CursorQuery>, QueryRejection>,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let accept = accept_key(request.headers())?;
+    let Query(query) = query?;
+    let reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
+    let client = ClientId::from_wire(&client)?;
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(TokioIo::new(upgraded), state, client, reader).await,
+            Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    Ok(response)
+}
+
+/// Checks that `headers` ask for a WebSocket (RFC 6455 §4.2.1) and computes the accept key.
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    let refuse =
+        |message: &str| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest.as_str(), message);
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return Err(refuse("this route speaks WebSocket: send Connection: Upgrade and Upgrade: websocket"));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        return Err(refuse("unsupported WebSocket version: send Sec-WebSocket-Version: 13"));
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|k| STANDARD.decode(k.as_bytes()).is_ok_and(|k| k.len() == 16))
+        .ok_or_else(|| refuse("missing or malformed Sec-WebSocket-Key"))?;
+    let digest = Sha1::new().chain_update(key.as_bytes()).chain_update(ACCEPT_GUID).finalize();
+    Ok(HeaderValue::from_str(&STANDARD.encode(digest)).expect("base64 is a valid header value"))
+}
+
+/// The connection's write buffer: whole frames waiting for one write. As a [`Sink`], it frames
+/// each event a reader hands it as a text message, copying the event's bytes once.
+#[derive(Debug, Default)]
+pub struct WsOut(Vec<u8>);
+
+impl Sink for WsOut {
+    fn push(&mut self, frame: Frame<'_>) {
+        codec::put_header(&mut self.0, OP_TEXT, frame.json_len());
+        frame.write_json(&mut self.0);
+    }
+}
+
+impl WsOut {
+    /// The frames so far, as they go on the wire.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Empties the buffer, keeping its memory.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        let json = serde_json::to_vec(reply).expect("replies serialise");
+        codec::put_frame(&mut self.0, OP_TEXT, &json);
+    }
+
+    fn error(&mut self, error: Error) {
+        self.reply(&Reply::error(None, error));
+    }
+}
+
+/// Why a connection ended, for the log.
+#[derive(Debug)]
+enum End {
+    /// The peer closed, went away, or broke the protocol.
+    Peer,
+    /// The peer was silent past the timeout, or did not take our bytes within it.
+    Silent,
+    /// The server: the client was removed, or shutdown.
+    Server,
+}
+
+/// The connection loop. Each turn waits for one of:
+/// - something for this client in its logs: frame it all into the buffer, write once,
+/// - bytes from the client: decode frames (commands, pings, pongs, close) and answer,
+/// - a heartbeat tick: ping, or give up on a peer silent for the client timeout,
+/// - server shutdown: close with 1001 "going away" (the client resumes elsewhere).
+///
+/// One task per connection and no lock: it owns both directions of the socket.
+async fn run<S>(mut io: S, state: AppState, client: ClientId, mut reader: Reader)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let counters = state.stats.of(Transport::Ws);
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenGuard::new(counters);
+    let heartbeat = state.hub.config().heartbeat;
+    let timeout = state.hub.config().client_timeout();
+    let mut shutdown = state.shutdown.clone();
+    let mut last_heard = Instant::now();
+    let mut out = WsOut::default();
+    let mut input = BytesMut::with_capacity(WS_READ_BUFFER);
+    let mut decoder = Decoder::new(WS_MAX_MESSAGE_BYTES);
+    // One heartbeat timer for the connection's life (not one per wait).
+    let mut beat = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = loop {
+        let end = tokio::select! {
+            pushed = reader.next_into(&mut out) => match pushed {
+                Ok(pushed) => {
+                    counters.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
+                    None
+                }
+                Err(error) => {
+                    // The client was removed (DELETE or timeout): say so, then close.
+                    out.error(error);
+                    codec::put_close(&mut out.0, close_code::POLICY, "client removed");
+                    Some(End::Server)
+                }
+            },
+            read = io.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => break End::Peer,
+                Ok(_) => {
+                    last_heard = Instant::now();
+                    let end = decode(&mut decoder, &mut input, &mut out, &state, &client).await;
+                    input.reserve(decoder.needed().saturating_sub(input.len()).max(WS_READ_BUFFER / 4));
+                    end
+                }
+            },
+            _ = beat.tick() => {
+                if last_heard.elapsed() > timeout {
+                    break End::Silent;
+                }
+                codec::put_frame(&mut out.0, OP_PING, b"");
+                None
+            }
+            () = stopped(&mut shutdown) => {
+                codec::put_close(&mut out.0, close_code::AWAY, "server shutting down");
+                Some(End::Server)
+            }
+        };
+        if let Err(silent) = write_out(&mut io, &mut out.0, timeout).await {
+            break silent;
+        }
+        if let Some(end) = end {
+            break end;
+        }
+        if input.is_empty() && input.capacity() > WS_MAX_MESSAGE_BYTES / 4 {
+            input = BytesMut::with_capacity(WS_READ_BUFFER); // a large message is over: let go
+        }
+    };
+    tracing::debug!(%client, ?end, "websocket closed");
+}
+
+/// Handles every whole message in `input`; returns how the connection ends, if it does.
+async fn decode(
+    decoder: &mut Decoder,
+    input: &mut BytesMut,
+    out: &mut WsOut,
+    state: &AppState,
+    client: &ClientId,
+) -> Option<End> {
+    loop {
+        match decoder.next(input) {
+            Ok(None) => return None,
+            Ok(Some(Incoming::Text(command))) => match state.hub.execute(client, &command).await {
+                Ok((replies, _)) => replies.iter().for_each(|r| out.reply(r)),
+                Err(error) => out.error(error),
+            },
+            Ok(Some(Incoming::Binary)) => {
+                out.error(Error::new(ErrorCode::BadRequest, "send commands as JSON text frames"));
+            }
+            Ok(Some(Incoming::Ping(payload))) => codec::put_frame(&mut out.0, OP_PONG, &payload),
+            // A pong only proves life, which any frame does.
+            Ok(Some(Incoming::Pong)) => {}
+            Ok(Some(Incoming::Close(code))) => {
+                // Echo the code, as the closing handshake asks; then the socket is dropped.
+                let code = code.filter(|c| (1000..5000).contains(c)).unwrap_or(close_code::NORMAL);
+                codec::put_close(&mut out.0, code, "");
+                return Some(End::Peer);
+            }
+            Err(violation) => {
+                tracing::debug!(%client, reason = violation.reason, "websocket protocol error");
+                codec::put_close(&mut out.0, violation.code, violation.reason);
+                return Some(End::Peer);
+            }
+        }
+    }
+}
+
+/// Writes the buffer out, all of it, and empties it. A peer that does not take the bytes within
+/// `limit` is given up on (it resumes from its cursor, so nothing is lost).
+async fn write_out<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>, limit: Duration) -> Result<(), End> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    // The timer is only armed if the first attempt cannot write everything.
+    let written = match tokio::time::timeout(limit, io.write_all(out)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::Peer),
+        Err(_) => Err(End::Silent),
+    };
+    out.clear();
+    if out.capacity() > WS_KEEP_WRITE_BUFFER {
+        *out = Vec::new();
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        headers.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(accept_key(&headers).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        headers.remove(header::SEC_WEBSOCKET_KEY);
+        assert!(accept_key(&headers).is_err());
+    }
+}
