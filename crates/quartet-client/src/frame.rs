@@ -40,7 +40,7 @@ pub struct Gap {
 
 /// What a reader receives.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(try_from = "WireFrame")]
 pub enum Frame {
     /// An event.
     Event(Event),
@@ -63,5 +63,74 @@ impl Frame {
             Frame::Event(e) => Some(e),
             Frame::Gap(_) => None,
         }
+    }
+}
+
+/// Every field an event or a gap may have, flat: serde reads this in one pass, where an
+/// internally tagged enum would first buffer the whole object to find its `type`. Readers parse
+/// one of these per event, so it is the client's hot path (and the load generator's).
+#[derive(Deserialize)]
+struct WireFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    room: String,
+    cursor: String,
+    seq: Option<u64>,
+    event: Option<String>,
+    from: Option<String>,
+    #[serde(default)]
+    data: Value,
+    ts: Option<u64>,
+    reason: Option<String>,
+    missed_from: Option<u64>,
+    missed_to: Option<u64>,
+}
+
+impl TryFrom<WireFrame> for Frame {
+    type Error = String;
+
+    fn try_from(w: WireFrame) -> Result<Frame, String> {
+        let WireFrame { kind, room, cursor, seq, event, from, data, ts, reason, missed_from, missed_to } = w;
+        let missing = |field: &str| format!("{kind} frame without `{field}`");
+        match kind.as_str() {
+            "event" => Ok(Frame::Event(Event {
+                seq: seq.ok_or_else(|| missing("seq"))?,
+                event: event.ok_or_else(|| missing("event"))?,
+                from: from.ok_or_else(|| missing("from"))?,
+                ts: ts.ok_or_else(|| missing("ts"))?,
+                room,
+                data,
+                cursor,
+            })),
+            "gap" => Ok(Frame::Gap(Gap {
+                reason: reason.ok_or_else(|| missing("reason"))?,
+                room,
+                missed_from,
+                missed_to,
+                cursor,
+            })),
+            other => Err(format!("not an event or gap: type {other:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_events_and_gaps_in_any_field_order() {
+        let event: Frame = serde_json::from_str(
+            r#"{"cursor":"C","type":"event","room":"lobby","seq":4,"event":"chat","from":"al","data":{"t":1},"ts":9}"#,
+        )
+        .unwrap();
+        assert_eq!(event.as_event().map(|e| (e.seq, e.data["t"].as_u64())), Some((4, Some(1))));
+        let gap: Frame = serde_json::from_str(
+            r#"{"type":"gap","room":"lobby","reason":"evicted","missed_from":1,"missed_to":3,"cursor":"C"}"#,
+        )
+        .unwrap();
+        assert!(matches!(gap, Frame::Gap(Gap { missed_to: Some(3), .. })));
+        assert!(serde_json::from_str::<Frame>(r#"{"type":"ack","room":"lobby","cursor":"C"}"#).is_err());
+        assert!(serde_json::from_str::<Frame>(r#"{"type":"event","room":"lobby","cursor":"C"}"#).is_err());
     }
 }

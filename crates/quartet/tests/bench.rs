@@ -8,6 +8,7 @@ fn tiny_bench_reports_every_transport_complete() {
     let out = std::env::temp_dir().join(format!("quartet-bench-test-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_quartet"))
         .args(["bench", "--sizes", "3", "--seconds", "0.5", "--idle", "10", "--poll-interval-ms", "100"])
+        .args(["--saturation", "60", "--saturation-subscribers", "3"])
         .arg("--out")
         .arg(&out)
         .status()
@@ -27,6 +28,13 @@ fn tiny_bench_reports_every_transport_complete() {
             assert!(run["latency_us"][key].as_u64().unwrap() > 0, "{key} in {run}");
         }
         assert!(run["bytes_to_clients_per_delivery"].as_f64().unwrap() > 0.0);
+    }
+    let saturation = json["saturation"].as_array().unwrap();
+    let transports: Vec<&str> = saturation.iter().map(|r| r["transport"].as_str().unwrap()).collect();
+    assert_eq!(transports, ["sse", "ws"]);
+    for run in saturation {
+        assert_eq!(run["publish_rate_per_s"], 20.0);
+        assert_eq!(run["delivered"], run["expected_deliveries"], "{run}");
     }
     let idle = json["idle"].as_array().unwrap();
     assert_eq!(idle.len(), 4);

@@ -66,13 +66,17 @@ impl Sse {
             if data.is_empty() {
                 continue; // a comment (keep-alive) or a `retry:` hint
             }
-            let value: Value = serde_json::from_str(&data)
-                .map_err(|e| ClientError::Protocol(format!("bad SSE data: {e}")))?;
-            if value["type"] == "error" {
-                return Err(ClientError::from_frame(0, &value));
-            }
-            let frame: Frame = serde_json::from_value(value)
-                .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
+            let frame = match serde_json::from_str::<Frame>(&data) {
+                Ok(frame) => frame,
+                Err(error) => {
+                    let value: Value = serde_json::from_str(&data)
+                        .map_err(|e| ClientError::Protocol(format!("bad SSE data: {e}")))?;
+                    if value["type"] == "error" {
+                        return Err(ClientError::from_frame(0, &value));
+                    }
+                    return Err(ClientError::Protocol(format!("bad frame: {error}")));
+                }
+            };
             if let Some(id) = id {
                 self.cursor = id;
             }

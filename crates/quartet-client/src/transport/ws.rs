@@ -63,14 +63,16 @@ impl Ws {
                 }
                 _ => continue, // pings are answered by tungstenite
             };
+            // Events are most of the traffic: try them first, in one pass.
+            if let Ok(frame) = serde_json::from_str::<Frame>(&text) {
+                return Ok(Incoming::Frame(frame));
+            }
             let value: Value =
                 serde_json::from_str(&text).map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
-            return Ok(match value["type"].as_str() {
-                Some("event" | "gap") => Incoming::Frame(
-                    serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))?,
-                ),
-                _ => Incoming::Reply(value),
-            });
+            if matches!(value["type"].as_str(), Some("event" | "gap")) {
+                return Err(ClientError::Protocol(format!("malformed frame: {value}")));
+            }
+            return Ok(Incoming::Reply(value));
         }
     }
 }

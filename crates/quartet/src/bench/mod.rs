@@ -19,6 +19,13 @@ use quartet_client::{Options, TransportKind};
 
 use report::{Machine, Report, Settings};
 
+/// Highest publish rate of a run, in messages per second.
+const MAX_PUBLISH_RATE: f64 = 5000.0;
+
+/// Publishing time of a saturation run: short enough that every message stays in the room's
+/// ring (4096 events) even for a subscriber far behind, so nothing is evicted.
+const SATURATION_SECONDS: f64 = 3.0;
+
 /// Flags of `quartet bench`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BenchArgs {
@@ -41,12 +48,23 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     idle: Option<usize>,
     /// Deliveries per second each run aims for; the publish rate is this divided by the room
-    /// size, between 2 and 200 messages per second.
+    /// size, between 2 and 5000 messages per second.
     #[arg(long, default_value_t = 20_000.0)]
     deliveries_per_second: f64,
     /// Short-poll interval of the subscribers, in ms.
     #[arg(long, default_value_t = 1000)]
     poll_interval_ms: u64,
+    /// Deliveries per second offered in the saturation runs (WebSocket and SSE, 3 s each);
+    /// 0 skips them.
+    #[arg(long, default_value_t = 1_000_000.0)]
+    saturation: f64,
+    /// Room size of the saturation runs.
+    #[arg(long, default_value_t = 1000)]
+    saturation_subscribers: usize,
+    /// Measure the server of another quartet executable (same load generator), e.g. an older
+    /// build, for before/after comparisons.
+    #[arg(long, value_name = "PATH")]
+    server_exe: Option<PathBuf>,
 }
 
 /// Progress on stderr: which transport, which step, and an estimate of the time left.
@@ -124,6 +142,10 @@ fn read_first_line(path: &str, key: &str) -> Option<String> {
 /// Runs the bench; call from a fresh process (it pins itself).
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     server::cpu_count(); // read before pinning
+    if let Some(exe) = &args.server_exe {
+        anyhow::ensure!(exe.is_file(), "--server-exe {}: no such file", exe.display());
+        let _ = server::SERVER_EXE.set(exe.clone());
+    }
     // Pin before the runtime exists, so every thread it makes inherits CPU 1.
     let loadgen_pinned = server::pin_self_to_cpu1();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -144,31 +166,44 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let http = || reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build();
     // Units for the ETA: a run ~ seconds + subscribers/2000 s; an idle phase ~ 5 s + n/2000 s.
     let unit = |n: usize| seconds + n as f64 / 2000.0 + 1.0;
+    let saturated =
+        |kind: TransportKind| args.saturation > 0.0 && matches!(kind, TransportKind::Ws | TransportKind::Sse);
+    let saturation_unit = SATURATION_SECONDS + args.saturation_subscribers as f64 / 2000.0 + 3.0;
     let total: f64 = args.transports.len() as f64
         * (sizes.iter().map(|&n| unit(n)).sum::<f64>()
-            + if idle_n > 0 { 5.0 + idle_n as f64 / 2000.0 } else { 0.0 });
+            + if idle_n > 0 { 5.0 + idle_n as f64 / 2000.0 } else { 0.0 })
+        + args.transports.iter().filter(|&&k| saturated(k)).count() as f64 * saturation_unit;
     let progress = Progress::new(total);
     let started = Instant::now();
     let mut runs = Vec::new();
     let mut idles = Vec::new();
+    let mut saturation = Vec::new();
     for &kind in &args.transports {
         for &n in &sizes {
-            let rate = (args.deliveries_per_second / n as f64).clamp(2.0, 200.0);
+            let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
             progress.begin(format!("{kind} × {n}"));
             let shape =
                 load::Shape { transport: kind, subscribers: n, rate, seconds, options: options.clone() };
             let run = load::run(&shape, &http()?, &progress).await?;
             progress.finish_unit(unit(n));
-            progress.line(&format!(
-                "{kind:>10} × {n:<6} p50 {:>8} µs  p99 {:>8} µs  {:>8.0} deliveries/s  {}/{} delivered  server CPU {} µs/delivery",
-                run.latency_us.p50,
-                run.latency_us.p99,
-                run.deliveries_per_s,
-                run.delivered,
-                run.expected_deliveries,
-                run.server_cpu_us_per_delivery.map_or("–".into(), |v| format!("{v:.2}")),
-            ));
+            progress.line(&run.summary());
             runs.push(run);
+        }
+        if saturated(kind) {
+            let n = args.saturation_subscribers;
+            let rate = (args.saturation / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
+            progress.begin(format!("{kind} × {n} saturation ({:.0} deliveries/s offered)", rate * n as f64));
+            let shape = load::Shape {
+                transport: kind,
+                subscribers: n,
+                rate,
+                seconds: SATURATION_SECONDS,
+                options: options.clone(),
+            };
+            let run = load::run(&shape, &http()?, &progress).await?;
+            progress.finish_unit(saturation_unit);
+            progress.line(&format!("{} (saturation)", run.summary()));
+            saturation.push(run);
         }
         if idle_n > 0 {
             progress.begin(format!("{kind} × {idle_n} idle"));
@@ -204,8 +239,12 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             short_poll_interval_ms: args.poll_interval_ms,
             long_poll_wait_ms: 25_000,
             idle_subscribers: idle_n,
+            saturation_deliveries_per_s: args.saturation,
+            saturation_subscribers: args.saturation_subscribers,
+            saturation_seconds: SATURATION_SECONDS,
         },
         runs,
+        saturation,
         idle: idles,
         wall_seconds: started.elapsed().as_secs_f64(),
     };
@@ -215,7 +254,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     if stopped > 0 {
         progress.line(&format!("{stopped} subscribers stopped on an error during the bench (see above)"));
     }
-    if report.runs.iter().any(|r| !r.complete) {
+    if report.runs.iter().chain(&report.saturation).any(|r| !r.complete) {
         anyhow::bail!("some runs did not deliver every message; see report.md");
     }
     Ok(())

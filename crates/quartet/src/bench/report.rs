@@ -14,6 +14,9 @@ pub(crate) struct Report {
     pub(crate) machine: Machine,
     pub(crate) settings: Settings,
     pub(crate) runs: Vec<Run>,
+    /// WebSocket and SSE offered more than one message per write can carry (see
+    /// `Settings::saturation_deliveries_per_s`): what batching makes of the server's cost.
+    pub(crate) saturation: Vec<Run>,
     pub(crate) idle: Vec<Idle>,
     pub(crate) wall_seconds: f64,
 }
@@ -38,6 +41,10 @@ pub(crate) struct Settings {
     pub(crate) short_poll_interval_ms: u64,
     pub(crate) long_poll_wait_ms: u64,
     pub(crate) idle_subscribers: usize,
+    /// Deliveries per second offered in the saturation runs (0: none).
+    pub(crate) saturation_deliveries_per_s: f64,
+    pub(crate) saturation_subscribers: usize,
+    pub(crate) saturation_seconds: f64,
 }
 
 /// Percentiles in microseconds.
@@ -74,6 +81,23 @@ pub(crate) struct Run {
     pub(crate) empty_poll_ratio: Option<f64>,
 }
 
+impl Run {
+    /// One line for the progress log.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "{:>10} × {:<6} p50 {:>8} µs  p99 {:>8} µs  {:>8.0} deliveries/s  {}/{} delivered  server CPU {} µs/delivery",
+            self.transport,
+            self.subscribers,
+            self.latency_us.p50,
+            self.latency_us.p99,
+            self.deliveries_per_s,
+            self.delivered,
+            self.expected_deliveries,
+            self.server_cpu_us_per_delivery.map_or("–".into(), |v| format!("{v:.2}")),
+        )
+    }
+}
+
 /// Many subscribers connected and idle: memory and the cost of staying connected.
 #[derive(Debug, Serialize)]
 pub(crate) struct Idle {
@@ -87,6 +111,40 @@ pub(crate) struct Idle {
     pub(crate) server_cpu_percent: Option<f64>,
     /// Short poll only: server CPU per empty poll.
     pub(crate) cpu_us_per_empty_poll: Option<f64>,
+}
+
+/// The table of delivery runs.
+fn runs_table(md: &mut String, runs: &[Run]) {
+    let _ = writeln!(
+        md,
+        "| transport | subs | msg/s | delivered | p50 | p99 | p99.9 | max | all subs have it (p50) | deliveries/s | server CPU µs/delivery | server CPU | loadgen CPU | bytes out/delivery | bytes in/delivery | requests/delivery | empty polls |"
+    );
+    let _ =
+        writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in runs {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {}/{} | {} | {} | {} | {} | {} | {:.0} | {} | {}% | {}% | {:.1} | {:.1} | {:.3} | {} |",
+            r.transport,
+            r.subscribers,
+            r.publish_rate_per_s,
+            r.delivered,
+            r.expected_deliveries,
+            us(r.latency_us.p50),
+            us(r.latency_us.p99),
+            us(r.latency_us.p999),
+            us(r.latency_us.max),
+            us(r.fanout_complete_us.p50),
+            r.deliveries_per_s,
+            opt(r.server_cpu_us_per_delivery, 2),
+            opt(r.server_cpu_percent, 0),
+            opt(r.loadgen_cpu_percent, 0),
+            r.bytes_to_clients_per_delivery,
+            r.bytes_from_clients_per_delivery,
+            r.http_requests_per_delivery,
+            r.empty_poll_ratio.map_or("–".into(), |v| format!("{:.0}%", v * 100.0)),
+        );
+    }
 }
 
 fn opt(value: Option<f64>, digits: usize) -> String {
@@ -120,37 +178,20 @@ impl Report {
             self.wall_seconds
         );
         let _ = writeln!(md, "## Delivery under an open-loop publisher\n");
-        let _ = writeln!(
-            md,
-            "| transport | subs | msg/s | delivered | p50 | p99 | p99.9 | max | all subs have it (p50) | deliveries/s | server CPU µs/delivery | server CPU | loadgen CPU | bytes out/delivery | bytes in/delivery | requests/delivery | empty polls |"
-        );
-        let _ = writeln!(
-            md,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        );
-        for r in &self.runs {
+        runs_table(&mut md, &self.runs);
+        if !self.saturation.is_empty() {
+            let _ = writeln!(md, "\n## Saturation\n");
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {}/{} | {} | {} | {} | {} | {} | {:.0} | {} | {}% | {}% | {:.1} | {:.1} | {:.3} | {} |",
-                r.transport,
-                r.subscribers,
-                r.publish_rate_per_s,
-                r.delivered,
-                r.expected_deliveries,
-                us(r.latency_us.p50),
-                us(r.latency_us.p99),
-                us(r.latency_us.p999),
-                us(r.latency_us.max),
-                us(r.fanout_complete_us.p50),
-                r.deliveries_per_s,
-                opt(r.server_cpu_us_per_delivery, 2),
-                opt(r.server_cpu_percent, 0),
-                opt(r.loadgen_cpu_percent, 0),
-                r.bytes_to_clients_per_delivery,
-                r.bytes_from_clients_per_delivery,
-                r.http_requests_per_delivery,
-                r.empty_poll_ratio.map_or("–".into(), |v| format!("{:.0}%", v * 100.0)),
+                "{} subscribers, {:.0} deliveries/s offered for {:.0} s: more than the server can send one \
+                 event per write, so events queue per connection and go out several per write. Server \
+                 CPU per delivery here is the cost under load; compare the server CPU column (100% = \
+                 one core) and the load generator's.\n",
+                self.settings.saturation_subscribers,
+                self.settings.saturation_deliveries_per_s,
+                self.settings.saturation_seconds
             );
+            runs_table(&mut md, &self.saturation);
         }
         let _ = writeln!(md, "\n## Idle subscribers\n");
         let _ = writeln!(

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+/// The executable whose `serve` is measured, when not this one (`quartet bench --server-exe`).
+pub(crate) static SERVER_EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 /// A running server; killed when dropped.
 pub(crate) struct ServerUnderTest {
     child: Child,
@@ -15,9 +18,12 @@ pub(crate) struct ServerUnderTest {
 }
 
 impl ServerUnderTest {
-    /// Starts `quartet serve` (this same executable) on a free loopback port.
+    /// Starts `quartet serve` (this same executable, or `--server-exe`) on a free loopback port.
     pub(crate) fn start() -> anyhow::Result<ServerUnderTest> {
-        let exe = std::env::current_exe().context("cannot find the quartet executable")?;
+        let exe = match SERVER_EXE.get() {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe().context("cannot find the quartet executable")?,
+        };
         let mut command = if server_pinned() {
             let mut c = Command::new("taskset");
             c.args(["-c", "0"]).arg(&exe);
