@@ -61,11 +61,14 @@ pub async fn sse(
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = SseOut::default();
+        // One shutdown wait for the stream's life, not one per delivery.
+        let stop = stopped(&mut shutdown);
+        tokio::pin!(stop);
         loop {
             let pushed = tokio::select! {
                 pushed = reader.next_into(&mut out) => Some(pushed),
                 _ = beat.tick() => None,
-                () = stopped(&mut shutdown) => break,
+                () = &mut stop => break,
             };
             match pushed {
                 None => yield Ok(Bytes::from_static(b": keep-alive\n\n")),

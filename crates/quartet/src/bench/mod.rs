@@ -19,8 +19,12 @@ use quartet_client::{Options, TransportKind};
 
 use report::{Machine, Report, Settings};
 
-/// Highest publish rate of a run, in messages per second.
-const MAX_PUBLISH_RATE: f64 = 5000.0;
+/// Highest publish rate of a delivery run, in messages per second: every message must stay in
+/// the room's ring (4096 events) until even a short poller a second behind has read it.
+const MAX_PUBLISH_RATE: f64 = 200.0;
+
+/// Highest publish rate of a saturation run, in messages per second (3 s: 3000 messages fit).
+const MAX_SATURATION_RATE: f64 = 1000.0;
 
 /// Publishing time of a saturation run: short enough that every message stays in the room's
 /// ring (4096 events) even for a subscriber far behind, so nothing is evicted.
@@ -48,14 +52,14 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     idle: Option<usize>,
     /// Deliveries per second each run aims for; the publish rate is this divided by the room
-    /// size, between 2 and 5000 messages per second.
+    /// size, between 2 and 200 messages per second.
     #[arg(long, default_value_t = 20_000.0)]
     deliveries_per_second: f64,
     /// Short-poll interval of the subscribers, in ms.
     #[arg(long, default_value_t = 1000)]
     poll_interval_ms: u64,
-    /// Deliveries per second offered in the saturation runs (WebSocket and SSE, 3 s each);
-    /// 0 skips them.
+    /// Deliveries per second offered in the saturation runs (WebSocket and SSE, 3 s each, at
+    /// most 1000 messages/s); 0 skips them.
     #[arg(long, default_value_t = 1_000_000.0)]
     saturation: f64,
     /// Room size of the saturation runs.
@@ -191,7 +195,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         }
         if saturated(kind) {
             let n = args.saturation_subscribers;
-            let rate = (args.saturation / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
+            let rate = (args.saturation / n as f64).clamp(2.0, MAX_SATURATION_RATE);
             progress.begin(format!("{kind} × {n} saturation ({:.0} deliveries/s offered)", rate * n as f64));
             let shape = load::Shape {
                 transport: kind,

@@ -181,6 +181,10 @@ where
     let heartbeat = state.hub.config().heartbeat;
     let timeout = state.hub.config().client_timeout();
     let mut shutdown = state.shutdown.clone();
+    // One shutdown wait for the connection's life: a new one per turn would take the watch's
+    // lock and register a waiter on every delivery.
+    let stop = stopped(&mut shutdown);
+    tokio::pin!(stop);
     let mut last_heard = Instant::now();
     let mut out = WsOut::default();
     let mut input = BytesMut::with_capacity(WS_READ_BUFFER);
@@ -218,7 +222,7 @@ where
                 codec::put_frame(&mut out.0, OP_PING, b"");
                 None
             }
-            () = stopped(&mut shutdown) => {
+            () = &mut stop => {
                 codec::put_close(&mut out.0, close_code::AWAY, "server shutting down");
                 Some(End::Server)
             }
