@@ -10,8 +10,9 @@
 //! A command arrives on a transport → [`Hub::execute`] validates it and appends it to the room's
 //! log (the [`Engine`] sequences and stores it, the in-memory ring makes it readable) → the
 //! readers of that log wake → each transport's [`Reader`] takes the shared, already-encoded
-//! entries after its cursor ([`Reader::read_since`] / [`Reader::wait_since`]), and the
-//! transport writes the batch.
+//! entries after its cursor ([`Reader::read_into`] / [`Reader::next_into`]) and hands them,
+//! with its own cursor, to the transport's [`Sink`], which frames them into its write buffer;
+//! the transport writes the batch at once.
 //!
 //! Fan-out happens on read: a publish is one append, whatever the size of the room.
 //!

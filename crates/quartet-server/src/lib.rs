@@ -8,7 +8,7 @@
 //!  POST /v1/clients ───────────────► api::register ─┐
 //!  POST /v1/clients/{id}/commands ─► api::commands ─┼─► Hub (quartet-core) ─► logs
 //!  GET  …/poll       short_poll ─┐                 │
-//!  GET  …/long-poll  long_poll  ─┼─► Reader::read_since / wait_since ◄──────┘
+//!  GET  …/long-poll  long_poll  ─┼─► Reader::read_into / next_into ◄───────┘
 //!  GET  …/sse        sse        ─┤
 //!  GET  …/ws         ws         ─┘   (ws also carries commands the other way)
 //! ```
