@@ -55,17 +55,9 @@ impl Sse {
             let block = self.buffer.split_to(end + 2);
             let block = std::str::from_utf8(&block)
                 .map_err(|_| ClientError::Protocol("SSE block is not UTF-8".into()))?;
-            let (mut id, mut data) = (None, String::new());
-            for line in block.lines() {
-                if let Some(value) = line.strip_prefix("id:") {
-                    id = Some(value.trim_start().to_owned());
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data.push_str(value.strip_prefix(' ').unwrap_or(value));
-                }
-            }
-            if data.is_empty() {
+            let Some((id, data)) = parse_block(block) else {
                 continue; // a comment (keep-alive) or a `retry:` hint
-            }
+            };
             let frame = match serde_json::from_str::<Frame>(&data) {
                 Ok(frame) => frame,
                 Err(error) => {
@@ -78,12 +70,35 @@ impl Sse {
                 }
             };
             if let Some(id) = id {
-                self.cursor = id;
+                self.cursor.clear();
+                self.cursor.push_str(id);
             }
             frames.push(frame);
         }
         Ok(frames)
     }
+}
+
+/// The `id` and `data` of one block (WHATWG HTML §9.2.6): one optional space after the colon is
+/// dropped, several `data:` lines are joined with newlines, and a block without data is not an
+/// event. The usual single data line is borrowed, not copied.
+fn parse_block(block: &str) -> Option<(Option<&str>, std::borrow::Cow<'_, str>)> {
+    let (mut id, mut data) = (None, None::<std::borrow::Cow<'_, str>>);
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "id" => id = Some(value),
+            "data" => {
+                data = Some(match data {
+                    None => value.into(),
+                    Some(before) => format!("{before}\n{value}").into(),
+                })
+            }
+            _ => {}
+        }
+    }
+    data.map(|data| (id, data))
 }
 
 impl Transport for Sse {
@@ -118,5 +133,19 @@ impl Transport for Sse {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_block;
+
+    #[test]
+    fn blocks_follow_the_event_stream_rules() {
+        assert_eq!(parse_block("id: C1\ndata: {\"a\":1}\n\n"), Some((Some("C1"), "{\"a\":1}".into())));
+        assert_eq!(parse_block("data:x\ndata:  y\n\n"), Some((None, "x\n y".into())));
+        assert_eq!(parse_block(": keep-alive\n\n"), None);
+        assert_eq!(parse_block("retry: 1000\n\n"), None);
+        assert_eq!(parse_block("id: C2\r\ndata: z\r\n\r\n"), Some((Some("C2"), "z".into())));
     }
 }
