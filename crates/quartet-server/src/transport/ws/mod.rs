@@ -56,6 +56,11 @@ use codec::{Decoder, Incoming, OP_PING, OP_PONG, OP_TEXT, close_code};
 /// a small buffer keeps idle connections cheap.
 pub const WS_READ_BUFFER: usize = 1024;
 
+/// Most bytes made room for in one read while a large frame arrives. The buffer grows with the
+/// bytes that actually come, never with the length a frame header merely claims: otherwise
+/// every connection could make the server reserve a megabyte by sending a few bytes.
+pub const WS_READ_STEP_MAX: usize = 64 * 1024;
+
 /// Largest message accepted at the protocol level; larger closes the socket (1009). Between
 /// [`quartet_core::limits::MAX_COMMAND_BYTES`] and this, the command is refused `too_large` and
 /// the socket stays open.
@@ -211,7 +216,7 @@ where
                 Ok(_) => {
                     last_heard = Instant::now();
                     let end = decode(&mut decoder, &mut input, &mut out, &state, &client).await;
-                    input.reserve(decoder.needed().saturating_sub(input.len()).max(WS_READ_BUFFER / 4));
+                    input.reserve(read_room(decoder.needed(), input.len()));
                     end
                 }
             },
@@ -238,6 +243,12 @@ where
         }
     };
     tracing::debug!(%client, ?end, "websocket closed");
+}
+
+/// Room to make before the next read: what the frame in progress still lacks, but at least a
+/// quarter of the usual buffer and at most [`WS_READ_STEP_MAX`].
+fn read_room(needed: usize, buffered: usize) -> usize {
+    needed.saturating_sub(buffered).clamp(WS_READ_BUFFER / 4, WS_READ_STEP_MAX)
 }
 
 /// Handles every whole message in `input`; returns how the connection ends, if it does.
@@ -298,6 +309,14 @@ async fn write_out<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>, limit: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claimed_length_does_not_reserve_memory() {
+        // A header claiming 1 MiB with 10 bytes of it here: room for the next step only.
+        assert_eq!(read_room(WS_MAX_MESSAGE_BYTES + 14, 24), WS_READ_STEP_MAX);
+        assert_eq!(read_room(2, 0), WS_READ_BUFFER / 4);
+        assert_eq!(read_room(5000, 1000), 4000);
+    }
 
     #[test]
     fn accept_key_matches_rfc_6455_example() {
