@@ -225,10 +225,18 @@ impl Reader {
     /// the session has ended. Encodes no batch cursor: a read that finds nothing costs none;
     /// ask [`Reader::current_cursor`] when one is needed.
     pub fn read_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
-        if self.session.state().gone {
-            return Err(Error::unknown_client());
+        // One look at the session state for both questions; `sync` locks again only when the
+        // client joined or left a room since the last read.
+        let membership = {
+            let state = self.session.state();
+            if state.gone {
+                return Err(Error::unknown_client());
+            }
+            state.membership
+        };
+        if self.membership != Some(membership) {
+            self.sync();
         }
-        self.sync();
         let mut pushed = 0;
         for id in std::mem::take(&mut self.reset) {
             if self.reads.iter().any(|r| r.log.id == id) {
