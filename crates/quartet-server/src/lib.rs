@@ -75,9 +75,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let meter = Arc::new(Meter::default());
+    // A client that takes none of our bytes for as long as a silent client is allowed is gone.
+    let patience = hub.config().client_timeout();
     let state = AppState { hub: hub.clone(), stats: Arc::default(), shutdown: stop_rx, meter: meter.clone() };
     let reaper = tokio::spawn(hub.run_reaper());
-    let listener = MeteredListener::new(listener, meter);
+    let listener = MeteredListener::new(listener, meter, patience);
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown.await;

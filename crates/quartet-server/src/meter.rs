@@ -11,10 +11,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
 
 /// Totals over all connections.
 #[derive(Debug, Default)]
@@ -25,6 +27,8 @@ pub struct Meter {
     pub sent: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
+    /// Connections given up on because the peer stopped taking bytes (see [`Metered`]).
+    pub stalled: AtomicU64,
 }
 
 /// A listener whose connections report to a [`Meter`], with Nagle's delay turned off (events are
@@ -32,12 +36,14 @@ pub struct Meter {
 pub struct MeteredListener {
     inner: TcpListener,
     meter: Arc<Meter>,
+    write_patience: Duration,
 }
 
 impl MeteredListener {
-    /// Wraps `inner`.
-    pub fn new(inner: TcpListener, meter: Arc<Meter>) -> Self {
-        MeteredListener { inner, meter }
+    /// Wraps `inner`. A connection whose peer takes none of our bytes for `write_patience` is
+    /// given up on (its writes fail), whatever is writing to it.
+    pub fn new(inner: TcpListener, meter: Arc<Meter>, write_patience: Duration) -> Self {
+        MeteredListener { inner, meter, write_patience }
     }
 }
 
@@ -49,7 +55,9 @@ impl Listener for MeteredListener {
         let (stream, addr) = Listener::accept(&mut self.inner).await;
         let _ = stream.set_nodelay(true);
         self.meter.connections.fetch_add(1, Ordering::Relaxed);
-        (Metered { stream, meter: self.meter.clone() }, addr)
+        let metered =
+            Metered { stream, meter: self.meter.clone(), write_patience: self.write_patience, stalled: None };
+        (metered, addr)
     }
 
     fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
@@ -57,10 +65,42 @@ impl Listener for MeteredListener {
     }
 }
 
-/// One counted connection.
+/// One counted connection, and the guard against a peer that stops reading.
+///
+/// A client that keeps its connection open but stops reading would hold its stream, its session
+/// and up to megabytes of kernel buffers for as long as it likes: the server's writes to it just
+/// wait. So a write that has waited `write_patience` (the client timeout) fails with `TimedOut`,
+/// which ends the connection for whichever transport was writing (an SSE stream, a long-poll
+/// answer, a WebSocket). The client resumes from its cursor like after any disconnection.
 pub struct Metered {
     stream: TcpStream,
     meter: Arc<Meter>,
+    write_patience: Duration,
+    /// Armed while a write waits for the peer; cleared by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl Metered {
+    /// Counts what was written, and turns a wait longer than `write_patience` into an error.
+    fn account(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match poll {
+            Poll::Ready(Ok(written)) => {
+                self.meter.sent.fetch_add(written as u64, Ordering::Relaxed);
+                self.stalled = None;
+                Poll::Ready(Ok(written))
+            }
+            Poll::Pending => {
+                let patience = self.write_patience;
+                let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(patience)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.meter.stalled.fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")))
+            }
+            error => error,
+        }
+    }
 }
 
 impl AsyncRead for Metered {
@@ -80,10 +120,7 @@ impl AsyncRead for Metered {
 impl AsyncWrite for Metered {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.stream).poll_write(cx, data);
-        if let Poll::Ready(Ok(written)) = &poll {
-            self.meter.sent.fetch_add(*written as u64, Ordering::Relaxed);
-        }
-        poll
+        self.account(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -92,10 +129,7 @@ impl AsyncWrite for Metered {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(written)) = &poll {
-            self.meter.sent.fetch_add(*written as u64, Ordering::Relaxed);
-        }
-        poll
+        self.account(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {

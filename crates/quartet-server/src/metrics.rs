@@ -141,6 +141,12 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "TCP connections accepted.",
         &one(meter.connections.load(Ordering::Relaxed)),
     );
+    metric(
+        "quartet_tcp_stalled_total",
+        "counter",
+        "Connections given up on because the client stopped reading for the client timeout.",
+        &one(meter.stalled.load(Ordering::Relaxed)),
+    );
     if let Some(process) = process_stats() {
         let cpu = [(String::new(), process.cpu_seconds)];
         metric(
