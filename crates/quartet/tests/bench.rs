@@ -36,6 +36,11 @@ fn tiny_bench_reports_every_transport_complete() {
         assert_eq!(run["publish_rate_per_s"], 20.0);
         assert_eq!(run["delivered"], run["expected_deliveries"], "{run}");
     }
+    let floor = &json["floor"];
+    assert_eq!(floor["writes"], 200_000, "{floor}");
+    for key in ["us_per_message_one_per_write", "us_per_message_ten_per_write"] {
+        assert!(floor[key].as_f64().unwrap() > 0.0, "{key} in {floor}");
+    }
     let idle = json["idle"].as_array().unwrap();
     assert_eq!(idle.len(), 4);
     for name in ["report.md", "latency.svg", "bytes.svg", "cpu.svg", "memory.svg"] {

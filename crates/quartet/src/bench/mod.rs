@@ -7,6 +7,7 @@
 //! socket-level counters), and the load generator's own CPU. Then it measures idle subscribers:
 //! server memory per subscriber and the cost of staying connected. See docs/benchmarks.md.
 
+mod floor;
 mod load;
 mod report;
 mod server;
@@ -221,6 +222,12 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             idles.push(idle);
         }
     }
+    progress.begin("kernel floor: bare write() calls to 1000 loopback sockets".into());
+    let floor = floor::measure().await?;
+    progress.line(&format!(
+        "kernel floor: {:.2} µs per message at one per write(), {:.2} µs at ten per write()",
+        floor.us_per_message_one_per_write, floor.us_per_message_ten_per_write
+    ));
     let report = Report {
         quartet_version: env!("CARGO_PKG_VERSION"),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -249,6 +256,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         },
         runs,
         saturation,
+        floor: Some(floor),
         idle: idles,
         wall_seconds: started.elapsed().as_secs_f64(),
     };

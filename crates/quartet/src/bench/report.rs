@@ -17,6 +17,8 @@ pub(crate) struct Report {
     /// WebSocket and SSE offered more than one message per write can carry (see
     /// `Settings::saturation_deliveries_per_s`): what batching makes of the server's cost.
     pub(crate) saturation: Vec<Run>,
+    /// What the kernel alone charges per message on this machine, measured in this run.
+    pub(crate) floor: Option<super::floor::Floor>,
     pub(crate) idle: Vec<Idle>,
     pub(crate) wall_seconds: f64,
 }
@@ -192,6 +194,21 @@ impl Report {
                 self.settings.saturation_seconds
             );
             runs_table(&mut md, &self.saturation);
+        }
+        if let Some(f) = &self.floor {
+            let _ = writeln!(md, "\n## Kernel floor\n");
+            let _ = writeln!(
+                md,
+                "Bare `write()` calls, no server: one thread{} writes {}-byte messages to {} loopback \
+                 sockets read on the other CPU. CPU per message: **{:.2} µs at one message per \
+                 write()**, {:.2} µs at ten per write(). A server sending one event per write \
+                 cannot cost less than the first.",
+                if f.writer_pinned_to_cpu0 { " on CPU 0" } else { "" },
+                f.message_bytes,
+                f.sockets,
+                f.us_per_message_one_per_write,
+                f.us_per_message_ten_per_write
+            );
         }
         let _ = writeln!(md, "\n## Idle subscribers\n");
         let _ = writeln!(

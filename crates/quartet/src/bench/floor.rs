@@ -1,0 +1,126 @@
+//! The kernel's floor for a delivery on this machine, measured in the same run as the server:
+//! one thread on the server's CPU writes ~100-byte messages to 1 000 loopback sockets (read on
+//! the load generator's CPU), first one message per `write()`, then ten per `write()`. Its CPU
+//! time per message is what any server pays the kernel at least, before its own work; on
+//! loopback the sender also pays much of the receiver's TCP processing.
+//!
+//! A server at one event per write cannot go below the first number; only batching events per
+//! write (which the saturation runs show) gets near the second.
+
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::AsyncReadExt as _;
+
+use super::server::{cpu_count, which};
+
+/// Sockets written to, as many as a 1 000-subscriber room has.
+const SOCKETS: usize = 1000;
+/// Bytes per message, about one of the bench's events without its cursor.
+const MESSAGE: usize = 100;
+/// Writes per socket and mode: 200 000 writes each, enough CPU time for /proc's 10 ms ticks.
+const ROUNDS: usize = 200;
+
+/// CPU time per message of bare `write()` calls, in microseconds.
+#[derive(Debug, Serialize)]
+pub(crate) struct Floor {
+    pub(crate) sockets: usize,
+    pub(crate) message_bytes: usize,
+    /// `write()` calls per mode.
+    pub(crate) writes: usize,
+    /// One message per `write()`.
+    pub(crate) us_per_message_one_per_write: f64,
+    /// Ten messages per `write()`.
+    pub(crate) us_per_message_ten_per_write: f64,
+    /// Whether the writing thread ran on CPU 0, beside where the server runs.
+    pub(crate) writer_pinned_to_cpu0: bool,
+}
+
+/// Measures the floor; the readers run on the calling (load generator's) runtime.
+pub(crate) async fn measure() -> anyhow::Result<Floor> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let mut readers = Vec::with_capacity(SOCKETS);
+    let mut writers = Vec::with_capacity(SOCKETS);
+    for _ in 0..SOCKETS {
+        let mut client = tokio::net::TcpStream::connect(address).await?;
+        let (server, _) = listener.accept()?;
+        server.set_nodelay(true)?;
+        writers.push(server);
+        readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 8 * 1024];
+            while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {}
+        }));
+    }
+    let writer = std::thread::spawn(move || write_all_rounds(writers));
+    let (pinned, one, ten) = tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the floor's writer thread panicked"))??;
+    for reader in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+    }
+    let writes = SOCKETS * ROUNDS;
+    Ok(Floor {
+        sockets: SOCKETS,
+        message_bytes: MESSAGE,
+        writes,
+        us_per_message_one_per_write: one as f64 / writes as f64,
+        us_per_message_ten_per_write: ten as f64 / (writes * 10) as f64,
+        writer_pinned_to_cpu0: pinned,
+    })
+}
+
+/// On its own thread: pins itself to CPU 0, then writes every round in both modes. Returns
+/// whether it was pinned and the thread's CPU time (µs) for each mode. Dropping the sockets at
+/// the end lets the readers finish.
+fn write_all_rounds(mut sockets: Vec<TcpStream>) -> anyhow::Result<(bool, u64, u64)> {
+    let pinned = pin_this_thread_to_cpu0();
+    let message = [b'x'; MESSAGE];
+    let ten = [b'x'; MESSAGE * 10];
+    let start = thread_cpu_us()?;
+    for _ in 0..ROUNDS {
+        for socket in &mut sockets {
+            socket.write_all(&message)?;
+        }
+    }
+    let middle = thread_cpu_us()?;
+    for _ in 0..ROUNDS {
+        for socket in &mut sockets {
+            socket.write_all(&ten)?;
+        }
+    }
+    let end = thread_cpu_us()?;
+    Ok((pinned, middle - start, end - middle))
+}
+
+fn pin_this_thread_to_cpu0() -> bool {
+    if cpu_count() < 2 || !which("taskset") {
+        return false;
+    }
+    // /proc/thread-self links to /proc/<pid>/task/<tid>.
+    let Some(tid) = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+    else {
+        return false;
+    };
+    std::process::Command::new("taskset")
+        .args(["-p", "-c", "0", &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// This thread's CPU time (user + system) in microseconds, from /proc (Linux, 10 ms ticks).
+fn thread_cpu_us() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (tick(11), tick(12)) {
+        (Some(user), Some(system)) => Ok((user + system) * 10_000),
+        _ => anyhow::bail!("cannot read this thread's CPU time from /proc"),
+    }
+}
