@@ -234,7 +234,7 @@ where
         if let Some(end) = end {
             break end;
         }
-        if input.is_empty() && input.capacity() > WS_MAX_MESSAGE_BYTES / 4 {
+        if input.is_empty() && input.capacity() > WS_READ_STEP_MAX {
             input = BytesMut::with_capacity(WS_READ_BUFFER); // a large message is over: let go
         }
     };
