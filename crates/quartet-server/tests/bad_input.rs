@@ -21,21 +21,8 @@ struct Api {
 impl Api {
     async fn new(server: &Server) -> Api {
         let http = reqwest::Client::new();
-        let reg: Value = http
-            .post(format!("{}/v1/clients", server.url))
-            .json(&json!({"name":"mallory"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Api {
-            http,
-            url: server.url.clone(),
-            client: reg["client"].as_str().unwrap().to_owned(),
-            cursor: reg["cursor"].as_str().unwrap().to_owned(),
-        }
+        let (client, cursor) = register_raw(&http, &server.url, "mallory").await;
+        Api { http, url: server.url.clone(), client, cursor }
     }
 
     fn client_url(&self, route: &str) -> String {

@@ -1,12 +1,13 @@
 //! Graceful shutdown: every open stream is told (WebSocket close 1001, SSE end, long poll
 //! answered) and the server then exits by itself.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use quartet_core::{Config, Hub, MemoryEngine};
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -26,16 +27,7 @@ async fn shutdown_tells_every_stream_and_exits() {
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for name in ["ws", "sse", "lp"] {
-        let reg: Value = http
-            .post(format!("{url}/v1/clients"))
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(reg["client"].as_str().unwrap().to_owned());
+        ids.push(common::register_raw(&http, &url, name).await.0);
     }
     let ws_url = format!("{}/v1/clients/{}/ws", url.replacen("http", "ws", 1), ids[0]);
     let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();

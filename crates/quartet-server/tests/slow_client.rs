@@ -29,19 +29,6 @@ fn config() -> Config {
     }
 }
 
-async fn register(http: &reqwest::Client, server: &Server, name: &str) -> (String, String) {
-    let reg: Value = http
-        .post(format!("{}/v1/clients", server.url))
-        .json(&json!({"name":name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (reg["client"].as_str().unwrap().to_owned(), reg["cursor"].as_str().unwrap().to_owned())
-}
-
 /// Floods room `flood` (where the stalled client already is) until only the publisher is left
 /// in it; panics if the stalled client is still there after the flood and [`PATIENCE`].
 /// Returns the server's count of stalled connections given up on.
@@ -90,7 +77,7 @@ async fn flood_until_the_stalled_client_is_gone(server: &Server, http: &reqwest:
 async fn a_websocket_that_stops_reading_is_dropped_and_expires() {
     let server = start(config()).await;
     let http = reqwest::Client::new();
-    let (client, cursor) = register(&http, &server, "slow").await;
+    let (client, cursor) = register_raw(&http, &server.url, "slow").await;
     let url = format!("{}/v1/clients/{client}/ws?cursor={cursor}", server.url.replacen("http", "ws", 1));
     let (mut slow, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     slow.send(Message::Text(json!({"type":"join","room":"flood"}).to_string().into())).await.unwrap();
@@ -109,16 +96,9 @@ async fn a_websocket_that_stops_reading_is_dropped_and_expires() {
 async fn an_sse_stream_that_stops_reading_is_dropped_and_expires() {
     let server = start(config()).await;
     let http = reqwest::Client::new();
-    let (client, cursor) = register(&http, &server, "slow").await;
-    let reply: Value = http
-        .post(format!("{}/v1/clients/{client}/commands", server.url))
-        .json(&json!({"type":"join","room":"flood"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (client, cursor) = register_raw(&http, &server.url, "slow").await;
+    let url = format!("{}/v1/clients/{client}/commands", server.url);
+    let reply = post_json(&http, &url, &json!({"type":"join","room":"flood"})).await;
     assert_eq!(reply["replies"][0]["type"], "joined", "{reply}");
     // A raw stream request, never read from.
     let address = server.url.trim_start_matches("http://");

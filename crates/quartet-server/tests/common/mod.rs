@@ -45,6 +45,18 @@ pub async fn start_default() -> Server {
     start(Config::default()).await
 }
 
+/// POSTs `body` as JSON to `url` and returns the JSON answer, whatever its status.
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
+    http.post(url).json(body).send().await.unwrap().json().await.unwrap()
+}
+
+/// Registers `name` over plain HTTP, without the client library: returns the client id and its
+/// first cursor.
+pub async fn register_raw(http: &reqwest::Client, url: &str, name: &str) -> (String, String) {
+    let reg = post_json(http, &format!("{url}/v1/clients"), &json!({ "name": name })).await;
+    (reg["client"].as_str().unwrap().to_owned(), reg["cursor"].as_str().unwrap().to_owned())
+}
+
 /// Fast polling, so tests do not wait on the poll interval.
 pub fn options() -> Options {
     Options { poll_interval: Duration::from_millis(20), long_poll_wait: Duration::from_secs(2) }
