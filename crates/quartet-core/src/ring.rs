@@ -27,15 +27,6 @@ pub struct Ring {
     max_bytes: usize,
 }
 
-/// The outcome of [`Ring::read_after`].
-#[derive(Debug, Default)]
-pub struct Read {
-    /// Entries after the position, in seq order, at most `limit`.
-    pub entries: Vec<Arc<Entry>>,
-    /// Set when the position was older than the ring: these seqs are lost.
-    pub gap: Option<(Seq, Seq)>,
-}
-
 impl Ring {
     /// An empty ring whose log already holds events up to `head` (0 for a new log).
     pub fn new(head: Seq, max_entries: usize, max_bytes: usize) -> Ring {
@@ -74,15 +65,8 @@ impl Ring {
         }
     }
 
-    /// Up to `limit` entries with seq > `after`.
-    pub fn read_after(&self, after: Seq, limit: usize) -> Read {
-        let mut read = Read::default();
-        read.gap = self.read_after_into(after, limit, &mut read.entries);
-        read
-    }
-
-    /// [`Ring::read_after`] into a buffer the caller reuses: appends up to `limit` entries with
-    /// seq > `after` to `out`; returns the seqs lost, if the position was older than the ring.
+    /// Appends up to `limit` entries with seq > `after`, in seq order, to `out` (a buffer the
+    /// caller reuses); returns the seqs lost, if the position was older than the ring.
     pub fn read_after_into(&self, after: Seq, limit: usize, out: &mut Vec<Arc<Entry>>) -> Option<(Seq, Seq)> {
         let oldest = self.entries.front().map_or(self.head.next(), |e| e.seq);
         let mut gap = None;
@@ -118,6 +102,21 @@ mod tests {
             RawValue::NULL.to_owned(),
         );
         Entry::new(Seq(seq), draft)
+    }
+
+    /// One read's outcome, for assertions.
+    #[derive(Default)]
+    struct Read {
+        entries: Vec<Arc<Entry>>,
+        gap: Option<(Seq, Seq)>,
+    }
+
+    impl Ring {
+        fn read_after(&self, after: Seq, limit: usize) -> Read {
+            let mut read = Read::default();
+            read.gap = self.read_after_into(after, limit, &mut read.entries);
+            read
+        }
     }
 
     fn seqs(read: &Read) -> Vec<u64> {
