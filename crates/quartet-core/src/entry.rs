@@ -8,11 +8,12 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::command::Scope;
 use crate::ids::{ClientId, EventName, LogId, Seq, UserName};
+use crate::reader::Frame;
 
 /// An event on its way into a log: everything but its `seq`, which the engine assigns.
 #[derive(Debug)]
@@ -86,11 +87,10 @@ impl Entry {
 
     /// The complete event JSON for a reader whose position after this event is `cursor`.
     pub fn frame(&self, cursor: &str) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.json_head.len() + cursor.len() + FRAME_TAIL.len());
-        out.put_slice(&self.json_head);
-        out.put_slice(cursor.as_bytes());
-        out.put_slice(FRAME_TAIL);
-        out.freeze()
+        let frame = Frame { head: &self.json_head, cursor };
+        let mut out = Vec::with_capacity(frame.json_len());
+        frame.write_json(&mut out);
+        Bytes::from(out)
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use tokio::time::Instant;
 
 use crate::cursor::Cursor;
@@ -49,12 +49,12 @@ impl Frame<'_> {
         self.head.len() + self.cursor.len() + FRAME_TAIL.len()
     }
 
-    /// Appends the frame's JSON to `out`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.reserve(self.json_len());
-        out.extend_from_slice(self.head);
-        out.extend_from_slice(self.cursor.as_bytes());
-        out.extend_from_slice(FRAME_TAIL);
+    /// Appends the frame's JSON to `out` (reserve [`Frame::json_len`] first to write it without
+    /// growing the buffer).
+    pub fn write_json(&self, out: &mut impl BufMut) {
+        out.put_slice(self.head);
+        out.put_slice(self.cursor.as_bytes());
+        out.put_slice(FRAME_TAIL);
     }
 }
 

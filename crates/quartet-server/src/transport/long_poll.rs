@@ -4,7 +4,7 @@
 //! ```text
 //! client                                        server
 //!   │ GET …/long-poll?cursor=C0&wait_ms=25000    │
-//!   │────────────────────────────────────────────►│ wait_since(C0) … parked …
+//!   │────────────────────────────────────────────►│ next_into(C0) … parked …
 //!   │                                             │ ◄── someone publishes e1
 //!   │◄────────────────────────────────────────────│ 200 {"events":[e1],"cursor":"C1"}
 //!   │ GET …/long-poll?cursor=C1&wait_ms=25000    │
@@ -22,14 +22,13 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::OpenGuard;
-use crate::transport::{PollBody, Transport, open_reader, stopped};
+use crate::transport::{PollBody, Transport, answer_poll, open_reader, stopped};
 
 /// Longest a request is held. Proxies commonly cut idle requests at 60 s; 30 s stays clear.
 pub const LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(30);
@@ -65,10 +64,5 @@ pub async fn long_poll(
         // On shutdown, answer now with what there is, so the client comes back elsewhere.
         () = stopped(&mut shutdown) => { reader.read_into(&mut body)?; }
     }
-    if body.events() == 0 {
-        counters.empty.fetch_add(1, Ordering::Relaxed);
-    }
-    counters.delivered.fetch_add(body.events() as u64, Ordering::Relaxed);
-    let body = body.finish(&reader.current_cursor());
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(answer_poll(body, &mut reader, counters))
 }

@@ -15,11 +15,16 @@ pub mod short_poll;
 pub mod sse;
 pub mod ws;
 
+use std::sync::atomic::Ordering;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use quartet_core::{ClientId, Frame, Hub, Reader, Sink};
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::metrics::Counters;
 
 /// The four techniques, named as everywhere in quartet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,12 +101,24 @@ impl PollBody {
 
 impl Sink for PollBody {
     fn push(&mut self, frame: Frame<'_>) {
+        self.out.reserve(frame.json_len() + 1);
         if self.events > 0 {
             self.out.push(b',');
         }
         frame.write_json(&mut self.out);
         self.events += 1;
     }
+}
+
+/// Answers a poll, short or long: counts it (empty or not, events delivered) and closes the body
+/// with the cursor after everything the reader took.
+pub fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> Response {
+    if body.events() == 0 {
+        counters.empty.fetch_add(1, Ordering::Relaxed);
+    }
+    counters.delivered.fetch_add(body.events() as u64, Ordering::Relaxed);
+    let body = body.finish(&reader.current_cursor());
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Completes when the server starts shutting down.

@@ -3,11 +3,11 @@
 //! ```text
 //! client                                   server
 //!   │ GET /v1/clients/{id}/poll?cursor=C0    │
-//!   │───────────────────────────────────────►│ read_since(C0): nothing
+//!   │───────────────────────────────────────►│ read_into(C0): nothing
 //!   │◄───────────────────────────────────────│ 200 {"events":[],"cursor":"C0"}
 //!   │          … T ms later …                │
 //!   │ GET …/poll?cursor=C0                   │
-//!   │───────────────────────────────────────►│ read_since(C0): 2 events
+//!   │───────────────────────────────────────►│ read_into(C0): 2 events
 //!   │◄───────────────────────────────────────│ 200 {"events":[e1,e2],"cursor":"C2"}
 //! ```
 //!
@@ -19,12 +19,11 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::transport::{CursorQuery, PollBody, Transport, open_reader};
+use crate::transport::{CursorQuery, PollBody, Transport, answer_poll, open_reader};
 
 /// `GET /v1/clients/{client}/poll?cursor=C`.
 pub async fn poll(
@@ -38,10 +37,5 @@ pub async fn poll(
     reader.read_into(&mut body)?;
     let counters = state.stats.of(Transport::ShortPoll);
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    if body.events() == 0 {
-        counters.empty.fetch_add(1, Ordering::Relaxed);
-    }
-    counters.delivered.fetch_add(body.events() as u64, Ordering::Relaxed);
-    let body = body.finish(&reader.current_cursor());
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(answer_poll(body, &mut reader, counters))
 }

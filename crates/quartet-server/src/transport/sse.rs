@@ -6,7 +6,7 @@
 //!   │ Accept: text/event-stream               │
 //!   │────────────────────────────────────────►│
 //!   │◄────────────────────────────────────────│ 200 text/event-stream
-//!   │◄──── id: C1\ndata: {"type":"event",…}\n\n │ wait_since → e1
+//!   │◄──── id: C1\ndata: {"type":"event",…}\n\n │ next_into → e1
 //!   │◄──── : keep-alive\n\n                    │ nothing for a while
 //!   │◄──── id: C2\ndata: {…}\n\n               │ e2
 //!   │  (connection drops; the browser's EventSource reconnects by itself)
@@ -105,9 +105,7 @@ impl Sink for SseOut {
         self.0.put_slice(b"id: ");
         self.0.put_slice(frame.cursor.as_bytes());
         self.0.put_slice(b"\ndata: ");
-        self.0.put_slice(frame.head);
-        self.0.put_slice(frame.cursor.as_bytes());
-        self.0.put_slice(quartet_core::entry::FRAME_TAIL);
+        frame.write_json(&mut self.0);
         self.0.put_slice(b"\n\n");
     }
 }

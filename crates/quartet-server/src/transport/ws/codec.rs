@@ -48,6 +48,9 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
 }
 
+/// Longest header of a server frame: 2 bytes and a 64-bit length.
+pub const MAX_HEADER: usize = 10;
+
 /// Largest payload of a control frame (ping, pong, close).
 const MAX_CONTROL_PAYLOAD: usize = 125;
 

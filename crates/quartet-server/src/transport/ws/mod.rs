@@ -7,7 +7,7 @@
 //!   │ Upgrade: websocket, Sec-WebSocket-Key: …     │
 //!   │─────────────────────────────────────────────►│
 //!   │◄─────────────────────────────────────────────│ 101 Switching Protocols
-//!   │◄══ {"type":"event",…,"cursor":"C1"} ═════════│ wait_since → e1
+//!   │◄══ {"type":"event",…,"cursor":"C1"} ═════════│ next_into → e1
 //!   │══ {"type":"publish","room":"lobby",…} ══════►│ execute
 //!   │◄══ {"type":"ack","seq":…} ═══════════════════│
 //!   │◄══ ping ═════════════════════════════════════│ every heartbeat; the client pongs
@@ -28,7 +28,6 @@
 //! no per-message objects, locks or extra copies. This is the fan-out hot path.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -128,7 +127,9 @@ pub struct WsOut(Vec<u8>);
 
 impl Sink for WsOut {
     fn push(&mut self, frame: Frame<'_>) {
-        codec::put_header(&mut self.0, OP_TEXT, frame.json_len());
+        let len = frame.json_len();
+        self.0.reserve(codec::MAX_HEADER + len);
+        codec::put_header(&mut self.0, OP_TEXT, len);
         frame.write_json(&mut self.0);
     }
 }
@@ -228,8 +229,8 @@ where
                 Some(End::Server)
             }
         };
-        if let Err(silent) = write_out(&mut io, &mut out.0, timeout).await {
-            break silent;
+        if let Err(ended) = write_out(&mut io, &mut out.0).await {
+            break ended;
         }
         if let Some(end) = end {
             break end;
@@ -283,17 +284,17 @@ async fn decode(
     }
 }
 
-/// Writes the buffer out, all of it, and empties it. A peer that does not take the bytes within
-/// `limit` is given up on (it resumes from its cursor, so nothing is lost).
-async fn write_out<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>, limit: Duration) -> Result<(), End> {
+/// Writes the buffer out, all of it, and empties it. A peer that takes none of the bytes for the
+/// client timeout makes the write fail with `TimedOut`: the connection's socket guards every
+/// transport that way (see `meter.rs`), so no timer is armed here.
+async fn write_out<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>) -> Result<(), End> {
     if out.is_empty() {
         return Ok(());
     }
-    // The timer is only armed if the first attempt cannot write everything.
-    let written = match tokio::time::timeout(limit, io.write_all(out)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(End::Peer),
-        Err(_) => Err(End::Silent),
+    let written = match io.write_all(out).await {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => Err(End::Silent),
+        Err(_) => Err(End::Peer),
     };
     // Let the buffer go rather than keep it: an idle connection holds no write buffer, and a
     // burst's large one does not stay. (Reusing it instead measured the same CPU per delivery:
