@@ -2,7 +2,8 @@
 //!
 //! Every reader of a room reads the same `Arc<Entry>`s from here; nothing is copied per reader
 //! ("fan out on read"). The ring is bounded by count and by bytes; a reader whose position is
-//! older than the oldest kept entry is told so ([`Read::gap`]) rather than silently skipped ahead.
+//! older than the oldest kept entry is told so (the gap [`Ring::read_after_into`] returns) rather
+//! than silently skipped ahead.
 //!
 //! Entries may arrive out of order when several publishes to one room are in flight at once
 //! (the engine hands out seqs; the publishers then race to insert). The ring only exposes the
