@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use quartet_client::{Client, Options, TransportKind};
+use quartet_client::{Client, Command, Options, Scope, TransportKind};
 use quartet_core::{Config, Hub, MemoryEngine};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -33,9 +33,8 @@ fn delivery(c: &mut Criterion) {
             let mut publisher = Client::connect(&url, "publisher", TransportKind::Ws).await.unwrap();
             let mut subscriber =
                 Client::connect_with(&url, "subscriber", kind, options.clone()).await.unwrap();
-            let room = json!({"type":"join","room":kind.name()});
-            publisher.command(room.clone()).await.unwrap();
-            subscriber.command(room).await.unwrap();
+            publisher.command(Command::join(kind.name()).unwrap()).await.unwrap();
+            subscriber.command(Command::join(kind.name()).unwrap()).await.unwrap();
             // The subscriber reads all the time, as a real client does, and reports when each
             // chat event has been parsed.
             let (tx, rx) = mpsc::unbounded_channel::<Instant>();
@@ -50,7 +49,8 @@ fn delivery(c: &mut Criterion) {
             });
             (publisher, rx, reader)
         });
-        let publish = json!({"type":"publish","room":kind.name(),"event":"chat","to":"others","data":{"text":"x".repeat(88)}});
+        let text = json!({ "text": "x".repeat(88) });
+        let publish = || Command::publish(kind.name(), "chat", &text).unwrap().to(Scope::Others);
         group.bench_function(BenchmarkId::new("publish_to_parsed", kind.name()), |b| {
             b.iter_custom(|iterations| {
                 rt.block_on(async {
@@ -62,7 +62,7 @@ fn delivery(c: &mut Criterion) {
                             tokio::time::sleep(Duration::from_micros(i * 7919 % 10_000)).await;
                         }
                         let sent = Instant::now();
-                        publisher.command(publish.clone()).await.unwrap();
+                        publisher.command(publish()).await.unwrap();
                         let parsed = arrivals.recv().await.unwrap();
                         total += parsed.duration_since(sent);
                     }

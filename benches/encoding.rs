@@ -5,10 +5,9 @@
 //! `owned_frame_per_reader` is the old way: a fresh buffer per reader per event.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use quartet_core::command::Scope;
 use quartet_core::entry::{Draft, Entry};
-use quartet_core::ids::{ClientId, EventName, LogId, RoomName, Seq, UserName};
-use quartet_core::{Frame, Sink};
+use quartet_core::{EncodedFrame, Sink};
+use quartet_protocol::{ClientId, EventName, LogId, RoomName, Scope, Seq, UserName};
 use quartet_server::transport::{PollBody, sse, ws};
 use serde_json::value::RawValue;
 
@@ -20,7 +19,7 @@ fn draft() -> Draft {
         LogId::Room(RoomName::parse("lobby").unwrap()),
         EventName::parse("chat").unwrap(),
         UserName::parse("alice").unwrap(),
-        ClientId::random(),
+        ClientId::from_random([7; 16]),
         Scope::Room,
         data,
     )
@@ -33,7 +32,7 @@ fn encoding(c: &mut Criterion) {
     });
     let entry = Entry::new(Seq(43), draft());
     group.bench_function("owned_frame_per_reader", |b| b.iter(|| entry.frame(CURSOR)));
-    let frame = Frame { head: entry.json_head(), cursor: CURSOR };
+    let frame = EncodedFrame { head: entry.json_head(), cursor: CURSOR };
     group.bench_function("poll_body", |b| {
         b.iter(|| {
             let mut body = PollBody::default();

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use quartet_core::{ClientId, Config, Frame, Hub, MemoryEngine, Reader, Sink};
+use quartet_core::testing::read_now;
+use quartet_core::{Config, EncodedFrame, Hub, MemoryEngine, Reader, Sink};
+use quartet_protocol::ClientId;
 use serde_json::json;
 
 /// A connection's write buffer, reduced to the copy every transport makes.
@@ -16,7 +18,7 @@ use serde_json::json;
 struct Buffer(Vec<u8>);
 
 impl Sink for Buffer {
-    fn push(&mut self, frame: Frame<'_>) {
+    fn push(&mut self, frame: EncodedFrame<'_>) {
         frame.write_json(&mut self.0);
     }
 }
@@ -39,7 +41,7 @@ fn room(rt: &tokio::runtime::Runtime, readers: usize) -> (Hub, ClientId, Vec<Rea
         hub.execute(&streamer, join.as_bytes()).await.unwrap();
         // Skip everything before the measured publishes (later joins, gaps over evicted ones).
         for reader in &mut all {
-            while !reader.read_since().unwrap().deliveries.is_empty() {}
+            while !read_now(reader).await.unwrap().is_empty() {}
         }
         (hub, streamer, all)
     })
@@ -57,13 +59,15 @@ fn fanout(c: &mut Criterion) {
         group.sample_size(if readers >= 10_000 { 20 } else { 100 });
         group.bench_function(BenchmarkId::new("publish_then_every_reader_reads", readers), |b| {
             b.iter(|| {
-                rt.block_on(hub.execute(&streamer, publish.as_bytes())).unwrap();
-                let mut delivered = 0;
-                for (reader, buffer) in all.iter_mut().zip(&mut buffers) {
-                    buffer.0.clear();
-                    delivered += reader.read_into(buffer).unwrap();
-                }
-                assert_eq!(delivered, readers);
+                rt.block_on(async {
+                    hub.execute(&streamer, publish.as_bytes()).await.unwrap();
+                    let mut delivered = 0;
+                    for (reader, buffer) in all.iter_mut().zip(&mut buffers) {
+                        buffer.0.clear();
+                        delivered += reader.read_into(buffer).await.unwrap();
+                    }
+                    assert_eq!(delivered, readers);
+                })
             })
         });
     }

@@ -7,7 +7,10 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use quartet_core::{ClientId, Config, Hub, MemoryEngine};
+use futures_util::FutureExt;
+use quartet_core::testing::read_now;
+use quartet_core::{Config, Hub, MemoryEngine};
+use quartet_protocol::ClientId;
 use quartet_server::transport::PollBody;
 use serde_json::json;
 
@@ -23,13 +26,16 @@ fn poll(c: &mut Criterion) {
         let streamer = ClientId::from_wire(&hub.register("streamer").await.unwrap().client).unwrap();
         hub.execute(&streamer, join.as_bytes()).await.unwrap();
         // The viewer's cursor after everything so far (its join, the streamer's join).
-        let cursor = hub.reader(&viewer, Some(&reg.cursor)).unwrap().read_since().unwrap().cursor;
+        let mut reader = hub.reader(&viewer, Some(&reg.cursor)).unwrap();
+        read_now(&mut reader).await.unwrap();
+        let cursor = reader.current_cursor();
         (viewer, cursor, streamer)
     });
     let poll_once = |cursor: &str| {
         let mut reader = hub.reader(&viewer, Some(cursor)).unwrap();
         let mut body = PollBody::default();
-        reader.read_into(&mut body).unwrap();
+        // With the memory engine this never waits: one poll of the future completes it.
+        reader.read_into(&mut body).now_or_never().expect("a memory read never waits").unwrap();
         let next = reader.current_cursor();
         (body.events(), body.finish(&next), next)
     };

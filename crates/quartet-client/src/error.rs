@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use quartet_protocol::{ErrorCode, Reply};
 use serde::de::DeserializeOwned;
 
 /// Why a client call failed.
@@ -16,7 +17,7 @@ pub enum ClientError {
         /// HTTP status (0 when it came as a WebSocket or SSE frame).
         status: u16,
         /// The error code, e.g. `unknown_client`.
-        code: String,
+        code: ErrorCode,
         /// The server's explanation.
         message: String,
     },
@@ -26,18 +27,22 @@ pub enum ClientError {
 
 impl ClientError {
     /// The server's error code, if this is a server error.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Server { code, .. } => Some(code),
+            ClientError::Server { code, .. } => Some(*code),
             _ => None,
         }
     }
 
-    pub(crate) fn from_frame(status: u16, frame: &serde_json::Value) -> ClientError {
-        ClientError::Server {
-            status,
-            code: frame["code"].as_str().unwrap_or("unknown").to_owned(),
-            message: frame["message"].as_str().unwrap_or("").to_owned(),
+    /// The error of a server's error frame (`status` 0 when it came on a stream), or a protocol
+    /// error if `body` is not one.
+    pub(crate) fn from_body(status: u16, body: &[u8]) -> ClientError {
+        match serde_json::from_slice::<Reply>(body) {
+            Ok(Reply::Error { code, message, .. }) => ClientError::Server { status, code, message },
+            _ => ClientError::Protocol(format!(
+                "status {status} without an error frame: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )),
         }
     }
 }
@@ -76,8 +81,7 @@ pub(crate) async fn json_or_error<T: DeserializeOwned>(
     let status = response.status();
     let body = response.bytes().await?;
     if !status.is_success() {
-        let frame: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        return Err(ClientError::from_frame(status.as_u16(), &frame));
+        return Err(ClientError::from_body(status.as_u16(), &body));
     }
     serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("unexpected body: {e}")))
 }
@@ -88,6 +92,6 @@ pub(crate) async fn ok_or_error(response: reqwest::Response) -> Result<(), Clien
     if status.is_success() {
         return Ok(());
     }
-    let frame: serde_json::Value = response.json().await.unwrap_or_default();
-    Err(ClientError::from_frame(status.as_u16(), &frame))
+    let body = response.bytes().await?;
+    Err(ClientError::from_body(status.as_u16(), &body))
 }

@@ -5,50 +5,46 @@
 //! so nothing is lost and nothing repeated. It is what `quartet chat`, the test suites and the
 //! benchmarks use.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), quartet_client::ClientError> {
-//! use quartet_client::{Client, TransportKind};
+//! ```
+//! use quartet_client::{Client, Command, Frame, Reply, TransportKind};
 //! use serde_json::json;
 //!
-//! let mut alice = Client::connect("http://127.0.0.1:8080", "alice", TransportKind::Sse).await?;
-//! alice.command(json!({"type":"join","room":"lobby"})).await?;
-//! alice.command(json!({"type":"publish","room":"lobby","event":"chat","data":{"text":"hi"}})).await?;
-//! for frame in alice.receive().await? {
-//!     println!("{frame:?}");
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let url = serve_for_the_example().await;
+//! let mut alice = Client::connect(&url, "alice", TransportKind::Sse).await?;
+//! let joined = alice.command(Command::join("lobby")?).await?;
+//! assert!(matches!(joined, Reply::Joined { online: 1, .. }));
+//! alice.command(Command::publish("lobby", "chat", &json!({"text": "hi"}))?).await?;
+//! for frame in alice.receive_n(2, std::time::Duration::from_secs(5)).await? {
+//!     if let Frame::Event(event) = frame {
+//!         println!("[{} #{}] {}: {}", event.room, event.seq, event.from, event.data);
+//!     }
 //! }
 //! # Ok(()) }
+//! # async fn serve_for_the_example() -> String {
+//! #     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! #     let url = format!("http://{}", listener.local_addr().unwrap());
+//! #     let hub = quartet_core::Hub::new(std::sync::Arc::new(quartet_core::MemoryEngine::new()), Default::default());
+//! #     tokio::spawn(quartet_server::serve(listener, hub, std::future::pending()));
+//! #     url
+//! # }
 //! ```
 //!
-//! Module map: [`frame`] (what the server sends), [`transport`] (the trait and its four
-//! implementations), [`error`].
+//! The wire types ([`Command`], [`Reply`], [`Frame`], [`Event`], [`Gap`], [`ErrorCode`]) are
+//! `quartet-protocol`'s, re-exported here.
+//!
+//! Module map: [`transport`] (the trait and its four implementations), [`error`].
 
 pub mod error;
-pub mod frame;
 pub mod transport;
 
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::Value;
-
 pub use error::ClientError;
-pub use frame::{Event, Frame, Gap};
+use quartet_protocol::api::NewClient;
+pub use quartet_protocol::{Command, ErrorCode, Event, Frame, Gap, GapReason, Registration, Reply, Scope};
 pub use transport::{AnyTransport, Options, Transport, TransportKind};
-
-/// What the server answered to `POST /v1/clients`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Registration {
-    /// The client id.
-    pub client: String,
-    /// The user name.
-    pub name: String,
-    /// Where reading starts.
-    pub cursor: String,
-    /// How often the client must show life.
-    pub heartbeat_ms: u64,
-    /// Silence after which the server removes the client.
-    pub timeout_ms: u64,
-}
 
 /// A registered client on one transport at a time.
 pub struct Client {
@@ -86,8 +82,8 @@ impl Client {
         options: Options,
     ) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
-        let response =
-            http.post(format!("{base}/v1/clients")).json(&serde_json::json!({ "name": name })).send().await?;
+        let body = NewClient { name: Some(name.to_owned()) };
+        let response = http.post(format!("{base}/v1/clients")).json(&body).send().await?;
         let registration: Registration = error::json_or_error(response).await?;
         Client::resume(http, base, registration.clone(), kind, &registration.cursor, options).await
     }
@@ -126,18 +122,20 @@ impl Client {
         self.transport.cursor()
     }
 
-    /// Sends one command and returns its reply (`ack`, `joined`, `error`, ...).
-    pub async fn command(&mut self, command: Value) -> Result<Value, ClientError> {
-        let mut replies = self.transport.send(vec![command]).await?;
+    /// Sends one command and returns its reply (`ack`, `joined`, `error`, ...). A refusal is a
+    /// [`Reply::Error`], not an `Err`: `Err` means the request itself failed.
+    pub async fn command(&mut self, command: Command) -> Result<Reply, ClientError> {
+        let mut replies = self.transport.send(std::slice::from_ref(&command)).await?;
         replies.pop().ok_or_else(|| ClientError::Protocol("no reply to a command".into()))
     }
 
     /// Sends several commands at once and returns their replies in order.
-    pub async fn commands(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+    pub async fn commands(&mut self, commands: &[Command]) -> Result<Vec<Reply>, ClientError> {
         self.transport.send(commands).await
     }
 
-    /// Waits for the next frames (events and gaps); never returns an empty batch.
+    /// Waits for the next frames (events and gaps); never returns an empty batch. Safe to
+    /// cancel (see [`Transport::receive`]).
     pub async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
         self.transport.receive().await
     }

@@ -1,36 +1,49 @@
-//! The engine seam: where appended events are made to last, and where seqs come from.
+//! The engine seam: where appended events are made to last, where seqs come from, and where
+//! reads older than memory go.
 //!
 //! The [`Hub`](crate::Hub) keeps every log's recent tail in memory ([`Ring`](crate::ring::Ring))
-//! and serves all reads from it. The engine only does what must be agreed beyond this process:
+//! and serves the hot reads from it. The engine does what must outlive the process or be agreed
+//! beyond it:
 //!
 //! - [`Engine::append`] hands out the next `seq` of a log and stores the event, *before* the
 //!   publisher is acknowledged ("nothing acknowledged is lost").
 //! - [`Engine::head`] tells the last seq of a log this process has not seen yet (at start, or
 //!   when a room is first touched on this node), so seqs continue instead of restarting.
+//! - [`Engine::read`] serves events older than the ring (a resume from far back, history on
+//!   join). An engine that keeps nothing beyond the rings answers [`History::None`], and the
+//!   reader reports a `gap` instead.
 //! - [`Engine::epoch`] identifies the lifetime of the stored logs, for cursors.
 //!
 //! Implementations:
 //! - [`MemoryEngine`]: counters in a map; nothing survives a restart (a new epoch each start).
 //! - SQLite (the embedded durable default, planned): one row per event, `seq` assigned in the
 //!   inserting transaction; epoch kept in the database file.
-//! - Redis (clusters, planned): `INCR` per log for the seq, the event in a per-log stream, and
-//!   every node tailing the streams of the rooms it has readers for and inserting into its
-//!   rings. Session state (membership, acks) moves into Redis hashes so any node can serve any
-//!   request: the reason the seam is async even though the memory engine never waits.
+//! - Redis (clusters, planned): one atomic step per append, the event in a per-log stream, every
+//!   node tailing the logs it has readers for. The reason the seam is async even though the
+//!   memory engine never waits.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use crate::cursor::Epoch;
-use crate::entry::Draft;
-use crate::error::Error;
-use crate::ids::{LogId, Seq};
+use quartet_protocol::{Epoch, Error, LogId, Seq};
+
+use crate::entry::{Draft, Entry};
 
 /// A boxed, sendable future: what the engine's async methods return, so the engine can be a
 /// trait object chosen at start-up (`--store memory`, `--store sqlite:PATH`, `--redis URL`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What an engine can say about events older than a ring holds.
+#[derive(Debug)]
+pub enum History {
+    /// This engine keeps nothing beyond the rings: whatever is older is gone.
+    None,
+    /// The events after the asked position, in seq order, at most the asked number. If the
+    /// first is not the one right after the position, the ones between were dropped (retention).
+    Events(Vec<Arc<Entry>>),
+}
 
 /// Storage and sequencing of log entries. See the module doc.
 pub trait Engine: Send + Sync + 'static {
@@ -49,6 +62,9 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The last seq stored in `log` (0 for a log never written).
     fn head<'a>(&'a self, log: &'a LogId) -> BoxFuture<'a, Result<Seq, Error>>;
+
+    /// Up to `limit` stored events of `log` with seq > `after`, for reads older than the ring.
+    fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>>;
 }
 
 /// Keeps only a counter per log; the events themselves live in the hub's rings.
@@ -95,5 +111,14 @@ impl Engine for MemoryEngine {
     fn head<'a>(&'a self, log: &'a LogId) -> BoxFuture<'a, Result<Seq, Error>> {
         let seq = self.heads.lock().expect("engine lock").get(log).copied().unwrap_or_default();
         Box::pin(async move { Ok(seq) })
+    }
+
+    fn read<'a>(
+        &'a self,
+        _log: &'a LogId,
+        _after: Seq,
+        _limit: usize,
+    ) -> BoxFuture<'a, Result<History, Error>> {
+        Box::pin(async { Ok(History::None) })
     }
 }

@@ -4,24 +4,21 @@
 //! Cloning a `Hub` is cheap (an `Arc`); every transport handler holds one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use quartet_protocol::{
+    ClientId, Command, Cursor, Error, ErrorCode, EventName, LogId, Registration, Reply, RoomInfo, RoomName,
+    Scope, Seq, UserName, parse_commands,
+};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::command::{Command, Reply, Scope, parse_commands};
-use crate::cursor::Cursor;
+use crate::config::{Config, Stats};
 use crate::engine::Engine;
 use crate::entry::{Draft, Entry};
-use crate::error::{Error, ErrorCode};
-use crate::ids::{ClientId, EventName, LogId, RoomName, Seq, UserName};
-use crate::limits::{
-    COMMAND_BURST, COMMANDS_PER_SECOND, DEFAULT_HEARTBEAT, HEARTBEATS_BEFORE_TIMEOUT, MAX_CLIENTS, MAX_LOGS,
-    MAX_ROOMS_PER_CLIENT, PRESENCE_COUNT_INTERVAL, PRESENCE_CROWD, RING_BYTES, RING_CAPACITY,
-};
+use crate::limits::{MAX_CLIENTS, MAX_LOGS, MAX_ROOMS_PER_CLIENT};
 use crate::log::Log;
 use crate::reader::Reader;
 use crate::session::Session;
@@ -30,93 +27,14 @@ use crate::session::Session;
 /// engine, so seqs continue if the room comes back).
 pub const IDLE_LOG_EVICTION: Duration = Duration::from_secs(600);
 
-/// Tunables of a hub. [`Config::default`] is what `quartet serve` uses.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// How often clients must show life; see [`DEFAULT_HEARTBEAT`].
-    pub heartbeat: Duration,
-    /// Events kept in memory per log.
-    pub ring_capacity: usize,
-    /// Bytes kept in memory per log.
-    pub ring_bytes: usize,
-    /// Steady commands per second allowed per client; see [`COMMANDS_PER_SECOND`].
-    pub command_rate: f64,
-    /// Commands allowed at once above the steady rate; see [`COMMAND_BURST`].
-    pub command_burst: f64,
-    /// Room size above which joins and leaves are announced as periodic counts; see
-    /// [`PRESENCE_CROWD`].
-    pub presence_crowd: usize,
-    /// How often a crowded room's count is announced; see [`PRESENCE_COUNT_INTERVAL`].
-    pub presence_interval: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            heartbeat: DEFAULT_HEARTBEAT,
-            ring_capacity: RING_CAPACITY,
-            ring_bytes: RING_BYTES,
-            command_rate: COMMANDS_PER_SECOND,
-            command_burst: COMMAND_BURST,
-            presence_crowd: PRESENCE_CROWD,
-            presence_interval: PRESENCE_COUNT_INTERVAL,
-        }
-    }
-}
-
-impl Config {
-    /// Silence after which a client is removed: [`HEARTBEATS_BEFORE_TIMEOUT`] heartbeats.
-    pub fn client_timeout(&self) -> Duration {
-        self.heartbeat * HEARTBEATS_BEFORE_TIMEOUT
-    }
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Events appended (publishes, directs, presence).
-    pub published: AtomicU64,
-    /// Events and gaps handed to readers.
-    pub delivered: AtomicU64,
-    /// Clients registered since start.
-    pub registered: AtomicU64,
-    /// Clients removed for silence.
-    pub expired: AtomicU64,
-}
-
-/// What `POST /v1/clients` answers.
-#[derive(Clone, Debug, Serialize)]
-pub struct Registration {
-    /// The new client's id.
-    pub client: String,
-    /// Its user name.
-    pub name: String,
-    /// Where its reading starts.
-    pub cursor: String,
-    /// How often it must show life, in ms.
-    pub heartbeat_ms: u64,
-    /// After how much silence it is removed, in ms.
-    pub timeout_ms: u64,
-}
-
-/// What `GET /v1/rooms/{room}` answers.
-#[derive(Clone, Debug, Serialize)]
-pub struct RoomInfo {
-    /// The room.
-    pub room: String,
-    /// Clients in it on this node.
-    pub online: usize,
-    /// Its last seq.
-    pub seq: u64,
-}
-
-/// State shared by the hub and its readers.
-pub(crate) struct Shared {
-    pub(crate) engine: Arc<dyn Engine>,
-    pub(crate) config: Config,
+/// The hub's state, behind one `Arc`.
+struct Shared {
+    engine: Arc<dyn Engine>,
+    config: Config,
     logs: Mutex<HashMap<LogId, Arc<Log>>>,
     sessions: Mutex<HashMap<ClientId, Arc<Session>>>,
-    pub(crate) stats: Stats,
+    /// Shared with every reader, which counts its deliveries.
+    stats: Arc<Stats>,
 }
 
 /// See the module doc.
@@ -134,7 +52,7 @@ impl Hub {
                 config,
                 logs: Mutex::default(),
                 sessions: Mutex::default(),
-                stats: Stats::default(),
+                stats: Arc::default(),
             }),
         }
     }
@@ -169,12 +87,18 @@ impl Hub {
             ));
         }
         let inbox = self.log(LogId::Inbox(user.clone())).await?;
-        let session = Arc::new(Session::new(user, inbox.clone(), inbox.head(), &self.shared.config));
-        inbox.add_reader(session.clone());
+        let config = &self.shared.config;
+        let session = Arc::new(Session::new(
+            user,
+            inbox.clone(),
+            inbox.head(),
+            config.command_rate,
+            config.command_burst,
+        ));
+        inbox.add_reader(session.id.clone(), session.wake_handle());
         self.shared.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
         self.shared.stats.registered.fetch_add(1, Ordering::Relaxed);
-        let mut reader = Reader::new(self.shared.clone(), session.clone(), None);
-        let config = &self.shared.config;
+        let mut reader = self.open_reader(session.clone(), None);
         Ok(Registration {
             client: session.id.to_string(),
             name: session.user.to_string(),
@@ -197,14 +121,17 @@ impl Hub {
     pub fn reader(&self, client: &ClientId, cursor: Option<&str>) -> Result<Reader, Error> {
         let cursor = cursor.map(Cursor::decode).transpose()?;
         let session = self.session(client)?;
-        Ok(Reader::new(self.shared.clone(), session, cursor))
+        Ok(self.open_reader(session, cursor))
+    }
+
+    fn open_reader(&self, session: Arc<Session>, cursor: Option<Cursor>) -> Reader {
+        Reader::new(self.shared.engine.clone(), self.shared.stats.clone(), session, cursor)
     }
 
     /// Runs a request body of commands (one object or an array) for `client`. A malformed body
-    /// or an unknown client fails as a whole; otherwise every command gets its reply, in order,
-    /// and the flag says whether the body was an array.
-    pub async fn execute(&self, client: &ClientId, body: &[u8]) -> Result<(Vec<Reply>, bool), Error> {
-        let (commands, is_array) = parse_commands(body)?;
+    /// or an unknown client fails as a whole; otherwise every command gets its reply, in order.
+    pub async fn execute(&self, client: &ClientId, body: &[u8]) -> Result<Vec<Reply>, Error> {
+        let commands = parse_commands(body)?;
         let session = self.session(client)?;
         let mut replies = Vec::with_capacity(commands.len());
         for wire in commands {
@@ -215,7 +142,7 @@ impl Hub {
             };
             replies.push(reply.unwrap_or_else(|error| Reply::error(id, error)));
         }
-        Ok((replies, is_array))
+        Ok(replies)
     }
 
     async fn apply(&self, session: &Arc<Session>, command: Command) -> Result<Reply, Error> {
@@ -293,7 +220,7 @@ impl Hub {
             ));
         }
         let log = self.log(LogId::Room(room.clone())).await?;
-        let online = log.add_reader(session.clone());
+        let online = log.add_reader(session.id.clone(), session.wake_handle());
         // The joiner reads from its own presence event, or from now if there is none (a crowd).
         let (seq, floor) = match self.presence(session, &log, "join", online).await? {
             Some(seq) => (seq, Seq(seq.0 - 1)),
@@ -478,4 +405,33 @@ fn presence_data(action: &str, online: usize) -> Box<RawValue> {
 
 fn not_joined(room: &RoomName) -> Error {
     Error::new(ErrorCode::NotJoined, format!("join the room {room} first"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::MemoryEngine;
+
+    /// Nothing keeps a removed client's session alive: not its rooms' logs, not its inbox, not
+    /// a reader it once had. (Logs hold wake handles, not sessions.)
+    #[tokio::test]
+    async fn a_removed_clients_session_is_freed() {
+        let hub = Hub::new(Arc::new(MemoryEngine::new()), Config::default());
+        let bob = hub.register("bob").await.unwrap();
+        let bob = ClientId::from_wire(&bob.client).unwrap();
+        let alice = hub.register("alice").await.unwrap();
+        let alice = ClientId::from_wire(&alice.client).unwrap();
+        for room in ["a", "b"] {
+            let join = format!(r#"{{"type":"join","room":"{room}"}}"#);
+            hub.execute(&alice, join.as_bytes()).await.unwrap();
+            hub.execute(&bob, join.as_bytes()).await.unwrap();
+        }
+        drop(hub.reader(&alice, None).unwrap());
+        let session = Arc::downgrade(&hub.shared.sessions.lock().unwrap()[&alice]);
+        hub.remove(&alice).await.unwrap();
+        assert!(session.upgrade().is_none(), "the removed session is still referenced");
+        // The logs it read live on for the others, and bob's session with them.
+        assert_eq!(hub.room_info("a").await.unwrap().online, 1);
+        assert!(hub.shared.sessions.lock().unwrap().contains_key(&bob));
+    }
 }

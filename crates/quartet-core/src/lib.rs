@@ -3,7 +3,8 @@
 //! Instant messaging is "A sends to the server, the server hands it to B". This crate is the
 //! server's middle: it knows rooms, clients, presence and cursors, and nothing of HTTP. The four
 //! transports in `quartet-server` (short poll, long poll, SSE, WebSocket) are thin wrappers
-//! around the same two calls.
+//! around the same two calls. The wire types it speaks (commands, replies, events, cursors,
+//! error codes) are `quartet-protocol`'s.
 //!
 //! ## The data path, in one breath
 //!
@@ -16,33 +17,34 @@
 //!
 //! Fan-out happens on read: a publish is one append, whatever the size of the room.
 //!
-//! ## Module map
+//! ## Layers
 //!
-//! - [`ids`]: names and ids as newtypes. [`cursor`]: the resume cursor.
-//! - [`command`]: commands and replies as on the wire. [`error`]: error codes.
-//! - [`entry`]: an event, encoded once. [`ring`]: the bounded tail of a log.
-//! - [`engine`]: the storage seam (memory now; SQLite and Redis next).
-//! - [`hub`]: rules and state. [`reader`]: reading by cursor. [`limits`]: every bound.
+//! Each module uses only the modules of the layers below it (`tests/layers.rs` checks it):
+//!
+//! 1. model: [`limits`] (every bound), [`config`] (tunables, counters), [`frame`] (how a
+//!    reader hands over an event), [`entry`] (an event, encoded once).
+//! 2. store: [`ring`] (the bounded tail of a log), `log` (a ring and its readers' wake
+//!    handles), [`engine`] (the storage seam: memory now; SQLite and Redis next).
+//! 3. clients: `session` (who a client is, what it reads), [`reader`] (reading by cursor).
+//! 4. rules: [`hub`] (the one entry point: membership, limits, idempotency, presence, expiry).
 
 #![warn(missing_docs)]
 
-pub mod command;
-pub mod cursor;
+pub mod config;
 pub mod engine;
 pub mod entry;
-pub mod error;
+pub mod frame;
 pub mod hub;
-pub mod ids;
 pub mod limits;
 mod log;
 pub mod reader;
 pub mod ring;
 mod session;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
-pub use command::{Reply, Scope};
-pub use cursor::{Cursor, Epoch};
-pub use engine::{Engine, MemoryEngine};
-pub use error::{Error, ErrorCode};
-pub use hub::{Config, Hub, Registration, RoomInfo};
-pub use ids::{ClientId, LogId, RoomName, Seq, UserName};
-pub use reader::{Batch, Delivery, Frame, Reader, Sink};
+pub use config::{Config, Stats};
+pub use engine::{Engine, History, MemoryEngine};
+pub use frame::{EncodedFrame, Sink};
+pub use hub::Hub;
+pub use reader::Reader;

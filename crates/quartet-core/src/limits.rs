@@ -1,29 +1,14 @@
 //! Every bound of the core, in one place, each with the reason it exists.
 //!
 //! Nothing a client sends or causes may grow without bound: these constants are the bounds. The
-//! transports add their own wire limits (body and frame sizes) on top, from [`MAX_COMMAND_BYTES`].
+//! bounds of the wire itself (command size, names, ids, cursors) belong to the contract and live
+//! in [`quartet_protocol::limits`]; they are re-exported here so one `use` finds every bound.
 
 use std::time::Duration;
 
-/// Largest command (one JSON object, or one array of them) accepted from a client, in bytes.
-/// Chat lines and gift events are a few hundred bytes; 64 KiB leaves room for rich payloads while
-/// keeping one client from making the server buffer megabytes (Centrifugo uses the same figure).
-pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+pub use quartet_protocol::limits::*;
 
-/// Most commands in one array posted to `/commands`. Bounds the work one request can queue.
-pub const MAX_COMMANDS_PER_REQUEST: usize = 64;
-
-/// Longest room, user or event name, in bytes (names are ASCII `[A-Za-z0-9_-]`).
-pub const MAX_NAME_LEN: usize = 64;
-
-/// Longest client message id (`"id"` of a publish), in bytes.
-pub const MAX_MESSAGE_ID_LEN: usize = 128;
-
-/// Most rooms one client may be joined to at once. Every joined room is read on every wake-up
-/// of that client, so this bounds the cost of one read.
-pub const MAX_ROOMS_PER_CLIENT: usize = 64;
-
-/// Most live clients one server holds. Past it, registration answers `server_full`.
+/// Most live clients one server holds. Past it, registration answers `limit_reached`.
 pub const MAX_CLIENTS: usize = 200_000;
 
 /// Most logs (rooms and inboxes) one server keeps. A log's counter is tiny, but a client could

@@ -1,25 +1,31 @@
-//! A log as the hub holds it: the ring of recent entries plus the clients that read it.
+//! A log as the hub holds it: the ring of recent entries plus the wake handles of the clients
+//! that read it.
 //!
 //! The reader set is what makes fan-out cheap: a publish appends one entry and then wakes each
-//! reader's session once; the readers come and take the shared entry themselves.
+//! reader once; the readers come and take the shared entry themselves. A log holds only the
+//! readers' wake handles, never their sessions: sessions point to logs, not the other way, so
+//! no reference cycle can keep a removed client alive.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use quartet_protocol::{ClientId, LogId, Seq};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::entry::Entry;
-use crate::ids::{ClientId, LogId, Seq};
 use crate::ring::Ring;
-use crate::session::Session;
+
+/// What a log keeps of each reader: the handle that wakes it.
+pub(crate) type Wake = Arc<Notify>;
 
 /// One room's or inbox's log on this node.
 pub(crate) struct Log {
     pub(crate) id: LogId,
     pub(crate) ring: Mutex<Ring>,
-    /// Clients reading this log: a room's members, or an inbox owner's clients.
-    readers: Mutex<HashMap<ClientId, Arc<Session>>>,
+    /// Clients reading this log (a room's members, or an inbox owner's clients): how to wake each.
+    readers: Mutex<HashMap<ClientId, Wake>>,
     /// When the last reader left (for evicting idle logs); `None` while read.
     idle_since: Mutex<Option<Instant>>,
     /// Set while a presence `count` is scheduled for this (crowded) room.
@@ -42,8 +48,8 @@ impl Log {
     pub(crate) fn insert(&self, entry: Arc<Entry>) {
         let visible = self.ring.lock().expect("ring lock").insert(entry);
         if visible {
-            for reader in self.readers.lock().expect("readers lock").values() {
-                reader.wake();
+            for wake in self.readers.lock().expect("readers lock").values() {
+                wake.notify_waiters();
             }
         }
     }
@@ -53,9 +59,9 @@ impl Log {
     }
 
     /// Adds a reader; returns the reader count after.
-    pub(crate) fn add_reader(&self, session: Arc<Session>) -> usize {
+    pub(crate) fn add_reader(&self, client: ClientId, wake: Wake) -> usize {
         let mut readers = self.readers.lock().expect("readers lock");
-        readers.insert(session.id.clone(), session);
+        readers.insert(client, wake);
         *self.idle_since.lock().expect("idle lock") = None;
         readers.len()
     }

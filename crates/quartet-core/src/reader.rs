@@ -1,100 +1,36 @@
-//! A reader: one client's position in all the logs it reads, and the two ways to read them.
+//! A reader: one client's position in all the logs it reads, and the one way to read them.
 //!
-//! - [`Reader::read_since`]: whatever is there now, at once (short poll).
-//! - [`Reader::wait_since`]: the first non-empty batch, or an empty one at the deadline (long
-//!   poll; SSE and WebSocket call it in a loop).
+//! - [`Reader::read_into`]: hand whatever is there now to a [`Sink`] (a short poll).
+//! - [`Reader::next_into`]: wait until there is something, then hand it over (a long poll; SSE
+//!   and WebSocket call it in a loop).
 //!
 //! A reader is cheap and transport-agnostic; a short poll makes one per request, a WebSocket one
 //! per connection. While a reader exists its client counts as alive.
 //!
 //! This is the hottest code of the server: every delivery passes through it. So the list of
 //! logs is rebuilt only when the client joins or leaves a room, the cursor of each delivery is
-//! written into reused buffers, and the transports' own paths ([`Reader::read_into`],
-//! [`Reader::next_into`]) hand each event to a [`Sink`] as borrowed pieces (the shared,
-//! pre-encoded JSON and this reader's cursor), which the transport frames straight into its
-//! write buffer: one copy of the event's bytes per reader, no allocation per delivery.
+//! written by one reused [`CursorWriter`], and each event goes to the sink as borrowed pieces
+//! (the shared, pre-encoded JSON and this reader's cursor), which the transport frames straight
+//! into its write buffer: one copy of the event's bytes per reader, no allocation per delivery.
+//!
+//! Reads come from the logs' in-memory rings. A position older than a ring is asked of the
+//! [`Engine`] ([`Engine::read`]); an engine that keeps nothing beyond the rings makes it a `gap`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::{BufMut, Bytes};
+use quartet_protocol::event::gap_head;
+use quartet_protocol::{Cursor, CursorWriter, Epoch, Error, GapReason, LogId, Seq};
 use tokio::time::Instant;
 
-use crate::cursor::Cursor;
-use crate::entry::{Entry, FRAME_TAIL, gap_head};
-use crate::error::Error;
-use crate::hub::Shared;
-use crate::ids::{LogId, Seq};
+use crate::config::Stats;
+use crate::engine::{Engine, History};
+use crate::entry::Entry;
+use crate::frame::{EncodedFrame, Sink};
 use crate::limits::MAX_EVENTS_PER_BATCH;
 use crate::log::Log;
 use crate::session::Session;
-
-/// One event or gap as a reader hands it over: its JSON is `head`, then `cursor`, then
-/// [`FRAME_TAIL`]. `cursor` is also the position after it (SSE writes it as the `id:` line).
-#[derive(Clone, Copy, Debug)]
-pub struct Frame<'a> {
-    /// The JSON up to and including `"cursor":"`, shared by every reader of an event.
-    pub head: &'a [u8],
-    /// This reader's cursor after the frame.
-    pub cursor: &'a str,
-}
-
-impl Frame<'_> {
-    /// Length of the frame's JSON.
-    pub fn json_len(&self) -> usize {
-        self.head.len() + self.cursor.len() + FRAME_TAIL.len()
-    }
-
-    /// Appends the frame's JSON to `out` (reserve [`Frame::json_len`] first to write it without
-    /// growing the buffer).
-    pub fn write_json(&self, out: &mut impl BufMut) {
-        out.put_slice(self.head);
-        out.put_slice(self.cursor.as_bytes());
-        out.put_slice(FRAME_TAIL);
-    }
-}
-
-/// Where a reader puts what it delivers. Each transport frames events its own way (a WebSocket
-/// text frame, an SSE `id:`/`data:` block, an element of a poll's JSON array) straight into its
-/// write buffer.
-pub trait Sink {
-    /// Takes one event or gap, in delivery order.
-    fn push(&mut self, frame: Frame<'_>);
-}
-
-/// Collects owned deliveries; for tests and callers that want a [`Batch`].
-impl Sink for Vec<Delivery> {
-    fn push(&mut self, frame: Frame<'_>) {
-        let mut json = Vec::with_capacity(frame.json_len());
-        frame.write_json(&mut json);
-        self.push(Delivery { frame: Bytes::from(json), cursor: frame.cursor.to_owned() });
-    }
-}
-
-/// One event or gap, ready for a transport to write.
-#[derive(Clone, Debug)]
-pub struct Delivery {
-    /// The complete JSON object (`{"type":"event",...}` or `{"type":"gap",...}`).
-    pub frame: Bytes,
-    /// The cursor after it (also inside `frame`); SSE writes it as the `id:` line.
-    pub cursor: String,
-}
-
-/// What one read returns: the deliveries and the cursor after the last of them.
-///
-/// `cursor` can move even when `deliveries` is empty: events the client may not see (another
-/// client's `self` events, its own `others` events) are stepped over.
-#[derive(Clone, Debug)]
-pub struct Batch {
-    /// Events and gaps, each log's in seq order.
-    pub deliveries: Vec<Delivery>,
-    /// Where the next read starts.
-    pub cursor: String,
-}
 
 /// One log as this reader reads it.
 struct LogRead {
@@ -103,12 +39,20 @@ struct LogRead {
     floor: Seq,
     /// Last seq delivered (or stepped over).
     at: Seq,
+    /// Events older than the ring, fetched from the engine, waiting to be delivered.
+    backlog: VecDeque<Arc<Entry>>,
+    /// Set when the ring no longer holds the events after `at`: the engine is asked next.
+    behind: bool,
+    /// Set when the engine had nothing after `at` either: the ring's gap is reported as is.
+    engine_empty: bool,
 }
 
 /// See the module doc.
 pub struct Reader {
-    shared: Arc<Shared>,
+    engine: Arc<dyn Engine>,
+    stats: Arc<Stats>,
     session: Arc<Session>,
+    epoch: Epoch,
     /// The logs read, sorted by id (the cursor lists them in that order).
     reads: Vec<LogRead>,
     /// The session's membership version `reads` was built for.
@@ -117,34 +61,38 @@ pub struct Reader {
     opened_at: Option<BTreeMap<LogId, Seq>>,
     /// Logs named by a cursor from an earlier store epoch: each gets one `gap` (reason `reset`).
     reset: Vec<LogId>,
-    /// The store epoch in hex, the cursor's first field.
-    epoch_hex: String,
-    /// Scratch for the cursor's text before base64.
-    raw: String,
-    /// The cursor of the current positions, as last encoded by [`Reader::encode_cursor`].
-    encoded: String,
+    /// Set once the engine said it keeps nothing beyond the rings: gaps are reported at once.
+    no_history: bool,
+    /// Encodes the cursor of the current positions.
+    cursor: CursorWriter,
     /// Scratch for the entries of one log read, reused across reads.
     entries: Vec<Arc<Entry>>,
 }
 
 impl Reader {
-    pub(crate) fn new(shared: Arc<Shared>, session: Arc<Session>, cursor: Option<Cursor>) -> Reader {
+    pub(crate) fn new(
+        engine: Arc<dyn Engine>,
+        stats: Arc<Stats>,
+        session: Arc<Session>,
+        cursor: Option<Cursor>,
+    ) -> Reader {
         {
             let mut state = session.state();
             state.streams += 1;
             state.last_seen = Instant::now();
         }
-        let epoch_hex = format!("{:x}", shared.engine.epoch().0);
+        let epoch = engine.epoch();
         let mut reader = Reader {
-            shared,
+            engine,
+            stats,
             session,
+            epoch,
             reads: Vec::new(),
             membership: None,
             opened_at: None,
             reset: Vec::new(),
-            epoch_hex,
-            raw: String::new(),
-            encoded: String::new(),
+            no_history: false,
+            cursor: CursorWriter::default(),
             entries: Vec::new(),
         };
         match cursor {
@@ -155,9 +103,7 @@ impl Reader {
                     read.at = read.log.head().max(read.floor);
                 }
             }
-            Some(cursor) if cursor.epoch == reader.shared.engine.epoch() => {
-                reader.opened_at = Some(cursor.positions);
-            }
+            Some(cursor) if cursor.epoch == epoch => reader.opened_at = Some(cursor.positions),
             Some(cursor) => reader.reset = cursor.positions.into_keys().collect(),
         }
         reader
@@ -171,60 +117,96 @@ impl Reader {
         if self.membership == Some(state.membership) {
             return;
         }
-        let previous: BTreeMap<LogId, Seq> = self.reads.drain(..).map(|r| (r.log.id.clone(), r.at)).collect();
-        let known = self.opened_at.take().unwrap_or(previous);
-        let mut reads = Vec::with_capacity(state.rooms.len() + 1);
-        reads.push((self.session.inbox.clone(), state.inbox_from));
-        reads.extend(state.rooms.values().cloned());
-        self.reads = reads
+        let mut previous: BTreeMap<LogId, LogRead> =
+            self.reads.drain(..).map(|r| (r.log.id.clone(), r)).collect();
+        let opened_at = self.opened_at.take();
+        let mut logs = Vec::with_capacity(state.rooms.len() + 1);
+        logs.push((self.session.inbox.clone(), state.inbox_from));
+        logs.extend(state.rooms.values().cloned());
+        self.reads = logs
             .into_iter()
-            .map(|(log, floor)| {
-                let at = known.get(&log.id).copied().unwrap_or(floor).max(floor);
-                LogRead { log, floor, at }
+            .map(|(log, floor)| match previous.remove(&log.id) {
+                Some(read) => LogRead { floor, at: read.at.max(floor), ..read },
+                None => {
+                    let at =
+                        opened_at.as_ref().and_then(|o| o.get(&log.id)).copied().unwrap_or(floor).max(floor);
+                    LogRead { log, floor, at, backlog: VecDeque::new(), behind: false, engine_empty: false }
+                }
             })
             .collect();
         self.reads.sort_by(|a, b| a.log.id.cmp(&b.log.id));
         self.membership = Some(state.membership);
     }
 
-    /// Encodes the cursor of the current positions into `self.encoded`, reusing its buffers.
+    /// Encodes the cursor of the current positions; [`CursorWriter::last`] holds it.
     fn encode_cursor(&mut self) {
-        self.raw.clear();
-        self.raw.push_str(&self.epoch_hex);
-        for read in &self.reads {
-            self.raw.push('|');
-            match &read.log.id {
-                LogId::Room(room) => self.raw.push_str(room.as_str()),
-                LogId::Inbox(user) => {
-                    self.raw.push('@');
-                    self.raw.push_str(user.as_str());
-                }
-            }
-            self.raw.push(':');
-            push_u64(&mut self.raw, read.at.0);
-        }
-        self.encoded.clear();
-        URL_SAFE_NO_PAD.encode_string(&self.raw, &mut self.encoded);
-    }
-
-    /// The cursor of the current positions.
-    fn cursor(&mut self) -> String {
-        self.encode_cursor();
-        self.encoded.clone()
-    }
-
-    /// Reads what is there now. Fails with `unknown_client` once the session has ended.
-    pub fn read_since(&mut self) -> Result<Batch, Error> {
-        let mut deliveries = Vec::new();
-        self.read_into(&mut deliveries)?;
-        Ok(Batch { deliveries, cursor: self.cursor() })
+        self.cursor.write(self.epoch, self.reads.iter().map(|r| (&r.log.id, r.at)));
     }
 
     /// Hands what is there now to `sink`, moving the positions past it (and past events this
     /// client may not see); returns how many frames it pushed. Fails with `unknown_client` once
     /// the session has ended. Encodes no batch cursor: a read that finds nothing costs none;
     /// ask [`Reader::current_cursor`] when one is needed.
-    pub fn read_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
+    ///
+    /// Completes at once unless a position is older than its log's ring: then the engine is
+    /// asked first. Cancel-safe: every wait comes before the first push.
+    pub async fn read_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
+        self.fetch_history().await?;
+        let pushed = self.read_memory(sink)?;
+        if pushed == 0 && self.reads.iter().any(|r| r.behind) {
+            self.fetch_history().await?;
+            return self.read_memory(sink);
+        }
+        Ok(pushed)
+    }
+
+    /// Waits, without a deadline, until there is something to deliver and hands it to `sink`;
+    /// returns how many frames it pushed (at least one). Cancel-safe: frames are only taken from
+    /// the logs (and pushed) in the poll that returns them.
+    pub async fn next_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
+        let session = self.session.clone();
+        loop {
+            // Register for the wake-up *before* reading, so an event appended between the read
+            // and the await still wakes us.
+            let notified = session.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let pushed = self.read_into(sink).await?;
+            if pushed > 0 {
+                return Ok(pushed);
+            }
+            notified.await;
+        }
+    }
+
+    /// The cursor of everything delivered so far.
+    pub fn current_cursor(&mut self) -> String {
+        self.sync();
+        self.encode_cursor();
+        self.cursor.last().to_owned()
+    }
+
+    /// Asks the engine for the events of every log whose ring no longer holds its position.
+    async fn fetch_history(&mut self) -> Result<(), Error> {
+        for i in 0..self.reads.len() {
+            if !self.reads[i].behind {
+                continue;
+            }
+            let (log, at) = (self.reads[i].log.id.clone(), self.reads[i].at);
+            match self.engine.read(&log, at, MAX_EVENTS_PER_BATCH).await? {
+                History::None => self.no_history = true,
+                History::Events(events) => {
+                    self.reads[i].engine_empty = events.is_empty();
+                    self.reads[i].backlog = events.into();
+                }
+            }
+            self.reads[i].behind = false;
+        }
+        Ok(())
+    }
+
+    /// The in-memory part of [`Reader::read_into`]: the engine's backlog, then the rings.
+    fn read_memory(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
         // One look at the session state for both questions; `sync` locks again only when the
         // client joined or left a room since the last read.
         let membership = {
@@ -240,9 +222,7 @@ impl Reader {
         let mut pushed = 0;
         for id in std::mem::take(&mut self.reset) {
             if self.reads.iter().any(|r| r.log.id == id) {
-                self.encode_cursor();
-                sink.push(Frame { head: &gap_head(&id, "reset", None), cursor: &self.encoded });
-                pushed += 1;
+                pushed += self.push_gap(sink, &id, GapReason::Reset, None);
             }
         }
         let mut entries = std::mem::take(&mut self.entries);
@@ -251,87 +231,58 @@ impl Reader {
             if budget == 0 {
                 break;
             }
-            let gap = {
+            let from_engine = !self.reads[i].backlog.is_empty();
+            let gap = if from_engine {
+                let read = &mut self.reads[i];
+                let first = read.backlog.front().map_or(read.at, |e| e.seq);
+                let take = budget.min(read.backlog.len());
+                entries.extend(read.backlog.drain(..take).filter(|e| e.seq > read.at));
+                // The store no longer has what came right after the position: dropped by retention.
+                (first > read.at.next()).then(|| (read.at.next(), Seq(first.0 - 1)))
+            } else {
                 let read = &self.reads[i];
                 read.log.ring.lock().expect("ring lock").read_after_into(read.at, budget, &mut entries)
             };
+            let engine_empty = std::mem::take(&mut self.reads[i].engine_empty);
             if let Some((from, to)) = gap {
+                if !from_engine && !self.no_history && !engine_empty {
+                    // Older than the ring: ask the engine before saying anything of this log.
+                    self.reads[i].behind = true;
+                    entries.clear();
+                    continue;
+                }
+                // Gone from memory with no engine behind it: evicted; gone from the engine too:
+                // dropped by retention.
+                let reason = if self.no_history { GapReason::Evicted } else { GapReason::Retention };
                 self.reads[i].at = to;
-                self.encode_cursor();
-                let head = gap_head(&self.reads[i].log.id, "evicted", Some((from, to)));
-                sink.push(Frame { head: &head, cursor: &self.encoded });
-                pushed += 1;
+                let id = self.reads[i].log.id.clone();
+                pushed += self.push_gap(sink, &id, reason, Some((from, to)));
             }
             for entry in entries.drain(..) {
                 self.reads[i].at = entry.seq;
                 if entry.visible_to(&self.session.id) {
                     self.encode_cursor();
-                    sink.push(Frame { head: entry.json_head(), cursor: &self.encoded });
+                    sink.push(EncodedFrame { head: entry.json_head(), cursor: self.cursor.last() });
                     pushed += 1;
                 }
             }
         }
         self.entries = entries;
-        self.shared.stats.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
+        self.stats.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
         Ok(pushed)
     }
 
-    /// Waits up to `max_wait` for something to deliver; returns it at once when it comes, or an
-    /// empty batch at the deadline. For one-off waits (a long poll): each call arms a timer.
-    pub async fn wait_since(&mut self, max_wait: Duration) -> Result<Batch, Error> {
-        match tokio::time::timeout(max_wait, self.next_batch()).await {
-            Ok(batch) => batch,
-            Err(_) => self.read_since(), // nothing came: the (possibly advanced) cursor
-        }
+    fn push_gap(
+        &mut self,
+        sink: &mut impl Sink,
+        log: &LogId,
+        reason: GapReason,
+        missed: Option<(Seq, Seq)>,
+    ) -> usize {
+        self.encode_cursor();
+        sink.push(EncodedFrame { head: &gap_head(log, reason, missed), cursor: self.cursor.last() });
+        1
     }
-
-    /// Waits, without a deadline, for the next non-empty batch. For streams (SSE, WebSocket),
-    /// which keep their own heartbeat timer instead of arming one per wait. Cancel-safe.
-    pub async fn next_batch(&mut self) -> Result<Batch, Error> {
-        let mut deliveries = Vec::new();
-        self.next_into(&mut deliveries).await?;
-        Ok(Batch { deliveries, cursor: self.cursor() })
-    }
-
-    /// Waits, without a deadline, until there is something to deliver and hands it to `sink`;
-    /// returns how many frames it pushed (at least one). Cancel-safe: frames are only taken from
-    /// the logs (and pushed) in the poll that returns them.
-    pub async fn next_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
-        let session = self.session.clone();
-        loop {
-            // Register for the wake-up *before* reading, so an event appended between the read
-            // and the await still wakes us.
-            let notified = session.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let pushed = self.read_into(sink)?;
-            if pushed > 0 {
-                return Ok(pushed);
-            }
-            notified.await;
-        }
-    }
-
-    /// The cursor of everything delivered so far.
-    pub fn current_cursor(&mut self) -> String {
-        self.sync();
-        self.cursor()
-    }
-}
-
-/// Appends `n` in decimal, without the formatting machinery (this runs once per delivery).
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
 }
 
 impl Drop for Reader {
@@ -339,19 +290,5 @@ impl Drop for Reader {
         let mut state = self.session.state();
         state.streams -= 1;
         state.last_seen = Instant::now();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_u64;
-
-    #[test]
-    fn push_u64_writes_decimal() {
-        for n in [0, 7, 10, 43, 1_000_000, u64::MAX] {
-            let mut s = String::new();
-            push_u64(&mut s, n);
-            assert_eq!(s, n.to_string());
-        }
     }
 }

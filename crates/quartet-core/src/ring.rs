@@ -12,8 +12,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use quartet_protocol::Seq;
+
 use crate::entry::Entry;
-use crate::ids::Seq;
 
 /// Recent entries of one log.
 #[derive(Debug)]
@@ -88,9 +89,8 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::Scope;
     use crate::entry::Draft;
-    use crate::ids::{ClientId, EventName, LogId, RoomName, UserName};
+    use quartet_protocol::{ClientId, EventName, LogId, RoomName, Scope, UserName};
     use serde_json::value::RawValue;
 
     fn entry(seq: u64) -> Arc<Entry> {
@@ -98,7 +98,7 @@ mod tests {
             LogId::Room(RoomName::parse("r").unwrap()),
             EventName::parse("chat").unwrap(),
             UserName::parse("u").unwrap(),
-            ClientId::random(),
+            ClientId::from_random([0; 16]),
             Scope::Room,
             RawValue::NULL.to_owned(),
         );

@@ -8,14 +8,12 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use quartet_protocol::{ClientId, Reply, RoomName, Seq, UserName};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::command::Reply;
-use crate::hub::Config;
-use crate::ids::{ClientId, RoomName, Seq, UserName};
 use crate::limits::REMEMBERED_MESSAGE_IDS;
-use crate::log::Log;
+use crate::log::{Log, Wake};
 
 /// One registered client.
 pub(crate) struct Session {
@@ -25,7 +23,8 @@ pub(crate) struct Session {
     pub(crate) inbox: Arc<Log>,
     /// Woken whenever something this session reads may have changed: a new entry in one of its
     /// logs, a join or leave, or the session's end. Readers re-read; nothing is queued here.
-    wake: Notify,
+    /// The logs it reads hold a clone of this handle, not the session.
+    wake: Wake,
     pub(crate) state: Mutex<SessionState>,
     /// Held across a publish: one client's publishes are appended in the order it sent them, and
     /// a resent message id finds the first attempt's ack.
@@ -64,19 +63,20 @@ impl SessionState {
 }
 
 impl Session {
-    pub(crate) fn new(user: UserName, inbox: Arc<Log>, inbox_from: Seq, config: &Config) -> Session {
+    /// A new session with a fresh, unguessable id; `rate` and `burst` bound its commands.
+    pub(crate) fn new(user: UserName, inbox: Arc<Log>, inbox_from: Seq, rate: f64, burst: f64) -> Session {
         let now = Instant::now();
         Session {
-            id: ClientId::random(),
+            id: ClientId::from_random(rand::random()),
             user,
             inbox,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             state: Mutex::new(SessionState {
                 rooms: BTreeMap::new(),
                 inbox_from,
                 last_seen: now,
                 streams: 0,
-                bucket: TokenBucket::full(now, config.command_rate, config.command_burst),
+                bucket: TokenBucket::full(now, rate, burst),
                 gone: false,
                 membership: 0,
             }),
@@ -91,6 +91,11 @@ impl Session {
     /// Wakes every reader of this session (see the field doc of `wake`).
     pub(crate) fn wake(&self) {
         self.wake.notify_waiters();
+    }
+
+    /// The handle a log keeps to wake this session's readers.
+    pub(crate) fn wake_handle(&self) -> Wake {
+        self.wake.clone()
     }
 
     pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {

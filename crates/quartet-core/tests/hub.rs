@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quartet_core::{ClientId, Config, Hub, MemoryEngine, Reader};
+use quartet_core::testing::{read_now, wait};
+use quartet_core::{Config, Hub, MemoryEngine, Reader};
+use quartet_protocol::ClientId;
 use serde_json::{Value, json};
 
 fn hub_with(config: Config) -> Hub {
@@ -21,14 +23,14 @@ async fn client(hub: &Hub, name: &str) -> (ClientId, String) {
 }
 
 async fn run(hub: &Hub, client: &ClientId, command: Value) -> Value {
-    let (replies, _) = hub.execute(client, command.to_string().as_bytes()).await.unwrap();
+    let replies = hub.execute(client, command.to_string().as_bytes()).await.unwrap();
     serde_json::to_value(&replies[0]).unwrap()
 }
 
 /// Reads everything now and returns the frames as JSON values.
-fn drain(reader: &mut Reader) -> Vec<Value> {
-    let batch = reader.read_since().unwrap();
-    batch.deliveries.iter().map(|d| serde_json::from_slice(&d.frame).unwrap()).collect()
+async fn drain(reader: &mut Reader) -> Vec<Value> {
+    let frames = read_now(reader).await.unwrap();
+    frames.iter().map(|d| serde_json::from_slice(&d.json).unwrap()).collect()
 }
 
 fn chat(events: &[Value]) -> Vec<String> {
@@ -51,8 +53,8 @@ async fn publish_scopes_filter_readers() {
                 .await;
         assert_eq!(ack["type"], "ack");
     }
-    assert_eq!(chat(&drain(&mut ra)), ["all", "only-alice"]);
-    let b_events = drain(&mut rb);
+    assert_eq!(chat(&drain(&mut ra).await), ["all", "only-alice"]);
+    let b_events = drain(&mut rb).await;
     assert_eq!(chat(&b_events), ["all", "not-alice"]);
     let seqs: Vec<u64> = b_events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq order: {seqs:?}");
@@ -69,7 +71,7 @@ async fn resent_message_id_is_delivered_once() {
     let first = run(&hub, &alice, publish.clone()).await;
     let again = run(&hub, &alice, publish).await;
     assert_eq!(first, again);
-    assert_eq!(chat(&drain(&mut reader)), ["once"]);
+    assert_eq!(chat(&drain(&mut reader).await), ["once"]);
 }
 
 /// Join and leave are presence events with the online count; the joiner sees its own join.
@@ -84,6 +86,7 @@ async fn presence_announces_join_and_leave() {
     run(&hub, &bob, json!({"type":"join","room":"r"})).await;
     run(&hub, &bob, json!({"type":"leave","room":"r"})).await;
     let presence: Vec<(String, String, u64)> = drain(&mut ra)
+        .await
         .iter()
         .map(|e| {
             (
@@ -112,12 +115,12 @@ async fn cursor_resumes_without_loss_or_repeat() {
     let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"1"})).await;
-    let first = drain(&mut reader);
+    let first = drain(&mut reader).await;
     let resume = first.last().unwrap()["cursor"].as_str().unwrap().to_owned();
     drop(reader);
     run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"2"})).await;
     let mut again = hub.reader(&alice, Some(&resume)).unwrap();
-    assert_eq!(chat(&drain(&mut again)), ["2"]);
+    assert_eq!(chat(&drain(&mut again).await), ["2"]);
 }
 
 /// A cursor older than the ring gets an explicit gap with the missing range, then the rest.
@@ -127,12 +130,12 @@ async fn too_old_cursor_gets_a_gap() {
     let (alice, cur) = client(&hub, "alice").await;
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
-    let old = drain(&mut reader).last().unwrap()["cursor"].as_str().unwrap().to_owned();
+    let old = drain(&mut reader).await.last().unwrap()["cursor"].as_str().unwrap().to_owned();
     for i in 0..10 {
         run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":i.to_string()})).await;
     }
     let mut late = hub.reader(&alice, Some(&old)).unwrap();
-    let events = drain(&mut late);
+    let events = drain(&mut late).await;
     assert_eq!(events[0]["type"], "gap");
     assert_eq!(events[0]["reason"], "evicted");
     assert_eq!((events[0]["missed_from"].as_u64(), events[0]["missed_to"].as_u64()), (Some(2), Some(7)));
@@ -150,7 +153,7 @@ async fn cursor_from_another_epoch_gets_a_reset_gap() {
     let hub = hub();
     let (alice, _) = client(&hub, "alice").await;
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
-    let events = drain(&mut hub.reader(&alice, Some(&old_cursor)).unwrap());
+    let events = drain(&mut hub.reader(&alice, Some(&old_cursor)).unwrap()).await;
     // One reset gap per log the old cursor named (the room and the inbox), then the new events.
     let gaps: Vec<&str> =
         events.iter().filter(|e| e["reason"] == "reset").map(|e| e["room"].as_str().unwrap()).collect();
@@ -160,14 +163,14 @@ async fn cursor_from_another_epoch_gets_a_reset_gap() {
 
 /// A waiting reader wakes at the first event, and times out with an empty batch otherwise.
 #[tokio::test(start_paused = true)]
-async fn wait_since_wakes_on_publish_or_times_out() {
+async fn a_waiting_reader_wakes_on_publish_or_times_out() {
     let hub = hub();
     let (alice, cur) = client(&hub, "alice").await;
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
-    drain(&mut reader);
-    let empty = reader.wait_since(Duration::from_secs(30)).await.unwrap();
-    assert!(empty.deliveries.is_empty());
+    drain(&mut reader).await;
+    let empty = wait(&mut reader, Duration::from_secs(30)).await.unwrap();
+    assert!(empty.is_empty());
 
     let publisher = hub.clone();
     let client = alice.clone();
@@ -176,8 +179,8 @@ async fn wait_since_wakes_on_publish_or_times_out() {
         run(&publisher, &client, json!({"type":"publish","room":"r","event":"chat","data":"hi"})).await;
     });
     let started = tokio::time::Instant::now();
-    let batch = reader.wait_since(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(batch.deliveries.len(), 1);
+    let batch = wait(&mut reader, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(batch.len(), 1);
     assert_eq!(started.elapsed(), Duration::from_secs(1));
 }
 
@@ -193,7 +196,7 @@ async fn silent_client_expires_and_leave_is_published() {
     let mut ra = hub.reader(&alice, Some(&a_cur)).unwrap();
     tokio::time::advance(hub.config().client_timeout() + Duration::from_millis(1)).await;
     assert_eq!(hub.expire_idle().await, 1);
-    let events = drain(&mut ra);
+    let events = drain(&mut ra).await;
     let last = events.last().unwrap();
     assert_eq!((last["from"].as_str(), last["data"]["action"].as_str()), (Some("bob"), Some("leave")));
     let err = hub.execute(&bob, br#"{"type":"ping"}"#).await.unwrap_err();
@@ -210,7 +213,7 @@ async fn direct_messages_reach_the_users_inbox() {
     let ack =
         run(&hub, &alice, json!({"type":"direct","user":"bob","event":"chat","data":"psst","id":"d1"})).await;
     assert_eq!((ack["type"].as_str(), ack["room"].as_str()), (Some("ack"), Some("@bob")));
-    let events = drain(&mut rb);
+    let events = drain(&mut rb).await;
     assert_eq!((events[0]["room"].as_str(), events[0]["from"].as_str()), (Some("@bob"), Some("alice")));
     let err = run(&hub, &alice, json!({"type":"direct","user":"carol","event":"chat","id":"d2"})).await;
     assert_eq!((err["code"].as_str(), err["id"].as_str()), (Some("unknown_user"), Some("d2")));
@@ -226,8 +229,7 @@ async fn rule_violations_are_error_replies() {
         {"type":"join","room":"r"},
         {"type":"leave","room":"nope"},
     ]);
-    let (replies, is_array) = hub.execute(&alice, body.to_string().as_bytes()).await.unwrap();
-    assert!(is_array);
+    let replies = hub.execute(&alice, body.to_string().as_bytes()).await.unwrap();
     let replies: Vec<Value> = replies.iter().map(|r| serde_json::to_value(r).unwrap()).collect();
     assert_eq!(replies[0]["code"], "not_joined");
     assert_eq!(replies[1]["type"], "joined");
@@ -277,12 +279,12 @@ async fn crowded_rooms_announce_counts_not_each_join() {
     };
     // first and second are announced; third and fourth make the room a crowd.
     assert_eq!(
-        presence(&drain(&mut reader)),
+        presence(&drain(&mut reader).await),
         [("first".into(), "join".into(), 1), ("second".into(), "join".into(), 2)]
     );
     tokio::time::sleep(hub.config().presence_interval + Duration::from_millis(10)).await;
-    assert_eq!(presence(&drain(&mut reader)), [(String::new(), "count".into(), 4)]);
+    assert_eq!(presence(&drain(&mut reader).await), [(String::new(), "count".into(), 4)]);
     // Nothing changes: no further count.
     tokio::time::sleep(hub.config().presence_interval * 3).await;
-    assert!(presence(&drain(&mut reader)).is_empty());
+    assert!(presence(&drain(&mut reader).await).is_empty());
 }

@@ -10,31 +10,20 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use quartet_core::ClientId;
-use quartet_core::limits::MAX_COMMAND_BYTES;
-use serde::{Deserialize, Serialize};
+use quartet_protocol::api::{NewClient, Replies};
+use quartet_protocol::limits::MAX_COMMAND_BYTES;
+use quartet_protocol::{ClientId, Error, ErrorCode};
 use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiError;
 
-/// The body of a `/commands` answer.
-#[derive(Serialize)]
-struct Replies {
-    replies: Vec<quartet_core::Reply>,
-}
-
-#[derive(Deserialize)]
-struct NewClient {
-    name: Option<String>,
-}
-
 /// Reads a body of at most [`MAX_COMMAND_BYTES`], or explains why not.
 fn bounded(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     let body = body?;
     if body.len() > MAX_COMMAND_BYTES {
-        return Err(quartet_core::Error::new(
-            quartet_core::ErrorCode::TooLarge,
+        return Err(Error::new(
+            ErrorCode::TooLarge,
             format!("the body may be at most {MAX_COMMAND_BYTES} bytes, got {}", body.len()),
         )
         .into());
@@ -43,20 +32,20 @@ fn bounded(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// `POST /v1/clients {"name":"alice"}` → 201 with the client id, cursor and heartbeat.
-pub async fn register(
+pub(crate) async fn register(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = bounded(body)?;
-    let request: NewClient = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")))?;
+    let request: NewClient =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     let name = request.name.unwrap_or_else(|| "guest".to_owned());
     let registration = state.hub.register(&name).await?;
     Ok((StatusCode::CREATED, Json(registration)).into_response())
 }
 
 /// `POST /v1/clients/{client}/commands` with one command or an array → `{"replies":[...]}`.
-pub async fn commands(
+pub(crate) async fn commands(
     State(state): State<AppState>,
     Path(client): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -64,12 +53,12 @@ pub async fn commands(
     // The core bounds the size (`too_large`) as part of parsing; no second check here.
     let body = body?;
     let client = ClientId::from_wire(&client)?;
-    let (replies, _) = state.hub.execute(&client, &body).await?;
+    let replies = state.hub.execute(&client, &body).await?;
     Ok(Json(Replies { replies }).into_response())
 }
 
 /// `DELETE /v1/clients/{client}`: leave every room now.
-pub async fn remove(
+pub(crate) async fn remove(
     State(state): State<AppState>,
     Path(client): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -78,12 +67,15 @@ pub async fn remove(
 }
 
 /// `GET /v1/rooms/{room}` → `{"room":..,"online":N,"seq":S}`.
-pub async fn room(State(state): State<AppState>, Path(room): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn room(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(Json(state.hub.room_info(&room).await?).into_response())
 }
 
 /// `GET /healthz`: 200 while serving.
-pub async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+pub(crate) async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let engine = state.hub.engine();
     Json(json!({ "status": "ok", "store": engine.name(), "durable": engine.durable() }))
 }

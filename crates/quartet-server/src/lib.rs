@@ -13,15 +13,16 @@
 //!  GET  …/ws         ws         ─┘   (ws also carries commands the other way)
 //! ```
 //!
-//! [`app`] builds the router so tests can serve it on an ephemeral port; [`serve`] adds the
-//! listener, the reaper of silent clients and graceful shutdown.
+//! [`serve`] is the whole public surface a binary or a test needs: it builds the router, adds
+//! the listener, the reaper of silent clients and graceful shutdown. [`transport`] is public for
+//! its sinks, which the criterion benches drive without HTTP.
 
-pub mod api;
-pub mod error;
-pub mod meter;
-pub mod metrics;
+mod api;
+mod error;
+mod meter;
+mod metrics;
 pub mod transport;
-pub mod web;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,19 +39,19 @@ use crate::metrics::TransportStats;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The message core.
-    pub hub: Hub,
+    pub(crate) hub: Hub,
     /// Per-transport counters for `/metrics` and the benchmarks.
-    pub stats: Arc<TransportStats>,
+    pub(crate) stats: Arc<TransportStats>,
     /// Flips to `true` when the server starts shutting down; streams end on it.
-    pub shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: watch::Receiver<bool>,
     /// Bytes on the wire, all connections.
-    pub meter: Arc<Meter>,
+    pub(crate) meter: Arc<Meter>,
 }
 
 /// The whole HTTP API as a router.
-pub fn app(state: AppState) -> Router {
+fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(metrics::render))

@@ -20,20 +20,20 @@ use tokio::time::Sleep;
 
 /// Totals over all connections.
 #[derive(Debug, Default)]
-pub struct Meter {
+pub(crate) struct Meter {
     /// Bytes read from clients.
-    pub received: AtomicU64,
+    pub(crate) received: AtomicU64,
     /// Bytes written to clients.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Connections accepted.
-    pub connections: AtomicU64,
+    pub(crate) connections: AtomicU64,
     /// Connections given up on because the peer stopped taking bytes (see [`Metered`]).
-    pub stalled: AtomicU64,
+    pub(crate) stalled: AtomicU64,
 }
 
 /// A listener whose connections report to a [`Meter`], with Nagle's delay turned off (events are
 /// small and latency matters more than packet count).
-pub struct MeteredListener {
+pub(crate) struct MeteredListener {
     inner: TcpListener,
     meter: Arc<Meter>,
     write_patience: Duration,
@@ -42,7 +42,7 @@ pub struct MeteredListener {
 impl MeteredListener {
     /// Wraps `inner`. A connection whose peer takes none of our bytes for `write_patience` is
     /// given up on (its writes fail), whatever is writing to it.
-    pub fn new(inner: TcpListener, meter: Arc<Meter>, write_patience: Duration) -> Self {
+    pub(crate) fn new(inner: TcpListener, meter: Arc<Meter>, write_patience: Duration) -> Self {
         MeteredListener { inner, meter, write_patience }
     }
 }
@@ -72,7 +72,7 @@ impl Listener for MeteredListener {
 /// wait. So a write that has waited `write_patience` (the client timeout) fails with `TimedOut`,
 /// which ends the connection for whichever transport was writing (an SSE stream, a long-poll
 /// answer, a WebSocket). The client resumes from its cursor like after any disconnection.
-pub struct Metered {
+pub(crate) struct Metered {
     stream: TcpStream,
     meter: Arc<Meter>,
     write_patience: Duration,

@@ -15,36 +15,36 @@ use crate::transport::Transport;
 
 /// Counters of one transport.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Requests (polls) or connections (streams) served.
-    pub requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
     /// Requests answered with no event (polls only).
-    pub empty: AtomicU64,
+    pub(crate) empty: AtomicU64,
     /// Events and gaps written.
-    pub delivered: AtomicU64,
+    pub(crate) delivered: AtomicU64,
     /// Streams open right now (SSE, WebSocket, parked long polls).
-    pub open: AtomicU64,
+    pub(crate) open: AtomicU64,
 }
 
 /// Counters for all four transports.
 #[derive(Debug, Default)]
-pub struct TransportStats {
+pub(crate) struct TransportStats {
     counters: [Counters; 4],
 }
 
 impl TransportStats {
     /// The counters of `transport`.
-    pub fn of(&self, transport: Transport) -> &Counters {
-        &self.counters[transport as usize]
+    pub(crate) fn of(&self, transport: Transport) -> &Counters {
+        &self.counters[transport.index()]
     }
 }
 
 /// Keeps `open` right while a stream lives.
-pub struct OpenGuard<'a>(&'a Counters);
+pub(crate) struct OpenGuard<'a>(&'a Counters);
 
 impl<'a> OpenGuard<'a> {
     /// Counts one more open stream until dropped.
-    pub fn new(counters: &'a Counters) -> Self {
+    pub(crate) fn new(counters: &'a Counters) -> Self {
         counters.open.fetch_add(1, Ordering::Relaxed);
         OpenGuard(counters)
     }
@@ -57,7 +57,7 @@ impl Drop for OpenGuard<'_> {
 }
 
 /// `GET /metrics`.
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let core = state.hub.stats();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, f64)]| {
@@ -166,15 +166,15 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// CPU time and resident memory of this process, from `/proc` (Linux only).
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     /// User plus system CPU time.
-    pub cpu_seconds: f64,
+    pub(crate) cpu_seconds: f64,
     /// Resident set size.
-    pub rss_bytes: u64,
+    pub(crate) rss_bytes: u64,
 }
 
 /// Reads [`ProcessStats`] for this process; `None` where `/proc` is not available.
-pub fn process_stats() -> Option<ProcessStats> {
+pub(crate) fn process_stats() -> Option<ProcessStats> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which may hold spaces, so split after its closing paren).
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

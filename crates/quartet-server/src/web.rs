@@ -3,8 +3,9 @@
 //! Release builds embed the files in the binary, so an installed `quartet` serves the demo with
 //! no files beside it; debug builds read them from disk, so editing the demo needs no rebuild.
 
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
+use quartet_protocol::{Error, ErrorCode};
 use rust_embed::RustEmbed;
 
 use crate::error::ApiError;
@@ -30,7 +31,7 @@ fn content_type(path: &str) -> &'static str {
 }
 
 /// Serves a demo file, `index.html` for `/`; anything else is the JSON 404 of the API.
-pub async fn asset(uri: Uri) -> Response {
+pub(crate) async fn asset(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
     match Assets::get(path) {
@@ -39,7 +40,7 @@ pub async fn asset(uri: Uri) -> Response {
             file.data.into_owned(),
         )
             .into_response(),
-        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/protocol.md")
+        None => ApiError::from(Error::new(ErrorCode::NotFound, "no such route; see docs/protocol.md"))
             .into_response(),
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use quartet_client::{Client, Frame, TransportKind};
+use quartet_client::{Client, Command, Frame, Reply, Scope, TransportKind};
 use quartet_core::Config;
 use serde_json::json;
 
@@ -19,8 +19,8 @@ async fn receives_in_seq_order(kind: TransportKind) {
     join(&mut alice, "lobby").await;
     join(&mut bob, "lobby").await;
     for i in 0..5 {
-        say(&mut alice, "lobby", &format!("a{i}"), "room").await;
-        say(&mut bob, "lobby", &format!("b{i}"), "room").await;
+        say(&mut alice, "lobby", &format!("a{i}"), Scope::Room).await;
+        say(&mut bob, "lobby", &format!("b{i}"), Scope::Room).await;
     }
     let expected: Vec<String> = (0..5).flat_map(|i| [format!("a{i}"), format!("b{i}")]).collect();
     for client in [&mut alice, &mut bob] {
@@ -39,9 +39,9 @@ async fn scopes(kind: TransportKind) {
     let mut bob = connect(&server, "bob", kind).await;
     join(&mut alice, "lobby").await;
     join(&mut bob, "lobby").await;
-    say(&mut alice, "lobby", "to-others", "others").await;
-    say(&mut alice, "lobby", "to-self", "self").await;
-    say(&mut alice, "lobby", "to-room", "room").await;
+    say(&mut alice, "lobby", "to-others", Scope::Others).await;
+    say(&mut alice, "lobby", "to-self", Scope::SelfOnly).await;
+    say(&mut alice, "lobby", "to-room", Scope::Room).await;
     assert_eq!(chat_texts(&mut alice, 2).await, ["to-self", "to-room"], "{kind}");
     assert_eq!(chat_texts(&mut bob, 2).await, ["to-others", "to-room"], "{kind}");
     assert_quiet(&mut alice, Duration::from_millis(300), is_chat).await;
@@ -53,18 +53,14 @@ async fn direct_messages(kind: TransportKind) {
     let server = start_default().await;
     let mut alice = connect(&server, "alice", kind).await;
     let mut bob = connect(&server, "bob", kind).await;
-    let ack = alice
-        .command(json!({"type":"direct","user":"bob","event":"chat","data":{"text":"psst"},"id":"d1"}))
-        .await
-        .unwrap();
-    assert_eq!(
-        (ack["type"].as_str(), ack["room"].as_str(), ack["id"].as_str()),
-        (Some("ack"), Some("@bob"), Some("d1"))
-    );
+    let direct = Command::direct("bob", "chat", &json!({"text":"psst"})).unwrap().id("d1");
+    let ack = alice.command(direct).await.unwrap();
+    let Reply::Ack { id, room, seq } = ack else { panic!("not acked: {ack:?}") };
+    assert_eq!((id.as_deref(), room.as_str()), (Some("d1"), "@bob"));
     let frames = collect(&mut bob, 1, is_chat).await;
     let event = frames[0].as_event().unwrap();
     assert_eq!((event.room.as_str(), event.from.as_str(), text(event)), ("@bob", "alice", "psst"), "{kind}");
-    assert_eq!(event.seq, ack["seq"].as_u64().unwrap());
+    assert_eq!(event.seq, seq);
     assert_quiet(&mut alice, Duration::from_millis(200), is_chat).await;
 }
 
@@ -73,13 +69,12 @@ async fn acks_and_idempotent_resend(kind: TransportKind) {
     let server = start_default().await;
     let mut alice = connect(&server, "alice", kind).await;
     join(&mut alice, "lobby").await;
-    let publish = json!({"type":"publish","room":"lobby","event":"chat","data":{"text":"once"},"id":"m1"});
-    let first = alice.command(publish.clone()).await.unwrap();
-    let again = alice.command(publish).await.unwrap();
-    assert_eq!(first["type"], "ack");
+    let first = alice.command(chat("lobby", "once", Scope::Room).id("m1")).await.unwrap();
+    let again = alice.command(chat("lobby", "once", Scope::Room).id("m1")).await.unwrap();
+    acked(&first);
     assert_eq!(first, again, "{kind}");
     let frames = collect(&mut alice, 1, is_chat).await;
-    assert_eq!(frames[0].as_event().unwrap().seq, first["seq"].as_u64().unwrap());
+    assert_eq!(frames[0].as_event().unwrap().seq, acked(&first));
     assert_quiet(&mut alice, Duration::from_millis(300), is_chat).await;
 }
 
@@ -89,9 +84,10 @@ async fn presence_join_and_leave(kind: TransportKind) {
     let mut alice = connect(&server, "alice", kind).await;
     let mut bob = connect(&server, "bob", kind).await;
     join(&mut alice, "lobby").await;
-    let joined = join(&mut bob, "lobby").await;
-    assert_eq!(joined["online"], 2);
-    bob.command(json!({"type":"leave","room":"lobby"})).await.unwrap();
+    let (_, online) = join(&mut bob, "lobby").await;
+    assert_eq!(online, 2);
+    let left = bob.command(Command::leave("lobby").unwrap()).await.unwrap();
+    assert_eq!(left, Reply::Left { room: "lobby".into() });
     let frames = collect(&mut alice, 3, |f| f.as_event().is_some_and(|e| e.event == "presence")).await;
     let seen: Vec<(String, String, u64)> = frames
         .iter()
@@ -128,11 +124,7 @@ async fn heartbeat_expiry(kind: TransportKind) {
         frames.iter().all(|f| f.as_event().is_none_or(|e| e.data["action"] != "leave")),
         "{kind}: {frames:?}"
     );
-    assert_eq!(
-        idle.command(json!({"type":"ping"})).await.unwrap()["type"],
-        "pong",
-        "{kind}: still registered"
-    );
+    assert_eq!(idle.command(Command::Ping).await.unwrap(), Reply::Pong, "{kind}: still registered");
     // Now go silent: drop the connection without DELETE.
     drop(idle.disconnect());
     let leave = collect(&mut watcher, 1, |f| f.as_event().is_some_and(|e| e.data["action"] == "leave")).await;
@@ -146,14 +138,14 @@ async fn resume_after_disconnect(kind: TransportKind) {
     let mut bob = connect(&server, "bob", TransportKind::Ws).await;
     join(&mut alice, "lobby").await;
     join(&mut bob, "lobby").await;
-    say(&mut bob, "lobby", "before", "room").await;
+    say(&mut bob, "lobby", "before", Scope::Room).await;
     assert_eq!(chat_texts(&mut alice, 1).await, ["before"]);
     let (http, base, registration, cursor) = alice.disconnect();
     for i in 0..3 {
-        say(&mut bob, "lobby", &format!("missed{i}"), "room").await;
+        say(&mut bob, "lobby", &format!("missed{i}"), Scope::Room).await;
     }
     let mut alice = Client::resume(http, base, registration, kind, &cursor, options()).await.unwrap();
-    say(&mut bob, "lobby", "after", "room").await;
+    say(&mut bob, "lobby", "after", Scope::Room).await;
     assert_eq!(chat_texts(&mut alice, 4).await, ["missed0", "missed1", "missed2", "after"], "{kind}");
     assert_quiet(&mut alice, Duration::from_millis(300), is_chat).await;
 }
@@ -165,11 +157,11 @@ async fn gap_for_a_too_old_cursor(kind: TransportKind) {
     let mut bob = connect(&server, "bob", TransportKind::Ws).await;
     join(&mut alice, "lobby").await;
     join(&mut bob, "lobby").await;
-    say(&mut bob, "lobby", "seen", "room").await;
+    say(&mut bob, "lobby", "seen", Scope::Room).await;
     assert_eq!(chat_texts(&mut alice, 1).await, ["seen"]);
     let (http, base, registration, cursor) = alice.disconnect();
     for i in 0..20 {
-        say(&mut bob, "lobby", &format!("m{i}"), "room").await;
+        say(&mut bob, "lobby", &format!("m{i}"), Scope::Room).await;
     }
     let mut alice = Client::resume(http, base, registration, kind, &cursor, options()).await.unwrap();
     let frames = collect(&mut alice, 9, |_| true).await;

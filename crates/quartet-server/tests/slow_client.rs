@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::SinkExt;
-use quartet_client::TransportKind;
+use quartet_client::{Command, Reply, Scope, TransportKind};
 use quartet_core::Config;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -46,11 +46,11 @@ async fn flood_until_the_stalled_client_is_gone(server: &Server, http: &reqwest:
     let pad = "x".repeat(8 * 1024);
     let mut gone = false;
     for _ in 0..850 {
-        let batch = (0..7)
-            .map(|_| json!({"type":"publish","room":"flood","event":"chat","to":"others","data":{"pad":pad}}))
+        let batch: Vec<Command> = (0..7)
+            .map(|_| Command::publish("flood", "chat", &json!({ "pad": pad })).unwrap().to(Scope::Others))
             .collect();
-        let replies = publisher.commands(batch).await.unwrap();
-        assert!(replies.iter().all(|r| r["type"] == "ack"), "{replies:?}");
+        let replies = publisher.commands(&batch).await.unwrap();
+        replies.iter().for_each(|reply| _ = acked(reply));
         if online().await == 1 {
             gone = true;
             break;
@@ -61,11 +61,11 @@ async fn flood_until_the_stalled_client_is_gone(server: &Server, http: &reqwest:
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !gone && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(publisher.command(json!({"type":"ping"})).await.unwrap()["type"], "pong");
+        assert_eq!(publisher.command(Command::Ping).await.unwrap(), Reply::Pong);
         gone = online().await == 1;
     }
     assert!(gone, "the stalled client is still online: the server is waiting on it");
-    assert_eq!(publisher.command(json!({"type":"ping"})).await.unwrap()["type"], "pong");
+    assert_eq!(publisher.command(Command::Ping).await.unwrap(), Reply::Pong);
     let health = http.get(format!("{}/healthz", server.url)).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
     let metrics = http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();

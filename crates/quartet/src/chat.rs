@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use quartet_client::{Client, ClientError, Event, Frame, Options, TransportKind};
+use quartet_client::{Client, ClientError, Command, Event, Frame, Options, Reply, Scope, TransportKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -44,7 +44,7 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot reach {}", args.url))?;
     let mut room = args.room.clone();
-    let reply = client.command(json!({"type":"join","room":room})).await?;
+    let reply = client.command(Command::join(&room)?).await?;
     show_reply(&reply);
     println!("-- {} in {room} over {} (/help for commands)", args.name, client.kind());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -63,8 +63,8 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
                         Err(e) => println!("!! cannot switch: {e}"),
                     },
                     Input::Command(command) => {
-                        if command["type"] == "join" {
-                            room = command["room"].as_str().unwrap_or(&room).to_owned();
+                        if let Command::Join { room: joined } = &command {
+                            room = joined.to_string();
                         }
                         match client.command(command).await {
                             Ok(reply) => show_reply(&reply),
@@ -100,7 +100,7 @@ enum Input {
     Help,
     Quit,
     Switch(TransportKind),
-    Command(Value),
+    Command(Command),
 }
 
 fn parse_line(line: &str, room: &str, id: &str) -> Input {
@@ -108,29 +108,29 @@ fn parse_line(line: &str, room: &str, id: &str) -> Input {
     if line.is_empty() {
         return Input::Nothing;
     }
-    let publish = |to: &str, text: &str| {
-        Input::Command(
-            json!({"type":"publish","room":room,"event":"chat","data":{"text":text},"to":to,"id":id}),
-        )
+    // A name the protocol refuses is said at once (see `checked`), before anything is sent.
+    let publish = |to: Scope, text: &str| {
+        Command::publish(room, "chat", &json!({ "text": text })).map(|c| c.to(to).id(id))
     };
     let Some(rest) = line.strip_prefix('/') else {
-        return publish("room", line);
+        return checked(publish(Scope::Room, line));
     };
     let (verb, arg) = rest.split_once(' ').unwrap_or((rest, ""));
     match verb {
         "help" => Input::Help,
         "quit" | "exit" => Input::Quit,
-        "others" => publish("others", arg),
-        "self" => publish("self", arg),
-        "gift" => Input::Command(
-            json!({"type":"publish","room":room,"event":"gift","data":{"kind":if arg.is_empty() {"rose"} else {arg}},"id":id}),
-        ),
+        "others" => checked(publish(Scope::Others, arg)),
+        "self" => checked(publish(Scope::SelfOnly, arg)),
+        "gift" => {
+            let kind = if arg.is_empty() { "rose" } else { arg };
+            checked(Command::publish(room, "gift", &json!({ "kind": kind })).map(|c| c.id(id)))
+        }
         "dm" => {
             let (user, text) = arg.split_once(' ').unwrap_or((arg, ""));
-            Input::Command(json!({"type":"direct","user":user,"event":"chat","data":{"text":text},"id":id}))
+            checked(Command::direct(user, "chat", &json!({ "text": text })).map(|c| c.id(id)))
         }
-        "join" => Input::Command(json!({"type":"join","room":arg})),
-        "leave" => Input::Command(json!({"type":"leave","room":arg})),
+        "join" => checked(Command::join(arg)),
+        "leave" => checked(Command::leave(arg)),
         "switch" => match arg.parse() {
             Ok(kind) => Input::Switch(kind),
             Err(e) => {
@@ -145,24 +145,29 @@ fn parse_line(line: &str, room: &str, id: &str) -> Input {
     }
 }
 
-fn show_reply(reply: &Value) {
-    match reply["type"].as_str() {
-        Some("joined") => {
-            println!("-- joined {} ({} online)", reply["room"].as_str().unwrap_or("?"), reply["online"])
+/// A command, or the reason it cannot be built (said to the user; nothing is sent).
+fn checked(built: Result<Command, quartet_protocol::Error>) -> Input {
+    match built {
+        Ok(command) => Input::Command(command),
+        Err(e) => {
+            println!("!! {e}");
+            Input::Nothing
         }
-        Some("left") => println!("-- left {}", reply["room"].as_str().unwrap_or("?")),
-        Some("error") => println!(
-            "!! {}: {}",
-            reply["code"].as_str().unwrap_or("?"),
-            reply["message"].as_str().unwrap_or("")
-        ),
-        _ => {} // acks and pongs: the event itself will show
+    }
+}
+
+fn show_reply(reply: &Reply) {
+    match reply {
+        Reply::Joined { room, online, .. } => println!("-- joined {room} ({online} online)"),
+        Reply::Left { room } => println!("-- left {room}"),
+        Reply::Error { code, message, .. } => println!("!! {code}: {message}"),
+        Reply::Ack { .. } | Reply::Pong => {} // the event itself will show
     }
 }
 
 fn show_frame(frame: &Frame) {
     match frame {
-        Frame::Gap(gap) => println!("~~ gap in {}: missed events ({})", gap.room, gap.reason),
+        Frame::Gap(gap) => println!("~~ gap in {}: missed events ({})", gap.room, gap.reason.as_str()),
         Frame::Event(event) => println!("{}", render(event)),
     }
 }

@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use super::{Endpoint, PollBody, Transport, TransportKind};
+use super::{Command, Endpoint, PollBody, Reply, Transport, TransportKind};
+use crate::Frame;
 use crate::error::{ClientError, json_or_error};
-use crate::frame::Frame;
 
 /// See the module doc.
 pub struct LongPoll {
@@ -31,12 +29,16 @@ impl Transport for LongPoll {
         &self.cursor
     }
 
-    async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+    async fn send(&mut self, commands: &[Command]) -> Result<Vec<Reply>, ClientError> {
         self.endpoint.post_commands(commands).await
     }
 
     async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
         loop {
+            // Let the HTTP client put the previous poll's connection back in its pool, so this
+            // one reuses it. Yielding before the request (never between storing a cursor and
+            // returning its events) keeps `receive` safe to cancel.
+            tokio::task::yield_now().await;
             // Cursors are base64url: safe in a query string as they are.
             let url = format!(
                 "{}?cursor={}&wait_ms={}",
@@ -44,12 +46,9 @@ impl Transport for LongPoll {
                 self.cursor,
                 self.wait.as_millis()
             );
-            let request = self.endpoint.http.get(url);
-            let body: PollBody = json_or_error(request.send().await?).await?;
+            let body: PollBody = json_or_error(self.endpoint.http.get(url).send().await?).await?;
+            // No await from here to the return: the cursor and the events go together.
             self.cursor = body.cursor;
-            // Let the HTTP client put the connection back in its pool before the next request,
-            // so the next poll reuses it instead of opening a second one.
-            tokio::task::yield_now().await;
             if !body.events.is_empty() {
                 return Ok(body.events);
             }

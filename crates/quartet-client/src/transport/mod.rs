@@ -9,12 +9,11 @@ mod short_poll;
 mod sse;
 mod ws;
 
-use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::Value;
+use quartet_protocol::api::Replies;
+pub use quartet_protocol::{Command, Frame, Reply, Transport as TransportKind};
 
 pub use long_poll::LongPoll;
 pub use short_poll::ShortPoll;
@@ -22,52 +21,6 @@ pub use sse::Sse;
 pub use ws::Ws;
 
 use crate::error::{ClientError, json_or_error};
-use crate::frame::Frame;
-
-/// The four techniques.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    /// Ask every [`Options::poll_interval`]; answers come at once.
-    ShortPoll,
-    /// Ask; the server holds the request until there is an event.
-    LongPoll,
-    /// One endless response of `text/event-stream`.
-    Sse,
-    /// One full-duplex socket.
-    Ws,
-}
-
-impl TransportKind {
-    /// All four, in teaching order.
-    pub const ALL: [TransportKind; 4] =
-        [TransportKind::ShortPoll, TransportKind::LongPoll, TransportKind::Sse, TransportKind::Ws];
-
-    /// `short-poll`, `long-poll`, `sse` or `ws`.
-    pub fn name(self) -> &'static str {
-        match self {
-            TransportKind::ShortPoll => "short-poll",
-            TransportKind::LongPoll => "long-poll",
-            TransportKind::Sse => "sse",
-            TransportKind::Ws => "ws",
-        }
-    }
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for TransportKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        TransportKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown transport {s:?}: expected short-poll, long-poll, sse or ws"))
-    }
-}
 
 /// Knobs of the transports.
 #[derive(Clone, Debug)]
@@ -93,10 +46,11 @@ pub trait Transport: Send {
     fn cursor(&self) -> &str;
 
     /// Sends commands; returns one reply per command, in order.
-    fn send(&mut self, commands: Vec<Value>) -> impl Future<Output = Result<Vec<Value>, ClientError>> + Send;
+    fn send(&mut self, commands: &[Command]) -> impl Future<Output = Result<Vec<Reply>, ClientError>> + Send;
 
-    /// Waits for the next non-empty batch of frames. Safe to cancel: nothing received is lost,
-    /// since the cursor only moves past frames that were returned.
+    /// Waits for the next batch of frames; never returns an empty one. Safe to cancel (drop the
+    /// future at any await, e.g. in a `select!`): nothing is lost, since the cursor moves past
+    /// frames only in the poll that returns them.
     fn receive(&mut self) -> impl Future<Output = Result<Vec<Frame>, ClientError>> + Send;
 }
 
@@ -114,13 +68,14 @@ impl Endpoint {
     }
 
     /// `POST …/commands` with an array; returns the replies.
-    pub(crate) async fn post_commands(&self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
-        let response = self.http.post(self.url("commands")).json(&commands).send().await?;
-        let body: Value = json_or_error(response).await?;
-        match body.get("replies") {
-            Some(Value::Array(replies)) => Ok(replies.clone()),
-            _ => Err(ClientError::Protocol(format!("no replies in {body}"))),
+    pub(crate) async fn post_commands(&self, commands: &[Command]) -> Result<Vec<Reply>, ClientError> {
+        let response = self.http.post(self.url("commands")).json(commands).send().await?;
+        let body: Replies = json_or_error(response).await?;
+        if body.replies.len() != commands.len() {
+            let (got, sent) = (body.replies.len(), commands.len());
+            return Err(ClientError::Protocol(format!("{got} replies to {sent} commands")));
         }
+        Ok(body.replies)
     }
 }
 
@@ -188,7 +143,7 @@ impl Transport for AnyTransport {
         each!(self, t => t.cursor())
     }
 
-    async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+    async fn send(&mut self, commands: &[Command]) -> Result<Vec<Reply>, ClientError> {
         each!(self, t => t.send(commands).await)
     }
 

@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use super::{Endpoint, PollBody, Transport, TransportKind};
+use super::{Command, Endpoint, PollBody, Reply, Transport, TransportKind};
+use crate::Frame;
 use crate::error::{ClientError, json_or_error};
-use crate::frame::Frame;
 
 /// See the module doc.
 pub struct ShortPoll {
@@ -32,7 +30,7 @@ impl Transport for ShortPoll {
         &self.cursor
     }
 
-    async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+    async fn send(&mut self, commands: &[Command]) -> Result<Vec<Reply>, ClientError> {
         self.endpoint.post_commands(commands).await
     }
 
@@ -41,16 +39,19 @@ impl Transport for ShortPoll {
             if self.idle {
                 tokio::time::sleep(self.interval).await;
             }
+            // Let the HTTP client put the previous poll's connection back in its pool first, so
+            // this poll reuses it instead of opening a second one (10 000 pollers woken by one
+            // message would otherwise open 10 000 more sockets). Yielding here, before the
+            // request, and never between storing a cursor and returning its events, is what
+            // keeps `receive` safe to cancel.
+            tokio::task::yield_now().await;
             // Cursors are base64url: safe in a query string as they are.
             let request =
                 self.endpoint.http.get(format!("{}?cursor={}", self.endpoint.url("poll"), self.cursor));
             let body: PollBody = json_or_error(request.send().await?).await?;
+            // No await from here to the return: the cursor and the events go together.
             self.cursor = body.cursor;
             self.idle = body.events.is_empty();
-            // Let the HTTP client put the connection back in its pool before the next request,
-            // so a poll right after a non-empty one reuses it instead of opening a second one
-            // (10 000 pollers woken by one message would otherwise open 10 000 more sockets).
-            tokio::task::yield_now().await;
             if !body.events.is_empty() {
                 return Ok(body.events);
             }

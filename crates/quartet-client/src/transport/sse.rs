@@ -6,11 +6,11 @@ use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use serde_json::Value;
+use quartet_protocol::Reply;
 
-use super::{Endpoint, Transport, TransportKind};
+use super::{Command, Endpoint, Transport, TransportKind};
+use crate::Frame;
 use crate::error::ClientError;
-use crate::frame::Frame;
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -40,8 +40,7 @@ impl Sse {
             .await?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
-            let frame: Value = response.json().await.unwrap_or_default();
-            return Err(ClientError::from_frame(status, &frame));
+            return Err(ClientError::from_body(status, &response.bytes().await?));
         }
         self.buffer.clear();
         self.stream = Some(Box::pin(response.bytes_stream()));
@@ -60,14 +59,11 @@ impl Sse {
             };
             let frame = match serde_json::from_str::<Frame>(&data) {
                 Ok(frame) => frame,
-                Err(error) => {
-                    let value: Value = serde_json::from_str(&data)
-                        .map_err(|e| ClientError::Protocol(format!("bad SSE data: {e}")))?;
-                    if value["type"] == "error" {
-                        return Err(ClientError::from_frame(0, &value));
-                    }
-                    return Err(ClientError::Protocol(format!("bad frame: {error}")));
+                // A removed client's stream ends with an error frame.
+                Err(_) if serde_json::from_str::<Reply>(&data).is_ok() => {
+                    return Err(ClientError::from_body(0, data.as_bytes()));
                 }
+                Err(error) => return Err(ClientError::Protocol(format!("bad SSE frame: {error}"))),
             };
             if let Some(id) = id {
                 self.cursor.clear();
@@ -110,7 +106,7 @@ impl Transport for Sse {
         &self.cursor
     }
 
-    async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+    async fn send(&mut self, commands: &[Command]) -> Result<Vec<super::Reply>, ClientError> {
         self.endpoint.post_commands(commands).await
     }
 

@@ -6,15 +6,14 @@
 use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{Endpoint, Transport, TransportKind};
+use super::{Command, Endpoint, Reply, Transport, TransportKind};
+use crate::Frame;
 use crate::error::ClientError;
-use crate::frame::Frame;
 
 /// Read buffer per socket, in bytes.
 const READ_BUFFER: usize = 8 * 1024;
@@ -29,7 +28,7 @@ pub struct Ws {
 /// What one text frame from the server was.
 enum Incoming {
     Frame(Frame),
-    Reply(Value),
+    Reply(Reply),
 }
 
 impl Ws {
@@ -44,14 +43,15 @@ impl Ws {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
                 let body = response.body().as_deref().unwrap_or_default();
-                let frame: Value = serde_json::from_slice(body).unwrap_or_default();
-                return Err(ClientError::from_frame(status, &frame));
+                return Err(ClientError::from_body(status, body));
             }
             Err(e) => return Err(e.into()),
         };
         Ok(Ws { socket, cursor, pending: VecDeque::new() })
     }
 
+    /// The next event, gap or reply. Cancel-safe: a message is taken off the socket only in the
+    /// poll that returns it.
     async fn next_incoming(&mut self) -> Result<Incoming, ClientError> {
         loop {
             let message =
@@ -67,12 +67,9 @@ impl Ws {
             if let Ok(frame) = serde_json::from_str::<Frame>(&text) {
                 return Ok(Incoming::Frame(frame));
             }
-            let value: Value =
-                serde_json::from_str(&text).map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?;
-            if matches!(value["type"].as_str(), Some("event" | "gap")) {
-                return Err(ClientError::Protocol(format!("malformed frame: {value}")));
-            }
-            return Ok(Incoming::Reply(value));
+            let reply = serde_json::from_str::<Reply>(&text)
+                .map_err(|e| ClientError::Protocol(format!("neither an event nor a reply ({e}): {text}")))?;
+            return Ok(Incoming::Reply(reply));
         }
     }
 }
@@ -86,19 +83,21 @@ impl Transport for Ws {
         &self.cursor
     }
 
-    async fn send(&mut self, commands: Vec<Value>) -> Result<Vec<Value>, ClientError> {
+    async fn send(&mut self, commands: &[Command]) -> Result<Vec<Reply>, ClientError> {
         let wanted = commands.len();
-        let body = if wanted == 1 { commands[0].to_string() } else { Value::Array(commands).to_string() };
+        let body = match commands {
+            [one] => serde_json::to_string(one),
+            many => serde_json::to_string(many),
+        }
+        .map_err(|e| ClientError::Protocol(format!("command does not serialise: {e}")))?;
         self.socket.send(Message::Text(body.into())).await?;
         let mut replies = Vec::with_capacity(wanted);
         while replies.len() < wanted {
             match self.next_incoming().await? {
                 Incoming::Frame(frame) => self.pending.push_back(frame),
                 // An error for the whole message (malformed, too large) answers all of it.
-                Incoming::Reply(reply)
-                    if reply["type"] == "error" && reply.get("id").is_none() && wanted > 1 =>
-                {
-                    return Err(ClientError::from_frame(0, &reply));
+                Incoming::Reply(Reply::Error { id: None, code, message }) if wanted > 1 => {
+                    return Err(ClientError::Server { status: 0, code, message });
                 }
                 Incoming::Reply(reply) => replies.push(reply),
             }
@@ -107,12 +106,14 @@ impl Transport for Ws {
     }
 
     async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
-        if self.pending.is_empty() {
+        while self.pending.is_empty() {
             match self.next_incoming().await? {
                 Incoming::Frame(frame) => self.pending.push_back(frame),
-                Incoming::Reply(reply) if reply["type"] == "error" => {
-                    return Err(ClientError::from_frame(0, &reply));
+                // The server's last word before closing (the client was removed).
+                Incoming::Reply(Reply::Error { code, message, .. }) => {
+                    return Err(ClientError::Server { status: 0, code, message });
                 }
+                // A reply nobody waits for (its `send` was cancelled): not an event.
                 Incoming::Reply(_) => {}
             }
         }

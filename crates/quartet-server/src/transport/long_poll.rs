@@ -38,13 +38,13 @@ pub const LONG_POLL_DEFAULT_WAIT: Duration = Duration::from_secs(25);
 
 /// The query of a long poll.
 #[derive(Debug, Deserialize)]
-pub struct LongPollQuery {
+pub(crate) struct LongPollQuery {
     cursor: Option<String>,
     wait_ms: Option<u64>,
 }
 
 /// `GET /v1/clients/{client}/long-poll?cursor=C&wait_ms=N`.
-pub async fn long_poll(
+pub(crate) async fn long_poll(
     State(state): State<AppState>,
     Path(client): Path<String>,
     query: Result<Query<LongPollQuery>, QueryRejection>,
@@ -62,7 +62,7 @@ pub async fn long_poll(
         // Nothing came in time: answer empty, with the (possibly advanced) cursor.
         () = tokio::time::sleep(wait) => {}
         // On shutdown, answer now with what there is, so the client comes back elsewhere.
-        () = stopped(&mut shutdown) => { reader.read_into(&mut body)?; }
+        () = stopped(&mut shutdown) => { reader.read_into(&mut body).await?; }
     }
     Ok(answer_poll(body, &mut reader, counters))
 }

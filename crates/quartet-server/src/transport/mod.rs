@@ -20,51 +20,24 @@ use std::sync::atomic::Ordering;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use quartet_core::{ClientId, Frame, Hub, Reader, Sink};
+use quartet_core::{EncodedFrame, Hub, Reader, Sink};
+use quartet_protocol::ClientId;
+pub use quartet_protocol::Transport;
 use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::metrics::Counters;
 
-/// The four techniques, named as everywhere in quartet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Short polling.
-    ShortPoll = 0,
-    /// Long polling.
-    LongPoll = 1,
-    /// Server-Sent Events.
-    Sse = 2,
-    /// WebSocket.
-    Ws = 3,
-}
-
-impl Transport {
-    /// All four, in teaching order.
-    pub const ALL: [Transport; 4] =
-        [Transport::ShortPoll, Transport::LongPoll, Transport::Sse, Transport::Ws];
-
-    /// The name used in URLs, JSON, metrics and the CLI.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::ShortPoll => "short-poll",
-            Transport::LongPoll => "long-poll",
-            Transport::Sse => "sse",
-            Transport::Ws => "ws",
-        }
-    }
-}
-
 /// The `?cursor=` every read route accepts.
 #[derive(Debug, Deserialize)]
-pub struct CursorQuery {
+pub(crate) struct CursorQuery {
     /// Where to resume; absent means "from now".
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// Opens a reader for the client in the path, from `cursor`. Fails (as JSON) before anything is
 /// streamed: unknown client, malformed cursor.
-pub fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Result<Reader, ApiError> {
+pub(crate) fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Result<Reader, ApiError> {
     let client = ClientId::from_wire(client)?;
     let cursor = cursor.filter(|c| !c.is_empty());
     Ok(hub.reader(&client, cursor)?)
@@ -100,7 +73,7 @@ impl PollBody {
 }
 
 impl Sink for PollBody {
-    fn push(&mut self, frame: Frame<'_>) {
+    fn push(&mut self, frame: EncodedFrame<'_>) {
         self.out.reserve(frame.json_len() + 1);
         if self.events > 0 {
             self.out.push(b',');
@@ -112,7 +85,7 @@ impl Sink for PollBody {
 
 /// Answers a poll, short or long: counts it (empty or not, events delivered) and closes the body
 /// with the cursor after everything the reader took.
-pub fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> Response {
+pub(crate) fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> Response {
     if body.events() == 0 {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }
@@ -122,7 +95,7 @@ pub fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> 
 }
 
 /// Completes when the server starts shutting down.
-pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     // An error means the sender is gone, which also means the server is stopping.
     let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::transport::{CursorQuery, PollBody, Transport, answer_poll, open_reader};
 
 /// `GET /v1/clients/{client}/poll?cursor=C`.
-pub async fn poll(
+pub(crate) async fn poll(
     State(state): State<AppState>,
     Path(client): Path<String>,
     query: Result<Query<CursorQuery>, QueryRejection>,
@@ -34,7 +34,7 @@ pub async fn poll(
     let Query(query) = query?;
     let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
     let mut body = PollBody::default();
-    reader.read_into(&mut body)?;
+    reader.read_into(&mut body).await?;
     let counters = state.stats.of(Transport::ShortPoll);
     counters.requests.fetch_add(1, Ordering::Relaxed);
     Ok(answer_poll(body, &mut reader, counters))

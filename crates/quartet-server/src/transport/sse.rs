@@ -26,7 +26,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use quartet_core::{Frame, Sink};
+use quartet_core::{EncodedFrame, Sink};
+use quartet_protocol::Reply;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -38,7 +39,7 @@ pub const SSE_RETRY_MS: u64 = 1000;
 
 /// `GET /v1/clients/{client}/sse?cursor=C` (or header `Last-Event-ID: C`, which wins: an
 /// `EventSource` reconnects to the original URL and sends its last id in the header).
-pub async fn sse(
+pub(crate) async fn sse(
     State(state): State<AppState>,
     Path(client): Path<String>,
     headers: HeaderMap,
@@ -78,8 +79,10 @@ pub async fn sse(
                 }
                 Some(Err(error)) => {
                     // The client was removed (DELETE or timeout): say so, then end the stream.
-                    let frame = serde_json::json!({"type":"error","code":error.code,"message":error.message});
-                    yield Ok(Bytes::from(format!("data: {frame}\n\n")));
+                    let mut block = b"data: ".to_vec();
+                    block.extend_from_slice(&Reply::error_json(error));
+                    block.extend_from_slice(b"\n\n");
+                    yield Ok(Bytes::from(block));
                     break;
                 }
             }
@@ -100,7 +103,7 @@ pub async fn sse(
 pub struct SseOut(BytesMut);
 
 impl Sink for SseOut {
-    fn push(&mut self, frame: Frame<'_>) {
+    fn push(&mut self, frame: EncodedFrame<'_>) {
         self.0.reserve(frame.json_len() + frame.cursor.len() + 16);
         self.0.put_slice(b"id: ");
         self.0.put_slice(frame.cursor.as_bytes());

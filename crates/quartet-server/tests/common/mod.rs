@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quartet_client::{Client, Event, Frame, Options, TransportKind};
+use quartet_client::{Client, Command, Event, Frame, Options, Reply, Scope, TransportKind};
 use quartet_core::{Config, Hub, MemoryEngine};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -66,16 +66,30 @@ pub async fn connect(server: &Server, name: &str, kind: TransportKind) -> Client
     Client::connect_with(&server.url, name, kind, options()).await.unwrap()
 }
 
-pub async fn join(client: &mut Client, room: &str) -> Value {
-    let reply = client.command(json!({"type":"join","room":room})).await.unwrap();
-    assert_eq!(reply["type"], "joined", "{reply}");
-    reply
+/// Joins `room`; returns the reply's seq and online count.
+pub async fn join(client: &mut Client, room: &str) -> (u64, usize) {
+    match client.command(Command::join(room).unwrap()).await.unwrap() {
+        Reply::Joined { seq, online, .. } => (seq, online),
+        other => panic!("join refused: {other:?}"),
+    }
+}
+
+/// A `chat` publish of `text` to `room` for `to`.
+pub fn chat(room: &str, text: &str, to: Scope) -> Command {
+    Command::publish(room, "chat", &json!({ "text": text })).unwrap().to(to)
 }
 
 /// Publishes `text` as a `chat` event; returns the reply.
-pub async fn say(client: &mut Client, room: &str, text: &str, to: &str) -> Value {
-    let command = json!({"type":"publish","room":room,"event":"chat","data":{"text":text},"to":to});
-    client.command(command).await.unwrap()
+pub async fn say(client: &mut Client, room: &str, text: &str, to: Scope) -> Reply {
+    client.command(chat(room, text, to)).await.unwrap()
+}
+
+/// The seq of an ack; panics on any other reply.
+pub fn acked(reply: &Reply) -> u64 {
+    match reply {
+        Reply::Ack { seq, .. } => *seq,
+        other => panic!("not acked: {other:?}"),
+    }
 }
 
 /// Receives until `n` frames matching `keep` have come; panics after [`PATIENCE`].

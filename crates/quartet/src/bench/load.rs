@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use quartet_client::{Client, Frame, Options, TransportKind};
+use quartet_client::{Client, Command, Frame, Options, Reply, Scope, TransportKind};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -99,8 +99,8 @@ async fn fill_room(
             async move {
                 let mut client =
                     Client::connect_via(http, url, &format!("sub{i}"), kind, options.clone()).await?;
-                let reply = client.command(json!({"type":"join","room":room})).await?;
-                anyhow::ensure!(reply["type"] == "joined", "join refused: {reply}");
+                let reply = client.command(Command::join(room)?).await?;
+                anyhow::ensure!(matches!(reply, Reply::Joined { .. }), "join refused: {reply:?}");
                 let done = connected.fetch_add(1, Ordering::Relaxed) + 1;
                 progress.step(&format!("connecting {done}/{count}"));
                 Ok::<_, anyhow::Error>(client)
@@ -189,7 +189,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
     // The publisher: one WebSocket client; `to: others` keeps its own events off its socket.
     let mut publisher =
         Client::connect_via(http.clone(), &url, "publisher", TransportKind::Ws, Options::default()).await?;
-    publisher.command(json!({"type":"join","room":room})).await?;
+    publisher.command(Command::join(room)?).await?;
 
     // Warm-up: one message every subscriber must see, so all are live before measuring.
     let warm = Arc::new(Tally {
@@ -201,9 +201,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         last_delivery: Vec::new(),
     });
     *slot.lock().expect("tally lock") = Some(warm.clone());
-    publisher
-        .command(json!({"type":"publish","room":room,"event":"bench","to":"others","data":{"warm":true}}))
-        .await?;
+    publisher.command(Command::publish(room, "bench", &json!({"warm": true}))?.to(Scope::Others)).await?;
     let deadline = Instant::now() + Duration::from_secs(30) + shape.options.poll_interval;
     while warm.warm.load(Ordering::Relaxed) < shape.subscribers as u64 && Instant::now() < deadline {
         progress.step(&format!("warming up {}/{}", warm.warm.load(Ordering::Relaxed), shape.subscribers));
@@ -232,11 +230,11 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         let due = (i..messages).take_while(|&j| j == i || scheduled(j) <= now).take(64).collect::<Vec<_>>();
         let publishes = due
             .iter()
-            .map(|j| json!({"type":"publish","room":room,"event":"bench","to":"others","data":{"i":j,"pad":pad}}))
-            .collect();
-        let replies = publisher.commands(publishes).await?;
+            .map(|j| Ok(Command::publish(room, "bench", &json!({"i": j, "pad": pad}))?.to(Scope::Others)))
+            .collect::<Result<Vec<_>, quartet_protocol::Error>>()?;
+        let replies = publisher.commands(&publishes).await?;
         for reply in &replies {
-            anyhow::ensure!(reply["type"] == "ack", "publish refused: {reply}");
+            anyhow::ensure!(matches!(reply, Reply::Ack { .. }), "publish refused: {reply:?}");
         }
         i += due.len() as u64;
         progress.step(&format!("publishing {i}/{messages}"));

@@ -37,7 +37,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
-use quartet_core::{ClientId, Error, ErrorCode, Frame, Reader, Reply, Sink};
+use quartet_core::{EncodedFrame, Reader, Sink};
+use quartet_protocol::{ClientId, Error, ErrorCode, Reply};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -61,7 +62,7 @@ pub const WS_READ_BUFFER: usize = 1024;
 pub const WS_READ_STEP_MAX: usize = 64 * 1024;
 
 /// Largest message accepted at the protocol level; larger closes the socket (1009). Between
-/// [`quartet_core::limits::MAX_COMMAND_BYTES`] and this, the command is refused `too_large` and
+/// [`quartet_protocol::limits::MAX_COMMAND_BYTES`] and this, the command is refused `too_large` and
 /// the socket stays open.
 pub const WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
@@ -70,7 +71,7 @@ const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// `GET /v1/clients/{client}/ws?cursor=C`: checks the upgrade request and the client, answers
 /// `101 Switching Protocols`, and runs the connection on the upgraded socket.
-pub async fn ws(
+pub(crate) async fn ws(
     State(state): State<AppState>,
     Path(client): Path<String>,
     query: Result<Query<CursorQuery>, QueryRejection>,
@@ -104,8 +105,7 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
-    let refuse =
-        |message: &str| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest.as_str(), message);
+    let refuse = ApiError::bad_request;
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
         return Err(refuse("this route speaks WebSocket: send Connection: Upgrade and Upgrade: websocket"));
     }
@@ -126,7 +126,7 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
 pub struct WsOut(Vec<u8>);
 
 impl Sink for WsOut {
-    fn push(&mut self, frame: Frame<'_>) {
+    fn push(&mut self, frame: EncodedFrame<'_>) {
         let len = frame.json_len();
         self.0.reserve(codec::MAX_HEADER + len);
         codec::put_header(&mut self.0, OP_TEXT, len);
@@ -260,7 +260,7 @@ async fn decode(
         match decoder.next(input) {
             Ok(None) => return None,
             Ok(Some(Incoming::Text(command))) => match state.hub.execute(client, &command).await {
-                Ok((replies, _)) => replies.iter().for_each(|r| out.reply(r)),
+                Ok(replies) => replies.iter().for_each(|r| out.reply(r)),
                 Err(error) => out.error(error),
             },
             Ok(Some(Incoming::Binary)) => {

@@ -6,21 +6,21 @@
 //! then base64url-encoded so it is safe verbatim in a query string and an HTTP header
 //! (`Last-Event-ID`). Decoded, a cursor reads like `1f0c2b9e4d5a6b7c|lobby:43|@alice:2`.
 //!
-//! Clients must treat it as opaque: the format may change, and the server rejects cursors it
-//! could not have issued (`bad_cursor`).
+//! There is one encoder, [`CursorWriter`]: [`Cursor::encode`] uses it once, a server's readers
+//! keep one each and reuse its buffers for every delivery.
+//!
+//! Clients must treat a cursor as opaque: the format may change, and the server rejects cursors
+//! it could not have issued (`bad_cursor`).
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::{Error, ErrorCode};
 use crate::ids::{LogId, Seq};
-use crate::limits::MAX_ROOMS_PER_CLIENT;
-
-/// Longest cursor accepted from a client, in bytes: enough for every room a client may join.
-pub const MAX_CURSOR_LEN: usize = 8 * 1024;
+use crate::limits::{MAX_CURSOR_LEN, MAX_ROOMS_PER_CLIENT};
 
 /// Identifies one lifetime of the stored logs. A memory store gets a new epoch at every start; a
 /// durable store keeps its epoch. A cursor from another epoch points into logs that no longer
@@ -67,12 +67,9 @@ impl Cursor {
 
     /// The wire form.
     pub fn encode(&self) -> String {
-        let mut raw = String::with_capacity(16 + 24 * self.positions.len());
-        let _ = write!(raw, "{:x}", self.epoch.0);
-        for (log, seq) in &self.positions {
-            let _ = write!(raw, "|{log}:{seq}");
-        }
-        URL_SAFE_NO_PAD.encode(raw)
+        let mut writer = CursorWriter::default();
+        writer.write(self.epoch, self.positions.iter().map(|(log, seq)| (log, *seq)));
+        writer.encoded
     }
 }
 
@@ -80,6 +77,71 @@ impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.encode())
     }
+}
+
+/// The cursor encoder. It keeps its buffers between calls, so a reader that encodes a cursor
+/// per delivery allocates nothing once they have grown.
+#[derive(Debug, Default)]
+pub struct CursorWriter {
+    /// The text before base64.
+    raw: String,
+    /// The last cursor written.
+    encoded: String,
+}
+
+impl CursorWriter {
+    /// Encodes `positions` (in the order given: pass them sorted by log, as a [`Cursor`] keeps
+    /// them) and returns the cursor, which [`CursorWriter::last`] keeps until the next call.
+    pub fn write<'a>(&mut self, epoch: Epoch, positions: impl IntoIterator<Item = (&'a LogId, Seq)>) -> &str {
+        self.raw.clear();
+        push_hex(&mut self.raw, epoch.0);
+        for (log, seq) in positions {
+            self.raw.push('|');
+            log.push_to(&mut self.raw);
+            self.raw.push(':');
+            push_decimal(&mut self.raw, seq.0);
+        }
+        self.encoded.clear();
+        URL_SAFE_NO_PAD.encode_string(&self.raw, &mut self.encoded);
+        &self.encoded
+    }
+
+    /// The cursor of the last [`CursorWriter::write`] (empty before the first).
+    pub fn last(&self) -> &str {
+        &self.encoded
+    }
+}
+
+/// Appends `n` in decimal, without the formatting machinery (this runs once per delivery).
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+}
+
+/// Appends `n` in lowercase hex, without leading zeros.
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
 }
 
 #[cfg(test)]
@@ -95,7 +157,29 @@ mod tests {
         let cursor = Cursor { epoch: Epoch(0x1f0c), positions };
         let text = cursor.encode();
         assert!(text.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_eq!(URL_SAFE_NO_PAD.decode(&text).unwrap(), b"1f0c|lobby:43|@alice:2");
         assert_eq!(Cursor::decode(&text).unwrap(), cursor);
+    }
+
+    #[test]
+    fn numbers_are_written_like_the_formatter_would() {
+        for n in [0, 7, 10, 43, 0xabc, 1_000_000, u64::MAX] {
+            let (mut dec, mut hex) = (String::new(), String::new());
+            push_decimal(&mut dec, n);
+            push_hex(&mut hex, n);
+            assert_eq!((dec, hex), (n.to_string(), format!("{n:x}")));
+        }
+    }
+
+    #[test]
+    fn the_writer_reuses_itself_without_leftovers() {
+        let lobby = LogId::Room(RoomName::parse("lobby").unwrap());
+        let mut writer = CursorWriter::default();
+        let long = writer.write(Epoch(1), [(&lobby, Seq(123_456))]).to_owned();
+        let short = writer.write(Epoch(1), [(&lobby, Seq(5))]).to_owned();
+        assert_ne!(long, short);
+        assert_eq!(writer.last(), short);
+        assert_eq!(Cursor::decode(&short).unwrap().positions[&lobby], Seq(5));
     }
 
     #[test]

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Serialize, Serializer};
 
 use crate::error::{Error, ErrorCode};
-use crate::limits::MAX_NAME_LEN;
+use crate::limits::{MAX_CLIENT_ID_LEN, MAX_NAME_LEN};
 
 /// Checks that `name` is 1..=[`MAX_NAME_LEN`] bytes of `[A-Za-z0-9_-]`.
 ///
@@ -19,10 +20,9 @@ use crate::limits::MAX_NAME_LEN;
 fn check_name(what: &str, name: &str) -> Result<(), Error> {
     let ok_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
     if name.is_empty() || name.len() > MAX_NAME_LEN || !name.bytes().all(ok_char) {
-        return Err(Error::new(
-            ErrorCode::BadRequest,
-            format!("{what} must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ -, got {name:?}"),
-        ));
+        return Err(Error::bad_request(format!(
+            "{what} must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ -, got {name:?}"
+        )));
     }
     Ok(())
 }
@@ -57,6 +57,12 @@ macro_rules! name_type {
                 write!(f, "{}({:?})", stringify!($ty), &*self.0)
             }
         }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
     };
 }
 
@@ -78,8 +84,9 @@ name_type!(
 );
 
 impl UserName {
-    /// The empty name: the `from` of events the server itself makes (presence counts).
-    pub(crate) fn nobody() -> UserName {
+    /// The empty name: the `from` of events the server itself makes (presence counts). No
+    /// name parsed from the wire is empty, so it cannot be impersonated.
+    pub fn nobody() -> UserName {
         UserName("".into())
     }
 }
@@ -91,21 +98,20 @@ impl UserName {
 pub struct ClientId(Arc<str>);
 
 impl ClientId {
-    /// A fresh, unguessable id.
-    pub fn random() -> Self {
-        let bytes: [u8; 16] = rand::random();
+    /// The id made of 16 random bytes (the caller brings the randomness), base64url.
+    pub fn from_random(bytes: [u8; 16]) -> Self {
         Self(URL_SAFE_NO_PAD.encode(bytes).into())
     }
 
     /// The id of no client: the sender of events the server itself makes.
-    pub(crate) fn nobody() -> ClientId {
+    pub fn nobody() -> ClientId {
         ClientId("".into())
     }
 
     /// Wraps an id received from a client. No validation beyond the size: an id that does not
     /// name a live client is answered `unknown_client` by the lookup.
     pub fn from_wire(id: &str) -> Result<Self, Error> {
-        if id.is_empty() || id.len() > 64 {
+        if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN {
             return Err(Error::new(ErrorCode::UnknownClient, "no such client"));
         }
         Ok(Self(id.into()))
@@ -166,6 +172,17 @@ impl LogId {
             None => Ok(LogId::Room(RoomName::parse(text)?)),
         }
     }
+
+    /// Appends the wire form (`lobby` or `@alice`) to `out`, without the formatting machinery.
+    pub fn push_to(&self, out: &mut String) {
+        match self {
+            LogId::Room(room) => out.push_str(room.as_str()),
+            LogId::Inbox(user) => {
+                out.push('@');
+                out.push_str(user.as_str());
+            }
+        }
+    }
 }
 
 impl fmt::Display for LogId {
@@ -193,15 +210,21 @@ mod tests {
     #[test]
     fn log_ids_round_trip_through_text() {
         for text in ["lobby", "@alice"] {
-            assert_eq!(LogId::parse(text).unwrap().to_string(), text);
+            let log = LogId::parse(text).unwrap();
+            assert_eq!(log.to_string(), text);
+            let mut pushed = String::new();
+            log.push_to(&mut pushed);
+            assert_eq!(pushed, text);
         }
     }
 
     #[test]
-    fn client_ids_are_distinct_and_url_safe() {
-        let (a, b) = (ClientId::random(), ClientId::random());
+    fn client_ids_are_url_safe_and_follow_their_bytes() {
+        let (a, b) = (ClientId::from_random([1; 16]), ClientId::from_random([2; 16]));
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 22);
         assert!(a.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(ClientId::from_wire("").is_err());
+        assert!(ClientId::from_wire(&"x".repeat(MAX_CLIENT_ID_LEN + 1)).is_err());
     }
 }

@@ -1,14 +1,16 @@
-//! The one error type of the core: a machine-readable [`ErrorCode`] and a human message.
+//! The one error of the wire: a machine-readable [`ErrorCode`] and a human message.
 //!
-//! Transports turn it into `{"type":"error","code":..,"message":..}` and pick the HTTP status
-//! from the code (in `quartet-server`), so the rules live here and the mapping lives there.
+//! Every refusal leaves the server as the same frame, `{"type":"error","code":..,"message":..}`
+//! (plus the command's `id` when it had one): an HTTP error body, a command's error reply, the
+//! last SSE block or WebSocket message of a removed client. It is [`crate::Reply::Error`], built
+//! by [`crate::Reply::error`]; the server picks the HTTP status from the code.
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// Why a request or command was refused. Serialised in `snake_case`: `bad_request`, ...
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+/// Why a request or command was refused. On the wire in `snake_case`: `bad_request`, ...
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Malformed JSON, an unknown command `type`, a missing or invalid field.
@@ -19,7 +21,7 @@ pub enum ErrorCode {
     NotJoined,
     /// A body or frame over [`crate::limits::MAX_COMMAND_BYTES`], or too many commands at once.
     TooLarge,
-    /// The client sends commands faster than [`crate::limits::COMMANDS_PER_SECOND`].
+    /// The client sends commands faster than the server's rate limit.
     RateLimited,
     /// The command is well formed but not allowed (e.g. publishing a reserved event name).
     Forbidden,
@@ -27,13 +29,37 @@ pub enum ErrorCode {
     UnknownClient,
     /// A direct message to a user with no live client.
     UnknownUser,
+    /// No such route or file (an HTTP path the server does not serve).
+    NotFound,
     /// A bound of the server was reached (clients, rooms, rooms per client).
     LimitReached,
     /// The storage engine failed; nothing was acknowledged.
     Unavailable,
+    /// The server hit a bug while answering; it keeps serving.
+    Internal,
+    /// A code this version does not know (a newer server): read the message.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (for docs and tests).
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::BadRequest,
+        ErrorCode::BadCursor,
+        ErrorCode::NotJoined,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Forbidden,
+        ErrorCode::UnknownClient,
+        ErrorCode::UnknownUser,
+        ErrorCode::NotFound,
+        ErrorCode::LimitReached,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::Unknown,
+    ];
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,9 +71,18 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::UnknownClient => "unknown_client",
             ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::LimitReached => "limit_reached",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
         }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -66,6 +101,11 @@ impl Error {
         Self { code, message: message.into() }
     }
 
+    /// A `bad_request` error.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
     /// The error for a client id that names no live client.
     pub fn unknown_client() -> Self {
         Self::new(
@@ -82,3 +122,19 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialise_as_their_wire_names_and_back() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+        let newer: ErrorCode = serde_json::from_str("\"quota_exceeded\"").unwrap();
+        assert_eq!(newer, ErrorCode::Unknown);
+    }
+}

@@ -1,0 +1,42 @@
+//! How a reader hands an event to a transport: as borrowed, already-encoded pieces
+//! ([`EncodedFrame`]) pushed into the transport's [`Sink`].
+//!
+//! An event's JSON is the entry's shared head (encoded once, when it was appended), then the
+//! reader's own cursor, then [`FRAME_TAIL`]. A sink copies those pieces straight into its write
+//! buffer: one copy of the event's bytes per reader, no allocation per delivery.
+
+use bytes::BufMut;
+pub use quartet_protocol::event::FRAME_TAIL;
+
+/// One event or gap as a reader hands it over: its JSON is `head`, then `cursor`, then
+/// [`FRAME_TAIL`]. `cursor` is also the position after it (SSE writes it as the `id:` line).
+#[derive(Clone, Copy, Debug)]
+pub struct EncodedFrame<'a> {
+    /// The JSON up to and including `"cursor":"`, shared by every reader of an event.
+    pub head: &'a [u8],
+    /// This reader's cursor after the frame.
+    pub cursor: &'a str,
+}
+
+impl EncodedFrame<'_> {
+    /// Length of the frame's JSON.
+    pub fn json_len(&self) -> usize {
+        self.head.len() + self.cursor.len() + FRAME_TAIL.len()
+    }
+
+    /// Appends the frame's JSON to `out` (reserve [`EncodedFrame::json_len`] first to write it
+    /// without growing the buffer).
+    pub fn write_json(&self, out: &mut impl BufMut) {
+        out.put_slice(self.head);
+        out.put_slice(self.cursor.as_bytes());
+        out.put_slice(FRAME_TAIL);
+    }
+}
+
+/// Where a reader puts what it delivers. Each transport frames events its own way (a WebSocket
+/// text frame, an SSE `id:`/`data:` block, an element of a poll's JSON array) straight into its
+/// write buffer.
+pub trait Sink {
+    /// Takes one event or gap, in delivery order.
+    fn push(&mut self, frame: EncodedFrame<'_>);
+}

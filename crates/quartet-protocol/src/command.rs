@@ -1,0 +1,399 @@
+//! Commands (client → server) and their replies (server → client).
+//!
+//! A server parses in two steps on purpose: serde reads a flat [`WireCommand`] (every field
+//! optional, so a missing field is *our* clear error, not serde's), then
+//! [`WireCommand::validate`] turns it into a typed [`Command`] or an error that still carries the
+//! client's `id`. A client builds [`Command`]s with the constructors below and serialises them;
+//! the two directions meet in the tests at the bottom.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::{Error, ErrorCode};
+use crate::ids::{EventName, RoomName, UserName};
+use crate::limits::{MAX_COMMAND_BYTES, MAX_COMMANDS_PER_REQUEST, MAX_MESSAGE_ID_LEN};
+
+/// Who in a room receives a published event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Everyone in the room, the sender included (the default).
+    #[default]
+    Room,
+    /// Everyone in the room but the sending client.
+    Others,
+    /// Only the sending client (its other tabs are other clients and do not get it).
+    #[serde(rename = "self")]
+    SelfOnly,
+}
+
+/// Event names the server itself emits; clients may not publish them.
+pub const RESERVED_EVENTS: &[&str] = &["presence"];
+
+/// A validated command, as the core runs it and as a client sends it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Start reading a room; announces presence `join`.
+    Join {
+        /// The room to join.
+        room: RoomName,
+    },
+    /// Stop reading a room; announces presence `leave`.
+    Leave {
+        /// The room to leave.
+        room: RoomName,
+    },
+    /// Append an event to a room the client has joined.
+    Publish {
+        /// Target room.
+        room: RoomName,
+        /// Application event name.
+        event: EventName,
+        /// Application payload, kept as the exact JSON the client sent.
+        data: Box<RawValue>,
+        /// Who receives it.
+        to: Scope,
+        /// Client message id, for acks and idempotent resends.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Append an event to a user's inbox.
+    Direct {
+        /// Recipient.
+        user: UserName,
+        /// Application event name.
+        event: EventName,
+        /// Application payload.
+        data: Box<RawValue>,
+        /// Client message id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Application-level heartbeat; answered `pong`.
+    Ping,
+}
+
+impl Command {
+    /// `{"type":"join","room":room}`.
+    pub fn join(room: &str) -> Result<Command, Error> {
+        Ok(Command::Join { room: RoomName::parse(room)? })
+    }
+
+    /// `{"type":"leave","room":room}`.
+    pub fn leave(room: &str) -> Result<Command, Error> {
+        Ok(Command::Leave { room: RoomName::parse(room)? })
+    }
+
+    /// `{"type":"publish",...}` to everyone in `room`; see [`Command::to`] and [`Command::id`].
+    pub fn publish(room: &str, event: &str, data: &impl Serialize) -> Result<Command, Error> {
+        Ok(Command::Publish {
+            room: RoomName::parse(room)?,
+            event: parse_event(event)?,
+            data: raw(data)?,
+            to: Scope::Room,
+            id: None,
+        })
+    }
+
+    /// `{"type":"direct",...}` to every client of `user`; see [`Command::id`].
+    pub fn direct(user: &str, event: &str, data: &impl Serialize) -> Result<Command, Error> {
+        Ok(Command::Direct {
+            user: UserName::parse(user)?,
+            event: parse_event(event)?,
+            data: raw(data)?,
+            id: None,
+        })
+    }
+
+    /// Sets who receives a publish (other commands have no scope and are returned unchanged).
+    pub fn to(mut self, scope: Scope) -> Command {
+        if let Command::Publish { to, .. } = &mut self {
+            *to = scope;
+        }
+        self
+    }
+
+    /// Sets the message id of a publish or direct (other commands carry none and are returned
+    /// unchanged): a resend with the same id is acknowledged again and delivered once.
+    pub fn id(mut self, message_id: impl Into<String>) -> Command {
+        if let Command::Publish { id, .. } | Command::Direct { id, .. } = &mut self {
+            *id = Some(message_id.into());
+        }
+        self
+    }
+}
+
+fn raw(data: &impl Serialize) -> Result<Box<RawValue>, Error> {
+    serde_json::value::to_raw_value(data).map_err(|e| Error::bad_request(format!("data is not JSON: {e}")))
+}
+
+/// A command as read off the wire, before validation.
+#[derive(Debug, Deserialize)]
+pub struct WireCommand {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    room: Option<String>,
+    user: Option<String>,
+    event: Option<String>,
+    data: Option<Box<RawValue>>,
+    to: Option<String>,
+    id: Option<String>,
+}
+
+fn required<'a>(field: &'a Option<String>, name: &str, kind: &str) -> Result<&'a str, Error> {
+    field.as_deref().ok_or_else(|| Error::bad_request(format!("`{kind}` needs the field `{name}`")))
+}
+
+impl WireCommand {
+    /// The client's message id, if any, to echo in an error reply.
+    pub fn id(&self) -> Option<String> {
+        self.id.clone()
+    }
+
+    /// Checks fields and names and builds the typed command.
+    pub fn validate(self) -> Result<Command, Error> {
+        let kind = self.kind.as_deref().ok_or_else(|| Error::bad_request("a command needs a `type`"))?;
+        if let Some(id) = &self.id
+            && (id.is_empty() || id.len() > MAX_MESSAGE_ID_LEN)
+        {
+            return Err(Error::bad_request(format!("`id` must be 1 to {MAX_MESSAGE_ID_LEN} bytes")));
+        }
+        let data = || self.data.clone().unwrap_or_else(|| RawValue::NULL.to_owned());
+        match kind {
+            "join" => Ok(Command::Join { room: RoomName::parse(required(&self.room, "room", kind)?)? }),
+            "leave" => Ok(Command::Leave { room: RoomName::parse(required(&self.room, "room", kind)?)? }),
+            "publish" => {
+                let room = required(&self.room, "room", kind)?;
+                if room.starts_with('@') {
+                    return Err(Error::new(
+                        ErrorCode::Forbidden,
+                        "publish goes to rooms; send to a user's inbox with `direct`",
+                    ));
+                }
+                let to = match self.to.as_deref() {
+                    None | Some("room") => Scope::Room,
+                    Some("others") => Scope::Others,
+                    Some("self") => Scope::SelfOnly,
+                    Some(other) => {
+                        return Err(Error::bad_request(format!(
+                            "`to` must be room, others or self, got {other:?}"
+                        )));
+                    }
+                };
+                Ok(Command::Publish {
+                    room: RoomName::parse(room)?,
+                    event: parse_event(required(&self.event, "event", kind)?)?,
+                    data: data(),
+                    to,
+                    id: self.id.clone(),
+                })
+            }
+            "direct" => Ok(Command::Direct {
+                user: UserName::parse(required(&self.user, "user", kind)?)?,
+                event: parse_event(required(&self.event, "event", kind)?)?,
+                data: data(),
+                id: self.id.clone(),
+            }),
+            "ping" => Ok(Command::Ping),
+            other => Err(Error::bad_request(format!(
+                "unknown command type {other:?}: expected join, leave, publish, direct or ping"
+            ))),
+        }
+    }
+}
+
+fn parse_event(name: &str) -> Result<EventName, Error> {
+    if RESERVED_EVENTS.contains(&name) {
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            format!("the event name {name:?} is reserved for the server"),
+        ));
+    }
+    EventName::parse(name)
+}
+
+/// Parses a body holding one command object or an array of them, enforcing
+/// [`MAX_COMMAND_BYTES`] and [`MAX_COMMANDS_PER_REQUEST`]. Either way, one reply per command
+/// answers it, in order.
+pub fn parse_commands(body: &[u8]) -> Result<Vec<WireCommand>, Error> {
+    if body.len() > MAX_COMMAND_BYTES {
+        return Err(Error::new(
+            ErrorCode::TooLarge,
+            format!("a command may be at most {MAX_COMMAND_BYTES} bytes, this one is {}", body.len()),
+        ));
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let parse_error = |e: serde_json::Error| Error::bad_request(format!("malformed JSON command: {e}"));
+    if first == Some(&b'[') {
+        let commands: Vec<WireCommand> = serde_json::from_slice(body).map_err(parse_error)?;
+        if commands.len() > MAX_COMMANDS_PER_REQUEST {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!("at most {MAX_COMMANDS_PER_REQUEST} commands per request, got {}", commands.len()),
+            ));
+        }
+        Ok(commands)
+    } else {
+        Ok(vec![serde_json::from_slice(body).map_err(parse_error)?])
+    }
+}
+
+/// The reply to one command: the contract's `joined`, `left`, `ack`, `pong` and `error` frames.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// Reply to `join`: the room's last seq (the presence `join` event) and the online count.
+    Joined {
+        /// The room joined.
+        room: String,
+        /// Seq of this client's presence `join` event (or the room's last seq if already joined).
+        seq: u64,
+        /// Clients in the room now.
+        online: usize,
+    },
+    /// Reply to `leave`.
+    Left {
+        /// The room left.
+        room: String,
+    },
+    /// The event is in the log at `seq`: it will be delivered.
+    Ack {
+        /// The client's message id, echoed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The log it went to (`lobby` or `@bob`).
+        room: String,
+        /// Its seq in that log.
+        seq: u64,
+    },
+    /// Reply to `ping`.
+    Pong,
+    /// The command (or the whole request) was refused; nothing happened. This is also the body
+    /// of every HTTP error and the last frame a removed client's stream carries.
+    Error {
+        /// The client's message id, echoed when the command had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Machine-readable cause.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+}
+
+impl Reply {
+    /// The error frame for `error`, echoing `id`.
+    pub fn error(id: Option<String>, error: Error) -> Reply {
+        Reply::Error { id, code: error.code, message: error.message }
+    }
+
+    /// The error frame's JSON, for an error that answers no particular command.
+    pub fn error_json(error: Error) -> Vec<u8> {
+        serde_json::to_vec(&Reply::error(None, error)).expect("replies serialise")
+    }
+
+    /// The error this reply carries, if it is one.
+    pub fn as_error(&self) -> Option<Error> {
+        match self {
+            Reply::Error { code, message, .. } => Some(Error::new(*code, message.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn one(json: &str) -> Result<Command, Error> {
+        parse_commands(json.as_bytes())?.remove(0).validate()
+    }
+
+    #[test]
+    fn parses_every_command() {
+        assert!(matches!(one(r#"{"type":"join","room":"lobby"}"#), Ok(Command::Join { .. })));
+        assert!(matches!(one(r#"{"type":"leave","room":"lobby"}"#), Ok(Command::Leave { .. })));
+        assert!(matches!(one(r#"{"type":"ping"}"#), Ok(Command::Ping)));
+        let publish =
+            one(r#"{"type":"publish","room":"r","event":"chat","data":{"t":"hi"},"to":"self","id":"m1"}"#);
+        match publish.unwrap() {
+            Command::Publish { to, data, id, .. } => {
+                assert_eq!(to, Scope::SelfOnly);
+                assert_eq!(data.get(), r#"{"t":"hi"}"#);
+                assert_eq!(id.as_deref(), Some("m1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            one(r#"{"type":"direct","user":"bob","event":"chat"}"#),
+            Ok(Command::Direct { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_commands_have_codes() {
+        let code = |json: &str| one(json).unwrap_err().code;
+        assert_eq!(code("{"), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"room":"x"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"publish","room":"r","event":"e","to":"all"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"publish","room":"r","event":"presence"}"#), ErrorCode::Forbidden);
+        assert_eq!(code(r#"{"type":"publish","room":"@bob","event":"e"}"#), ErrorCode::Forbidden);
+        let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_COMMAND_BYTES));
+        assert_eq!(code(&big), ErrorCode::TooLarge);
+    }
+
+    /// What a client builds is what a server parses back: the two directions agree.
+    #[test]
+    fn built_commands_parse_back_to_themselves() {
+        let commands = [
+            Command::join("lobby").unwrap(),
+            Command::leave("lobby").unwrap(),
+            Command::publish("lobby", "chat", &json!({"text":"hi"})).unwrap().to(Scope::Others).id("m1"),
+            Command::publish("lobby", "gift", &json!({"kind":"rose"})).unwrap().to(Scope::SelfOnly),
+            Command::direct("bob", "chat", &"psst").unwrap().id("d1"),
+            Command::Ping,
+        ];
+        for command in commands {
+            let json = serde_json::to_string(&command).unwrap();
+            let parsed = one(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(serde_json::to_string(&parsed).unwrap(), json);
+        }
+        let json =
+            serde_json::to_value(Command::publish("r", "chat", &1).unwrap().to(Scope::SelfOnly)).unwrap();
+        assert_eq!(json, json!({"type":"publish","room":"r","event":"chat","data":1,"to":"self"}));
+        assert_eq!(Command::publish("r", "presence", &1).unwrap_err().code, ErrorCode::Forbidden);
+        assert_eq!(Command::join("no spaces").unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn replies_serialise_as_the_contract_says_and_parse_back() {
+        let cases = [
+            (
+                Reply::Ack { id: Some("m1".into()), room: "lobby".into(), seq: 4 },
+                r#"{"type":"ack","id":"m1","room":"lobby","seq":4}"#,
+            ),
+            (
+                Reply::error(None, Error::new(ErrorCode::NotJoined, "x")),
+                r#"{"type":"error","code":"not_joined","message":"x"}"#,
+            ),
+            (Reply::Pong, r#"{"type":"pong"}"#),
+            (
+                Reply::Joined { room: "r".into(), seq: 3, online: 2 },
+                r#"{"type":"joined","room":"r","seq":3,"online":2}"#,
+            ),
+            (Reply::Left { room: "r".into() }, r#"{"type":"left","room":"r"}"#),
+        ];
+        for (reply, json) in cases {
+            assert_eq!(serde_json::to_string(&reply).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Reply>(json).unwrap(), reply);
+        }
+        assert_eq!(
+            Reply::error_json(Error::unknown_client()),
+            serde_json::to_vec(&Reply::error(None, Error::unknown_client())).unwrap()
+        );
+    }
+}

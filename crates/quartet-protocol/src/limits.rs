@@ -1,0 +1,28 @@
+//! The bounds the wire itself imposes, each with the reason it exists.
+//!
+//! These are part of the contract: a client that stays inside them is never refused for size.
+//! The server's other bounds (clients, rooms, rates, memory) are in `quartet_core::limits`.
+
+/// Largest command (one JSON object, or one array of them) accepted from a client, in bytes.
+/// Chat lines and gift events are a few hundred bytes; 64 KiB leaves room for rich payloads while
+/// keeping one client from making the server buffer megabytes (Centrifugo uses the same figure).
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+
+/// Most commands in one array posted to `/commands`. Bounds the work one request can queue.
+pub const MAX_COMMANDS_PER_REQUEST: usize = 64;
+
+/// Longest room, user or event name, in bytes (names are ASCII `[A-Za-z0-9_-]`).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Longest client message id (`"id"` of a publish), in bytes.
+pub const MAX_MESSAGE_ID_LEN: usize = 128;
+
+/// Most rooms one client may be joined to at once. Every joined room is read on every wake-up
+/// of that client, so this bounds the cost of one read (and the length of a cursor).
+pub const MAX_ROOMS_PER_CLIENT: usize = 64;
+
+/// Longest client id accepted in a URL, in bytes. Ids the server issues are 22.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+
+/// Longest cursor accepted from a client, in bytes: enough for every room a client may join.
+pub const MAX_CURSOR_LEN: usize = 8 * 1024;
