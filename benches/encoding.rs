@@ -2,7 +2,7 @@
 //! event whatever the room size), then per reader for each wire format, as the transports do
 //! it: the reader hands the shared JSON and its own cursor to the transport's sink, which frames
 //! it into its write buffer (a poll body, an SSE chunk, a WebSocket text frame). For contrast,
-//! `owned_frame_per_reader` is the old way: a fresh buffer per reader per event.
+//! `owned_frame_per_reader` is what a sink saves: a fresh buffer per reader per event.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use quartet_core::entry::{Draft, Entry};

@@ -88,7 +88,8 @@ async fn a_websocket_that_stops_reading_is_dropped_and_expires() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    flood_until_the_stalled_client_is_gone(&server, &http).await;
+    // It shows life, so only the connection's write guard can have let it go.
+    assert!(flood_until_the_stalled_client_is_gone(&server, &http).await >= 1);
     alive.abort();
 }
 

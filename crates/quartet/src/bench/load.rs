@@ -275,6 +275,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         subscribers: shape.subscribers,
         publish_rate_per_s: shape.rate,
         messages,
+        server_appended: delta("quartet_events_published_total").max(0.0) as u64,
         expected_deliveries: expected,
         delivered,
         complete: delivered == expected,

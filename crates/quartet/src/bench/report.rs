@@ -65,6 +65,9 @@ pub(crate) struct Run {
     pub(crate) subscribers: usize,
     pub(crate) publish_rate_per_s: f64,
     pub(crate) messages: u64,
+    /// Events the server appended during the run, by its own `/metrics`: the measured publishes
+    /// (plus presence counts, in rooms crowded enough to have them).
+    pub(crate) server_appended: u64,
     pub(crate) expected_deliveries: u64,
     pub(crate) delivered: u64,
     pub(crate) complete: bool,
