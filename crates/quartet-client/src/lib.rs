@@ -46,6 +46,18 @@ use quartet_protocol::api::NewClient;
 pub use quartet_protocol::{Command, ErrorCode, Event, Frame, Gap, GapReason, Registration, Reply, Scope};
 pub use transport::{AnyTransport, Options, Transport, TransportKind};
 
+/// `POST /v1/clients`.
+async fn register(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    cursor: Option<&str>,
+) -> Result<Registration, ClientError> {
+    let body = NewClient { name: Some(name.to_owned()), cursor: cursor.map(str::to_owned) };
+    let response = http.post(format!("{base}/v1/clients")).json(&body).send().await?;
+    error::json_or_error(response).await
+}
+
 /// A registered client on one transport at a time.
 pub struct Client {
     http: reqwest::Client,
@@ -81,11 +93,43 @@ impl Client {
         kind: TransportKind,
         options: Options,
     ) -> Result<Client, ClientError> {
+        Client::connect_from(http, base, name, None, kind, options).await
+    }
+
+    /// Registers `name` as a new client that carries on from an earlier client's `cursor` (one
+    /// that expired, or whose server restarted): it rejoins the cursor's rooms and receives
+    /// exactly what was missed since (or a `gap` for what the server no longer keeps).
+    pub async fn connect_from(
+        http: reqwest::Client,
+        base: &str,
+        name: &str,
+        cursor: Option<&str>,
+        kind: TransportKind,
+        options: Options,
+    ) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
-        let body = NewClient { name: Some(name.to_owned()) };
-        let response = http.post(format!("{base}/v1/clients")).json(&body).send().await?;
-        let registration: Registration = error::json_or_error(response).await?;
+        let registration = register(&http, &base, name, cursor).await?;
         Client::resume(http, base, registration.clone(), kind, &registration.cursor, options).await
+    }
+
+    /// Registers again from this client's cursor, on the same transport: what to do when the
+    /// server answers `unknown_client` (the session expired, or the server forgot it). Nothing
+    /// is lost: the new client reads on from where this one stopped.
+    pub async fn register_again(&mut self) -> Result<(), ClientError> {
+        let cursor = self.cursor().to_owned();
+        let registration = register(&self.http, &self.base, &self.registration.name, Some(&cursor)).await?;
+        let kind = self.kind();
+        self.transport = AnyTransport::open(
+            kind,
+            &self.http,
+            &self.base,
+            &registration.client,
+            &registration.cursor,
+            &self.options,
+        )
+        .await?;
+        self.registration = registration;
+        Ok(())
     }
 
     /// Opens `kind` for an existing registration, from `cursor`.

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use quartet_protocol::{Epoch, Error, LogId, Seq};
+use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
 
 use crate::entry::{Draft, Entry};
 
@@ -43,6 +43,33 @@ pub enum History {
     /// The events after the asked position, in seq order, at most the asked number. If the
     /// first is not the one right after the position, the ones between were dropped (retention).
     Events(Vec<Arc<Entry>>),
+}
+
+/// A client session as an engine keeps it, so that a client id outlives a restart (SQLite) or
+/// works on every node (Redis). Everything else about a session is rebuilt from this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The id: the session's secret.
+    pub client: ClientId,
+    /// Its user.
+    pub user: UserName,
+    /// The earliest position its inbox is read from.
+    pub inbox_from: Seq,
+    /// Joined rooms, each with the earliest position it is read from (its floor).
+    pub rooms: Vec<(RoomName, Seq)>,
+    /// Last sign of life, wall clock, Unix ms.
+    pub last_seen_ms: u64,
+    /// Acks of its latest publishes that carried a message id: (id, log, seq), oldest first.
+    pub acks: Vec<(String, LogId, Seq)>,
+}
+
+/// Whether the engine can take writes now, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Writes go through.
+    Ok,
+    /// Writes fail; publishes are refused `unavailable` until it recovers.
+    Failing(String),
 }
 
 /// Storage and sequencing of log entries. See the module doc.
@@ -65,6 +92,31 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Up to `limit` stored events of `log` with seq > `after`, for reads older than the ring.
     fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>>;
+
+    /// Whether writes go through now (for `/healthz`). An engine that cannot fail is always `Ok`.
+    fn health(&self) -> Health {
+        Health::Ok
+    }
+
+    /// Keeps (or replaces) a session. Called on register, join and leave, before the reply.
+    fn save_session<'a>(&'a self, _session: &'a SessionRecord) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Forgets a session (`DELETE` or expiry).
+    fn delete_session<'a>(&'a self, _client: &'a ClientId) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Records the latest sign of life of sessions (Unix ms), a batch at a time.
+    fn touch_sessions<'a>(&'a self, _seen: &'a [(ClientId, u64)]) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Every kept session, at start.
+    fn load_sessions(&self) -> BoxFuture<'_, Result<Vec<SessionRecord>, Error>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Keeps only a counter per log; the events themselves live in the hub's rings.

@@ -32,6 +32,9 @@ pub struct Draft {
     pub data: Box<RawValue>,
     /// Wall-clock time of acceptance, in Unix milliseconds.
     pub ts: u64,
+    /// The client's message id, if the publish had one: a durable engine keeps the ack under it,
+    /// so a resend after a restart is still recognised.
+    pub id: Option<String>,
 }
 
 impl Draft {
@@ -45,7 +48,7 @@ impl Draft {
         data: Box<RawValue>,
     ) -> Draft {
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        Draft { log, event, from, from_client, scope, data, ts }
+        Draft { log, event, from, from_client, scope, data, ts, id: None }
     }
 }
 
@@ -110,6 +113,7 @@ mod tests {
             scope: Scope::Room,
             data: RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap(),
             ts: 1_764_150_000_123,
+            id: None,
         };
         let entry = Entry::new(Seq(43), draft);
         let frame: Frame = serde_json::from_slice(&entry.frame("CUR")).unwrap();

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::config::{Config, Stats};
-use crate::engine::Engine;
+use crate::engine::{Engine, SessionRecord};
 use crate::entry::{Draft, Entry};
 use crate::limits::{MAX_CLIENTS, MAX_LOGS, MAX_ROOMS_PER_CLIENT};
 use crate::log::Log;
@@ -77,9 +77,19 @@ impl Hub {
         self.shared.sessions.lock().expect("sessions lock").len()
     }
 
-    /// Registers a client for user `name`.
+    /// Registers a client for user `name`, reading from now.
     pub async fn register(&self, name: &str) -> Result<Registration, Error> {
+        self.register_from(name, None).await
+    }
+
+    /// Registers a client for user `name`. With the `cursor` of an earlier client (one that
+    /// expired, or from before a restart), the new client rejoins the rooms the cursor names and
+    /// reads on from its positions: it gets exactly what it missed, or a `gap` for what the store
+    /// no longer keeps. A cursor from another store lifetime rejoins the rooms from now, and the
+    /// first read says so with `reset` gaps.
+    pub async fn register_from(&self, name: &str, cursor: Option<&str>) -> Result<Registration, Error> {
         let user = UserName::parse(name)?;
+        let cursor = cursor.filter(|c| !c.is_empty()).map(Cursor::decode).transpose()?;
         if self.client_count() >= MAX_CLIENTS {
             return Err(Error::new(
                 ErrorCode::LimitReached,
@@ -87,25 +97,123 @@ impl Hub {
             ));
         }
         let inbox = self.log(LogId::Inbox(user.clone())).await?;
+        // Positions of this store's lifetime are checked against the logs' heads before anything
+        // is made: a position the server could not have issued is refused whole.
+        let resumed = cursor.as_ref().is_some_and(|c| c.epoch == self.shared.engine.epoch());
+        let mut rooms = Vec::new();
+        let mut inbox_from = inbox.head();
+        if let Some(cursor) = &cursor {
+            for (log_id, seq) in &cursor.positions {
+                match log_id {
+                    LogId::Room(room) => {
+                        let log = self.log(log_id.clone()).await?;
+                        rooms.push((room.clone(), log, resumed.then_some(*seq)));
+                    }
+                    LogId::Inbox(owner) if *owner == user && resumed => inbox_from = *seq,
+                    LogId::Inbox(_) => {} // another user's inbox: not this client's to read
+                }
+            }
+            if resumed {
+                beyond_head(&inbox, inbox_from)?;
+                for (_, log, seq) in &rooms {
+                    beyond_head(log, seq.unwrap_or_default())?;
+                }
+            }
+        }
         let config = &self.shared.config;
         let session = Arc::new(Session::new(
+            ClientId::from_random(rand::random()),
             user,
             inbox.clone(),
-            inbox.head(),
+            inbox_from,
             config.command_rate,
             config.command_burst,
         ));
         inbox.add_reader(session.id.clone(), session.wake_handle());
         self.shared.sessions.lock().expect("sessions lock").insert(session.id.clone(), session.clone());
         self.shared.stats.registered.fetch_add(1, Ordering::Relaxed);
-        let mut reader = self.open_reader(session.clone(), None);
+        if let Err(error) = self.persist(&session).await {
+            let _ = self.remove(&session.id).await;
+            return Err(error);
+        }
+        for (room, _, from) in rooms.into_iter().take(MAX_ROOMS_PER_CLIENT) {
+            match from {
+                Some(from) => self.join_at(&session, room, from).await?,
+                None => {
+                    self.join(&session, room, 0).await?;
+                }
+            }
+        }
+        let cursor = match (cursor, resumed) {
+            // Another lifetime: hand the old cursor back, so the first read reports `reset` gaps.
+            (Some(foreign), false) => foreign.encode(),
+            (cursor, _) => self.open_reader(session.clone(), cursor).current_cursor(),
+        };
         Ok(Registration {
             client: session.id.to_string(),
             name: session.user.to_string(),
-            cursor: reader.current_cursor(),
+            cursor,
             heartbeat_ms: config.heartbeat.as_millis() as u64,
             timeout_ms: config.client_timeout().as_millis() as u64,
         })
+    }
+
+    /// Brings back the sessions a durable engine kept (after a restart), with their rooms and
+    /// recent acks, so their client ids keep working. Call once, before serving. Returns how
+    /// many came back; those silent for longer than the timeout expire at the reaper's next turn
+    /// (and their rooms hear the `leave`).
+    pub async fn restore(&self) -> Result<usize, Error> {
+        let records = self.shared.engine.load_sessions().await?;
+        let count = records.len();
+        let config = &self.shared.config;
+        for record in records {
+            let inbox = self.log(LogId::Inbox(record.user.clone())).await?;
+            let session = Arc::new(Session::new(
+                record.client,
+                record.user,
+                inbox.clone(),
+                record.inbox_from,
+                config.command_rate,
+                config.command_burst,
+            ));
+            for (room, floor) in record.rooms {
+                let log = self.log(LogId::Room(room.clone())).await?;
+                log.add_reader(session.id.clone(), session.wake_handle());
+                session.state().join(room, log, floor);
+            }
+            inbox.add_reader(session.id.clone(), session.wake_handle());
+            {
+                let silent = Duration::from_millis(wall_ms().saturating_sub(record.last_seen_ms));
+                let mut state = session.state();
+                state.last_seen = Instant::now().checked_sub(silent).unwrap_or(state.last_seen);
+                state.persisted_seen = state.last_seen;
+            }
+            {
+                let mut acks = session.publishing.try_lock().expect("a new session's ack memory is free");
+                for (id, log, seq) in record.acks {
+                    let ack = Reply::Ack { id: Some(id.clone()), room: log.to_string(), seq: seq.0 };
+                    acks.remember(id, ack);
+                }
+            }
+            self.shared.sessions.lock().expect("sessions lock").insert(session.id.clone(), session);
+        }
+        Ok(count)
+    }
+
+    /// Tells the engine what to keep of `session` (its rooms and floors; acks go with appends).
+    async fn persist(&self, session: &Session) -> Result<(), Error> {
+        let record = {
+            let state = session.state();
+            SessionRecord {
+                client: session.id.clone(),
+                user: session.user.clone(),
+                inbox_from: state.inbox_from,
+                rooms: state.rooms.iter().map(|(room, (_, floor))| (room.clone(), *floor)).collect(),
+                last_seen_ms: wall_ms(),
+                acks: Vec::new(),
+            }
+        };
+        self.shared.engine.save_session(&record).await
     }
 
     /// The live session of `client`, marking it alive.
@@ -154,7 +262,7 @@ impl Hub {
         }
         match command {
             Command::Ping => Ok(Reply::Pong),
-            Command::Join { room } => self.join(session, room).await,
+            Command::Join { room, history } => self.join(session, room, history).await,
             Command::Leave { room } => self.leave(session, &room).await,
             Command::Publish { room, event, data, to, id } => {
                 let log = session.state().rooms.get(&room).map(|(log, _)| log.clone());
@@ -162,12 +270,18 @@ impl Hub {
                 self.publish_once(session, log, event, data, to, id).await
             }
             Command::Direct { user, event, data, id } => {
-                // Look the inbox up without creating it: a direct to a made-up name must not
-                // cost a log (logs are bounded by MAX_LOGS).
-                let log = self.existing_log(&LogId::Inbox(user.clone())).filter(|log| log.reader_count() > 0);
-                let log = log.ok_or_else(|| {
-                    Error::new(ErrorCode::UnknownUser, format!("no client of user {user} is connected"))
-                })?;
+                let inbox = LogId::Inbox(user.clone());
+                let log = if self.shared.engine.durable() {
+                    // A durable store keeps it for the user's next client (an offline inbox).
+                    self.log(inbox).await?
+                } else {
+                    // Memory keeps nothing for later: only a connected user can be written to.
+                    // Looked up without creating it, so a made-up name costs no log.
+                    let log = self.existing_log(&inbox).filter(|log| log.reader_count() > 0);
+                    log.ok_or_else(|| {
+                        Error::new(ErrorCode::UnknownUser, format!("no client of user {user} is connected"))
+                    })?
+                };
                 self.publish_once(session, log, event, data, Scope::Room, id).await
             }
         }
@@ -187,7 +301,9 @@ impl Hub {
         if let Some(ack) = id.as_deref().and_then(|id| acks.get(id)) {
             return Ok(ack.clone());
         }
-        let draft = Draft::now(log.id.clone(), event, session.user.clone(), session.id.clone(), scope, data);
+        let mut draft =
+            Draft::now(log.id.clone(), event, session.user.clone(), session.id.clone(), scope, data);
+        draft.id = id.clone();
         let seq = self.append(&log, draft).await?;
         let ack = Reply::Ack { id: id.clone(), room: log.id.to_string(), seq: seq.0 };
         if let Some(id) = id {
@@ -205,7 +321,17 @@ impl Hub {
         Ok(seq)
     }
 
-    async fn join(&self, session: &Arc<Session>, room: RoomName) -> Result<Reply, Error> {
+    /// Joins `room`, reading from the join, or `history` events before it.
+    async fn join(&self, session: &Arc<Session>, room: RoomName, history: u64) -> Result<Reply, Error> {
+        self.join_from(session, room, Floor::History(history)).await
+    }
+
+    /// Joins `room` reading from `seq` (a resumed cursor's position).
+    async fn join_at(&self, session: &Arc<Session>, room: RoomName, seq: Seq) -> Result<(), Error> {
+        self.join_from(session, room, Floor::At(seq)).await.map(|_| ())
+    }
+
+    async fn join_from(&self, session: &Arc<Session>, room: RoomName, from: Floor) -> Result<Reply, Error> {
         if let Some((log, _)) = session.state().rooms.get(&room) {
             return Ok(Reply::Joined {
                 room: room.to_string(),
@@ -221,16 +347,22 @@ impl Hub {
         }
         let log = self.log(LogId::Room(room.clone())).await?;
         let online = log.add_reader(session.id.clone(), session.wake_handle());
-        // The joiner reads from its own presence event, or from now if there is none (a crowd).
-        let (seq, floor) = match self.presence(session, &log, "join", online).await? {
+        // The joiner reads from its own presence event, or from now if there is none (a crowd),
+        // or from earlier when it asked for history or resumes a cursor.
+        let (seq, start) = match self.presence(session, &log, "join", online).await? {
             Some(seq) => (seq, Seq(seq.0 - 1)),
             None => {
                 let now = log.head();
                 (now, now)
             }
         };
+        let floor = match from {
+            Floor::History(n) => Seq(start.0.saturating_sub(n)),
+            Floor::At(at) => at.min(start),
+        };
         session.state().join(room.clone(), log, floor);
         session.wake();
+        self.persist(session).await?;
         Ok(Reply::Joined { room: room.to_string(), seq: seq.0, online })
     }
 
@@ -238,6 +370,7 @@ impl Hub {
         let (log, _) = session.state().leave(room).ok_or_else(|| not_joined(room))?;
         self.leave_log(session, &log).await?;
         session.wake();
+        self.persist(session).await?;
         Ok(Reply::Left { room: room.to_string() })
     }
 
@@ -316,6 +449,10 @@ impl Hub {
                 tracing::warn!(%error, room = %log.id, "could not publish presence leave");
             }
         }
+        if let Err(error) = self.shared.engine.delete_session(client).await {
+            // It comes back at the next start and expires then: nothing is lost, only delayed.
+            tracing::warn!(%error, "could not forget a removed session in the store");
+        }
         Ok(())
     }
 
@@ -341,10 +478,41 @@ impl Hub {
                 self.shared.stats.expired.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.persist_last_seen(now).await;
         self.shared.logs.lock().expect("logs lock").retain(|_, log| {
             log.idle_since().is_none_or(|since| now.duration_since(since) < IDLE_LOG_EVICTION)
         });
         silent.len()
+    }
+
+    /// Tells a durable engine the latest sign of life of every session that showed one since the
+    /// last time, in one batch, so that after a restart silent clients expire on time and live
+    /// ones do not.
+    async fn persist_last_seen(&self, now: Instant) {
+        if !self.shared.engine.durable() {
+            return;
+        }
+        let wall = wall_ms();
+        let seen: Vec<(ClientId, u64)> = {
+            let sessions = self.shared.sessions.lock().expect("sessions lock");
+            sessions
+                .values()
+                .filter_map(|s| {
+                    let mut state = s.state();
+                    // An open stream is life now; otherwise the last request was.
+                    let last = if state.streams > 0 { now } else { state.last_seen };
+                    (last > state.persisted_seen).then(|| {
+                        state.persisted_seen = last;
+                        (s.id.clone(), wall.saturating_sub(now.duration_since(last).as_millis() as u64))
+                    })
+                })
+                .collect()
+        };
+        if !seen.is_empty()
+            && let Err(error) = self.shared.engine.touch_sessions(&seen).await
+        {
+            tracing::warn!(%error, sessions = seen.len(), "could not record last signs of life");
+        }
     }
 
     /// Runs [`Hub::expire_idle`] forever, four times per heartbeat. Spawn it once per hub.
@@ -401,6 +569,31 @@ fn presence_event() -> EventName {
 fn presence_data(action: &str, online: usize) -> Box<RawValue> {
     let data = serde_json::json!({ "action": action, "online": online }).to_string();
     RawValue::from_string(data).expect("json value is valid JSON")
+}
+
+/// Where a joiner starts reading a room.
+enum Floor {
+    /// This many events before its join (0: at the join).
+    History(u64),
+    /// At this position (a resumed cursor's), if not after the join.
+    At(Seq),
+}
+
+/// Wall-clock time, Unix ms.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Refuses a position after the log's head: no server issued it.
+fn beyond_head(log: &Log, seq: Seq) -> Result<(), Error> {
+    let head = log.head();
+    if seq > head {
+        return Err(Error::new(
+            ErrorCode::BadCursor,
+            format!("the cursor's position {seq} in {} is beyond its last event ({head})", log.id),
+        ));
+    }
+    Ok(())
 }
 
 fn not_joined(room: &RoomName) -> Error {

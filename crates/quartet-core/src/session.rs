@@ -47,6 +47,8 @@ pub(crate) struct SessionState {
     pub(crate) gone: bool,
     /// Bumped by every join and leave, so readers rebuild their list of logs only then.
     pub(crate) membership: u64,
+    /// The `last_seen` the engine was last told of (durable engines keep it across restarts).
+    pub(crate) persisted_seen: Instant,
 }
 
 impl SessionState {
@@ -63,11 +65,18 @@ impl SessionState {
 }
 
 impl Session {
-    /// A new session with a fresh, unguessable id; `rate` and `burst` bound its commands.
-    pub(crate) fn new(user: UserName, inbox: Arc<Log>, inbox_from: Seq, rate: f64, burst: f64) -> Session {
+    /// A session `id` of `user`; `rate` and `burst` bound its commands.
+    pub(crate) fn new(
+        id: ClientId,
+        user: UserName,
+        inbox: Arc<Log>,
+        inbox_from: Seq,
+        rate: f64,
+        burst: f64,
+    ) -> Session {
         let now = Instant::now();
         Session {
-            id: ClientId::from_random(rand::random()),
+            id,
             user,
             inbox,
             wake: Arc::new(Notify::new()),
@@ -79,6 +88,7 @@ impl Session {
                 bucket: TokenBucket::full(now, rate, burst),
                 gone: false,
                 membership: 0,
+                persisted_seen: now,
             }),
             publishing: tokio::sync::Mutex::new(AckMemory::default()),
         }

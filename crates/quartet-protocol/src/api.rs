@@ -23,6 +23,11 @@ pub struct NewClient {
     /// The user name (`guest` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// A cursor of an earlier client (one that expired, or from before a restart): the new
+    /// client rejoins the rooms it names and reads on from its positions, so it gets exactly
+    /// what it missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// What `POST /v1/clients/{client}/commands` answers: one reply per command, in order.

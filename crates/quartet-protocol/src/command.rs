@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorCode};
 use crate::ids::{EventName, RoomName, UserName};
-use crate::limits::{MAX_COMMAND_BYTES, MAX_COMMANDS_PER_REQUEST, MAX_MESSAGE_ID_LEN};
+use crate::limits::{MAX_COMMAND_BYTES, MAX_COMMANDS_PER_REQUEST, MAX_JOIN_HISTORY, MAX_MESSAGE_ID_LEN};
 
 /// Who in a room receives a published event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +38,10 @@ pub enum Command {
     Join {
         /// The room to join.
         room: RoomName,
+        /// How many of the room's past events to deliver before the live ones (capped at
+        /// [`MAX_JOIN_HISTORY`]; 0: none, delivery starts at the join).
+        #[serde(skip_serializing_if = "is_zero")]
+        history: u64,
     },
     /// Stop reading a room; announces presence `leave`.
     Leave {
@@ -74,10 +78,20 @@ pub enum Command {
     Ping,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Command {
     /// `{"type":"join","room":room}`.
     pub fn join(room: &str) -> Result<Command, Error> {
-        Ok(Command::Join { room: RoomName::parse(room)? })
+        Ok(Command::Join { room: RoomName::parse(room)?, history: 0 })
+    }
+
+    /// `{"type":"join","room":room,"history":n}`: the last `n` events first (at most
+    /// [`MAX_JOIN_HISTORY`]).
+    pub fn join_with_history(room: &str, history: u64) -> Result<Command, Error> {
+        Ok(Command::Join { room: RoomName::parse(room)?, history: history.min(MAX_JOIN_HISTORY) })
     }
 
     /// `{"type":"leave","room":room}`.
@@ -139,6 +153,7 @@ pub struct WireCommand {
     data: Option<Box<RawValue>>,
     to: Option<String>,
     id: Option<String>,
+    history: Option<u64>,
 }
 
 fn required<'a>(field: &'a Option<String>, name: &str, kind: &str) -> Result<&'a str, Error> {
@@ -161,7 +176,10 @@ impl WireCommand {
         }
         let data = || self.data.clone().unwrap_or_else(|| RawValue::NULL.to_owned());
         match kind {
-            "join" => Ok(Command::Join { room: RoomName::parse(required(&self.room, "room", kind)?)? }),
+            "join" => Ok(Command::Join {
+                room: RoomName::parse(required(&self.room, "room", kind)?)?,
+                history: self.history.unwrap_or(0).min(MAX_JOIN_HISTORY),
+            }),
             "leave" => Ok(Command::Leave { room: RoomName::parse(required(&self.room, "room", kind)?)? }),
             "publish" => {
                 let room = required(&self.room, "room", kind)?;
@@ -351,6 +369,7 @@ mod tests {
     fn built_commands_parse_back_to_themselves() {
         let commands = [
             Command::join("lobby").unwrap(),
+            Command::join_with_history("lobby", 50).unwrap(),
             Command::leave("lobby").unwrap(),
             Command::publish("lobby", "chat", &json!({"text":"hi"})).unwrap().to(Scope::Others).id("m1"),
             Command::publish("lobby", "gift", &json!({"kind":"rose"})).unwrap().to(Scope::SelfOnly),
@@ -367,6 +386,9 @@ mod tests {
         assert_eq!(json, json!({"type":"publish","room":"r","event":"chat","data":1,"to":"self"}));
         assert_eq!(Command::publish("r", "presence", &1).unwrap_err().code, ErrorCode::Forbidden);
         assert_eq!(Command::join("no spaces").unwrap_err().code, ErrorCode::BadRequest);
+        let capped = one(r#"{"type":"join","room":"r","history":100000}"#).unwrap();
+        assert!(matches!(capped, Command::Join { history: MAX_JOIN_HISTORY, .. }), "{capped:?}");
+        assert!(one(r#"{"type":"join","room":"r","history":-1}"#).is_err());
     }
 
     #[test]

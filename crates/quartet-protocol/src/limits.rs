@@ -26,3 +26,7 @@ pub const MAX_CLIENT_ID_LEN: usize = 64;
 
 /// Longest cursor accepted from a client, in bytes: enough for every room a client may join.
 pub const MAX_CURSOR_LEN: usize = 8 * 1024;
+
+/// Most past events a `join` may ask for (`"history": N`); a larger `N` is capped to it. A
+/// join's history is delivered like any backlog, in batches, so this bounds one join's cost.
+pub const MAX_JOIN_HISTORY: u64 = 200;

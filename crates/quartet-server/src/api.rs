@@ -10,6 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use quartet_core::engine::Health;
 use quartet_protocol::api::{NewClient, Replies};
 use quartet_protocol::limits::MAX_COMMAND_BYTES;
 use quartet_protocol::{ClientId, Error, ErrorCode};
@@ -40,7 +41,7 @@ pub(crate) async fn register(
     let request: NewClient =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     let name = request.name.unwrap_or_else(|| "guest".to_owned());
-    let registration = state.hub.register(&name).await?;
+    let registration = state.hub.register_from(&name, request.cursor.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(registration)).into_response())
 }
 
@@ -74,8 +75,20 @@ pub(crate) async fn room(
     Ok(Json(state.hub.room_info(&room).await?).into_response())
 }
 
-/// `GET /healthz`: 200 while serving.
-pub(crate) async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+/// `GET /healthz`: 200 while the store takes writes, 503 (with the reason) while it does not.
+/// Reads of what is in memory keep working either way; publishes are refused `unavailable`.
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let engine = state.hub.engine();
-    Json(json!({ "status": "ok", "store": engine.name(), "durable": engine.durable() }))
+    let (store, durable) = (engine.name(), engine.durable());
+    let keeps =
+        if durable { "events, rooms and clients survive a restart" } else { "nothing: all is lost at stop" };
+    match engine.health() {
+        Health::Ok => Json(json!({ "status": "ok", "store": store, "durable": durable, "keeps": keeps }))
+            .into_response(),
+        Health::Failing(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "store": store, "durable": durable, "keeps": keeps, "reason": reason })),
+        )
+            .into_response(),
+    }
 }

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use quartet_client::{Client, ClientError, Command, Event, Frame, Options, Reply, Scope, TransportKind};
+use quartet_client::{
+    Client, ClientError, Command, ErrorCode, Event, Frame, Options, Reply, Scope, TransportKind,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -63,7 +65,7 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
                         Err(e) => println!("!! cannot switch: {e}"),
                     },
                     Input::Command(command) => {
-                        if let Command::Join { room: joined } = &command {
+                        if let Command::Join { room: joined, .. } = &command {
                             room = joined.to_string();
                         }
                         match client.command(command).await {
@@ -75,6 +77,15 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
             }
             frames = client.receive() => match frames {
                 Ok(frames) => frames.iter().for_each(show_frame),
+                Err(ClientError::Server { code: ErrorCode::UnknownClient, .. }) => {
+                    // The server forgot this client (it expired, or a memory store restarted):
+                    // carry on as a new client from the cursor, missing nothing.
+                    println!("~~ the server forgot this client; registering again from the cursor…");
+                    if let Err(e) = client.register_again().await {
+                        println!("!! cannot register again: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
                 Err(ClientError::Server { code, message, .. }) => {
                     println!("!! server: {code}: {message}");
                     break;

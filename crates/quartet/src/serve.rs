@@ -1,7 +1,9 @@
 //! `quartet serve`: parse the flags, pick the engine, run the server until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use quartet_core::{Config, Engine, Hub, MemoryEngine};
@@ -13,9 +15,22 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "QUARTET_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Where events are kept: `memory` (nothing survives a restart) or `sqlite:PATH`.
-    #[arg(long, env = "QUARTET_STORE", default_value = "memory")]
+    /// Where events are kept: `sqlite:PATH` (durable: events, rooms and clients survive a
+    /// restart) or `memory` (nothing does).
+    #[arg(long, env = "QUARTET_STORE", default_value = "sqlite:quartet.db")]
     store: String,
+    /// SQLite: most events kept per room or inbox; older ones are dropped (readers get a
+    /// `retention` gap). 0 keeps any number.
+    #[arg(long, env = "QUARTET_RETAIN_EVENTS", default_value_t = quartet_sqlite::DEFAULT_RETAIN_EVENTS)]
+    retain_events: u64,
+    /// SQLite: events older than this are dropped (`30d`, `12h`, `90m`, `45s`; `0` keeps them
+    /// forever).
+    #[arg(long, env = "QUARTET_RETAIN_FOR", default_value = "30d", value_parser = parse_duration)]
+    retain_for: Duration,
+    /// SQLite: `full` syncs every commit to disk (an ack survives a power loss); `normal` leaves
+    /// it to the OS (an ack survives a crash of quartet, not of the machine), for less latency.
+    #[arg(long, env = "QUARTET_SQLITE_SYNC", default_value = "full", value_parser = ["full", "normal"])]
+    sqlite_sync: String,
     /// Redis URL: several `quartet serve` processes with the same Redis form one cluster.
     #[arg(long, env = "QUARTET_REDIS")]
     redis: Option<String>,
@@ -39,10 +54,38 @@ fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
     match args.store.as_str() {
         "memory" => Ok(Arc::new(MemoryEngine::new())),
         other if other.starts_with("sqlite:") => {
-            bail!("--store {other}: the SQLite store is not built yet; use --store memory")
+            let path = Path::new(&other["sqlite:".len()..]);
+            anyhow::ensure!(!path.as_os_str().is_empty(), "--store sqlite:PATH needs a file path");
+            let options = quartet_sqlite::Options {
+                retain_events: (args.retain_events > 0).then_some(args.retain_events),
+                retain_for: (!args.retain_for.is_zero()).then_some(args.retain_for),
+                sync: if args.sqlite_sync == "normal" {
+                    quartet_sqlite::Sync::Normal
+                } else {
+                    quartet_sqlite::Sync::Full
+                },
+            };
+            let engine = quartet_sqlite::SqliteEngine::open(path, options).map_err(anyhow::Error::msg)?;
+            Ok(Arc::new(engine))
         }
         other => bail!("--store {other:?}: expected `memory` or `sqlite:PATH`"),
     }
+}
+
+/// `30d`, `12h`, `90m`, `45s` or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 =
+        number.parse().map_err(|_| format!("{text:?}: expected a number and d, h, m or s, like 30d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be d, h, m or s")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(seconds)))
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -60,10 +103,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config =
         Config { command_rate: args.rate_limit, command_burst: args.rate_limit * 2.0, ..Config::default() };
     let hub = Hub::new(engine.clone(), config);
+    let restored = hub.restore().await.context("cannot read the sessions kept in the store")?;
     let addr = listener.local_addr()?;
     println!("quartet listening on http://{addr}");
     if engine.durable() {
-        println!("store: {} (durable)", engine.name());
+        println!("store: {} {} (durable; {restored} client sessions restored)", engine.name(), &args.store);
     } else {
         println!(
             "store: {}: NOTHING IS KEPT — events, rooms and clients are lost when the server stops",
@@ -94,5 +138,21 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("7 weeks").is_err());
+        assert!(parse_duration("d").is_err());
     }
 }

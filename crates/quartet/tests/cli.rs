@@ -1,5 +1,5 @@
 //! The `quartet` binary end to end: `serve` on an ephemeral port, two `quartet chat` processes on
-//! different transports talking through it, and flags of unbuilt engines being refused.
+//! different transports talking through it, and flags of unbuilt features being refused.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -84,11 +84,15 @@ fn two_chats_talk_through_a_server() {
     expect_line(&alice_out, "bob left");
 }
 
-/// Flags for engines that do not exist yet fail loudly rather than being ignored.
+/// Flags for features that do not exist yet fail loudly rather than being ignored.
 #[test]
-fn unbuilt_stores_are_refused() {
-    for args in [&["--store", "sqlite:x.db"][..], &["--redis", "redis://127.0.0.1"][..]] {
-        let output = Command::new(BIN).args(args).args(["--addr", "127.0.0.1:0"]).output().unwrap();
+fn unbuilt_features_are_refused() {
+    for args in [&["--redis", "redis://127.0.0.1"][..], &["--auth-secret", "s3cret"][..]] {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--addr", "127.0.0.1:0", "--store", "memory"])
+            .output()
+            .unwrap();
         assert!(!output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"), "{args:?}");
     }

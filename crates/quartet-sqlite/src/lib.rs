@@ -1,0 +1,355 @@
+//! # quartet-sqlite: the embedded durable store
+//!
+//! One SQLite file holds every room log and inbox, the seq of each log, the client sessions
+//! (user, rooms and their floors, last sign of life) and the acks of recent message ids. It is
+//! quartet's default store (`--store sqlite:quartet.db`): nothing to install, and an ack means
+//! the event is committed, so a crash (even `kill -9`) right after it loses nothing.
+//!
+//! - Writes go to one thread that owns the writing connection and commits in groups
+//!   ([`writer`]): many publishes, one commit. The file is in WAL mode, so readers never wait
+//!   for the writer.
+//! - Reads older than the hub's in-memory rings ([`Engine::read`]) go to a small pool of
+//!   read-only connections, on tokio's blocking threads: the runtime is never blocked on disk.
+//! - The epoch is made once, when the file is created, and kept: cursors survive restarts.
+//!
+//! Durability: the WAL is synced at every commit with `synchronous=FULL` (survives power loss)
+//! or left to the OS with `NORMAL` (survives a crash of quartet, not of the machine); see
+//! [`Sync`]. The default is `FULL`.
+
+mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quartet_core::engine::{BoxFuture, Health, History, SessionRecord};
+use quartet_core::entry::{Draft, Entry};
+use quartet_core::{Engine, limits::REMEMBERED_MESSAGE_IDS};
+use quartet_protocol::{ClientId, Epoch, Error, EventName, LogId, RoomName, Scope, Seq, UserName};
+use rusqlite::{Connection, OpenFlags, params};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use crate::writer::{Op, Retention, Row, State, unavailable};
+
+/// Read-only connections kept open for reads older than the rings.
+const READ_CONNECTIONS: usize = 2;
+
+/// How long a connection waits for a lock before failing (only checkpoints contend in WAL).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// When the WAL is synced to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sync {
+    /// At every commit: an ack survives a power loss. One fsync per group of writes.
+    #[default]
+    Full,
+    /// Left to the OS: an ack survives a crash of quartet, not a crash of the machine.
+    Normal,
+}
+
+/// How the store is opened.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Keep at most this many events per log (older ones are dropped; readers get a `retention`
+    /// gap). `None`: no count limit.
+    pub retain_events: Option<u64>,
+    /// Drop events older than this. `None`: no age limit.
+    pub retain_for: Option<Duration>,
+    /// When the WAL is synced.
+    pub sync: Sync,
+}
+
+/// Defaults: a million events per log, 30 days, synced at every commit.
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            retain_events: Some(DEFAULT_RETAIN_EVENTS),
+            retain_for: Some(DEFAULT_RETAIN_FOR),
+            sync: Sync::Full,
+        }
+    }
+}
+
+/// Events kept per log by default: a busy room's month, within a few hundred MB.
+pub const DEFAULT_RETAIN_EVENTS: u64 = 1_000_000;
+
+/// Age past which events are dropped by default.
+pub const DEFAULT_RETAIN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// See the crate doc.
+pub struct SqliteEngine {
+    path: PathBuf,
+    epoch: Epoch,
+    writes: Mutex<Sender<Op>>,
+    state: Arc<State>,
+    reads: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl SqliteEngine {
+    /// Opens (creating if needed) the store at `path` and starts its writer thread.
+    pub fn open(path: &Path, options: Options) -> Result<SqliteEngine, String> {
+        let conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+        let sync = match options.sync {
+            Sync::Full => "FULL",
+            Sync::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};"))
+            .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
+        let epoch = Epoch(schema::prepare(&conn)?);
+        let mut reads = Vec::with_capacity(READ_CONNECTIONS);
+        for _ in 0..READ_CONNECTIONS {
+            reads.push(open_reader(path)?);
+        }
+        let state = Arc::new(State {
+            health: Mutex::new(Health::Ok),
+            commits: Default::default(),
+            committed_writes: Default::default(),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let retention = Retention { events: options.retain_events, age: options.retain_for };
+        let thread_state = state.clone();
+        std::thread::Builder::new()
+            .name("quartet-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx, thread_state, retention))
+            .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+        Ok(SqliteEngine {
+            path: path.to_owned(),
+            epoch,
+            writes: Mutex::new(tx),
+            state,
+            reads: Arc::new(Mutex::new(reads)),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Commits so far and the writes they carried (their ratio is the mean group size).
+    pub fn commit_stats(&self) -> (u64, u64) {
+        (self.state.commits.load(Ordering::Relaxed), self.state.committed_writes.load(Ordering::Relaxed))
+    }
+
+    /// Sends a write to the writer thread and waits for its commit.
+    async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Op) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .lock()
+            .expect("writer sender lock")
+            .send(op(reply))
+            .map_err(|_| unavailable("the writer thread stopped"))?;
+        answer.await.map_err(|_| unavailable("the writer thread stopped"))?
+    }
+
+    /// Runs `read` on a read-only connection, on a blocking thread.
+    async fn read_with<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let (pool, path) = (self.reads.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().expect("read pool lock").pop();
+            let conn = match conn {
+                Some(conn) => conn,
+                None => open_reader(&path).map_err(unavailable)?,
+            };
+            let result = read(&conn).map_err(|e| unavailable(format!("read failed: {e}")));
+            let mut pool = pool.lock().expect("read pool lock");
+            if pool.len() < READ_CONNECTIONS {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| format!("cannot open {} for reading: {e}", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+fn scope_code(scope: Scope) -> i64 {
+    match scope {
+        Scope::Room => 0,
+        Scope::Others => 1,
+        Scope::SelfOnly => 2,
+    }
+}
+
+fn scope_of(code: i64) -> Scope {
+    match code {
+        1 => Scope::Others,
+        2 => Scope::SelfOnly,
+        _ => Scope::Room,
+    }
+}
+
+/// The columns of one stored event, as read.
+type StoredRow = (i64, String, String, String, i64, String, i64);
+
+/// An entry rebuilt from its row; `None` if the row is not one quartet wrote.
+fn entry_of(log: &LogId, (seq, event, from, client, scope, data, ts): StoredRow) -> Option<Arc<Entry>> {
+    let from = if from.is_empty() { Some(UserName::nobody()) } else { UserName::parse(&from).ok() };
+    let client = if client.is_empty() { Some(ClientId::nobody()) } else { ClientId::from_wire(&client).ok() };
+    let draft = Draft {
+        log: log.clone(),
+        event: EventName::parse(&event).ok()?,
+        from: from?,
+        from_client: client?,
+        scope: scope_of(scope),
+        data: RawValue::from_string(data).ok()?,
+        ts: ts.max(0) as u64,
+        id: None,
+    };
+    Some(Entry::new(Seq(seq.max(0) as u64), draft))
+}
+
+impl Engine for SqliteEngine {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn health(&self) -> Health {
+        self.state.health.lock().expect("health lock").clone()
+    }
+
+    fn append<'a>(&'a self, draft: &'a Draft) -> BoxFuture<'a, Result<Seq, Error>> {
+        let row = Row {
+            log: draft.log.to_string(),
+            event: draft.event.to_string(),
+            from_user: draft.from.to_string(),
+            from_client: draft.from_client.to_string(),
+            scope: scope_code(draft.scope),
+            data: draft.data.get().to_owned(),
+            ts: draft.ts as i64,
+            msg_id: draft.id.clone(),
+        };
+        Box::pin(async move { self.write(|reply| Op::Append(row, reply)).await.map(Seq) })
+    }
+
+    fn head<'a>(&'a self, log: &'a LogId) -> BoxFuture<'a, Result<Seq, Error>> {
+        let log = log.to_string();
+        Box::pin(async move { self.write(|reply| Op::Head(log, reply)).await.map(Seq) })
+    }
+
+    fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>> {
+        let log = log.clone();
+        Box::pin(async move {
+            let entries = self
+                .read_with(move |conn| {
+                    let mut select = conn.prepare_cached(
+                        "SELECT seq, event, from_user, from_client, scope, data, ts FROM events
+                         WHERE log = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                    )?;
+                    let name = log.to_string();
+                    let rows = select.query_map(params![name, after.0 as i64, limit as i64], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, String>(5)?,
+                            row.get::<_, i64>(6)?,
+                        ))
+                    })?;
+                    let mut entries = Vec::new();
+                    for row in rows {
+                        let row = row?;
+                        let seq = row.0;
+                        match entry_of(&log, row) {
+                            Some(entry) => entries.push(entry),
+                            None => {
+                                tracing::warn!(log = %log, seq, "skipping a stored event quartet cannot read")
+                            }
+                        }
+                    }
+                    Ok(entries)
+                })
+                .await?;
+            Ok(History::Events(entries))
+        })
+    }
+
+    fn save_session<'a>(&'a self, session: &'a SessionRecord) -> BoxFuture<'a, Result<(), Error>> {
+        let session = session.clone();
+        Box::pin(async move { self.write(|reply| Op::SaveSession(session, reply)).await })
+    }
+
+    fn delete_session<'a>(&'a self, client: &'a ClientId) -> BoxFuture<'a, Result<(), Error>> {
+        let client = client.to_string();
+        Box::pin(async move { self.write(|reply| Op::DeleteSession(client, reply)).await })
+    }
+
+    fn touch_sessions<'a>(&'a self, seen: &'a [(ClientId, u64)]) -> BoxFuture<'a, Result<(), Error>> {
+        let seen = seen.iter().map(|(c, at)| (c.to_string(), *at)).collect();
+        Box::pin(async move { self.write(|reply| Op::Touch(seen, reply)).await })
+    }
+
+    fn load_sessions(&self) -> BoxFuture<'_, Result<Vec<SessionRecord>, Error>> {
+        Box::pin(self.read_with(load_sessions))
+    }
+}
+
+/// Every kept session with its rooms and its latest acks.
+fn load_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, rusqlite::Error> {
+    let mut sessions = Vec::new();
+    let mut select = conn.prepare("SELECT client, user, inbox_from, last_seen FROM sessions")?;
+    let rows = select.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+    })?;
+    let mut rooms = conn.prepare("SELECT room, floor FROM memberships WHERE client = ?1")?;
+    for row in rows {
+        let (client, user, inbox_from, last_seen) = row?;
+        let (Ok(id), Ok(user)) = (ClientId::from_wire(&client), UserName::parse(&user)) else {
+            tracing::warn!(client, "skipping a stored session quartet cannot read");
+            continue;
+        };
+        let rooms = rooms
+            .query_map([&client], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .filter_map(Result::ok)
+            .filter_map(|(room, floor)| Some((RoomName::parse(&room).ok()?, Seq(floor.max(0) as u64))))
+            .collect();
+        let mut acks: Vec<(String, LogId, Seq)> = conn
+            .prepare_cached("SELECT msg_id, log, seq FROM acks WHERE client = ?1")?
+            .query_map([&client], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })?
+            .filter_map(Result::ok)
+            .filter_map(|(id, log, seq)| Some((id, LogId::parse(&log).ok()?, Seq(seq.max(0) as u64))))
+            .collect();
+        // Oldest first, by seq within each log; keep what the hub remembers.
+        acks.sort_by_key(|(_, _, seq)| *seq);
+        if acks.len() > REMEMBERED_MESSAGE_IDS {
+            acks.drain(..acks.len() - REMEMBERED_MESSAGE_IDS);
+        }
+        sessions.push(SessionRecord {
+            client: id,
+            user,
+            inbox_from: Seq(inbox_from.max(0) as u64),
+            rooms,
+            last_seen_ms: last_seen.max(0) as u64,
+            acks,
+        });
+    }
+    Ok(sessions)
+}
