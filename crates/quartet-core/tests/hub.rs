@@ -288,3 +288,67 @@ async fn crowded_rooms_announce_counts_not_each_join() {
     tokio::time::sleep(hub.config().presence_interval * 3).await;
     assert!(presence(&drain(&mut reader).await).is_empty());
 }
+
+/// `join` with `history` delivers the room's last events before the live ones, in seq order.
+#[tokio::test]
+async fn join_with_history_delivers_the_last_events_first() {
+    let hub = hub();
+    let (alice, _) = client(&hub, "alice").await;
+    run(&hub, &alice, json!({"type":"join","room":"r"})).await;
+    for i in 0..10 {
+        run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":i.to_string()})).await;
+    }
+    let (bob, b_cur) = client(&hub, "bob").await;
+    let mut reader = hub.reader(&bob, Some(&b_cur)).unwrap();
+    let joined = run(&hub, &bob, json!({"type":"join","room":"r","history":4})).await;
+    assert_eq!(joined["type"], "joined");
+    run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"live"})).await;
+    let events = drain(&mut reader).await;
+    assert_eq!(chat(&events), ["6", "7", "8", "9", "live"]);
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "contiguous: {seqs:?}");
+    // Without history, a joiner starts at its own join.
+    let (carol, c_cur) = client(&hub, "carol").await;
+    let mut reader = hub.reader(&carol, Some(&c_cur)).unwrap();
+    run(&hub, &carol, json!({"type":"join","room":"r"})).await;
+    assert!(chat(&drain(&mut reader).await).is_empty());
+}
+
+/// A new client registered with an expired client's cursor rejoins its rooms and gets exactly
+/// what was missed; a cursor position no server issued is refused `bad_cursor`.
+#[tokio::test]
+async fn registering_from_a_cursor_carries_on_where_it_stopped() {
+    let hub = hub();
+    let (alice, cur) = client(&hub, "alice").await;
+    let (bob, _) = client(&hub, "bob").await;
+    run(&hub, &alice, json!({"type":"join","room":"r"})).await;
+    run(&hub, &bob, json!({"type":"join","room":"r"})).await;
+    run(&hub, &bob, json!({"type":"publish","room":"r","event":"chat","data":"seen"})).await;
+    let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
+    let seen = drain(&mut reader).await;
+    let stopped = seen.last().unwrap()["cursor"].as_str().unwrap().to_owned();
+    drop(reader);
+    hub.remove(&alice).await.unwrap();
+    for text in ["missed-1", "missed-2"] {
+        run(&hub, &bob, json!({"type":"publish","room":"r","event":"chat","data":text})).await;
+    }
+    let again = hub.register_from("alice", Some(&stopped)).await.unwrap();
+    let id = ClientId::from_wire(&again.client).unwrap();
+    let events = drain(&mut hub.reader(&id, Some(&again.cursor)).unwrap()).await;
+    assert_eq!(chat(&events), ["missed-1", "missed-2"]);
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["from"].as_str()),
+        (Some("presence"), Some("alice")),
+        "then her rejoin"
+    );
+    assert_eq!(hub.room_info("r").await.unwrap().online, 2);
+
+    // A position beyond the room's last event: not a cursor this server issued.
+    let mut forged = quartet_protocol::Cursor::decode(&stopped).unwrap();
+    for seq in forged.positions.values_mut() {
+        seq.0 += 1000;
+    }
+    let refused = hub.register_from("mallory", Some(&forged.encode())).await.unwrap_err();
+    assert_eq!(refused.code.as_str(), "bad_cursor", "{refused}");
+}

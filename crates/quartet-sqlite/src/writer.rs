@@ -84,8 +84,15 @@ enum Done {
 /// The writer thread's loop; returns when every sender is gone.
 pub(crate) fn run(mut conn: Connection, ops: Receiver<Op>, state: Arc<State>, retention: Retention) {
     let mut heads: HashMap<String, u64> = HashMap::new();
-    let mut last_retention = Instant::now();
+    // Retention runs at start too: a store reopened with a tighter rule applies it at once.
+    let mut last_retention = Instant::now().checked_sub(RETENTION_EVERY).unwrap_or_else(Instant::now);
     loop {
+        if last_retention.elapsed() >= RETENTION_EVERY {
+            last_retention = Instant::now();
+            if let Err(error) = retain(&conn, retention) {
+                tracing::warn!(%error, "retention failed; will try again");
+            }
+        }
         let failing = !matches!(*state.health.lock().expect("health lock"), Health::Ok);
         let wait = if failing { PROBE_EVERY } else { RETENTION_EVERY };
         let mut group = Vec::new();
@@ -106,12 +113,6 @@ pub(crate) fn run(mut conn: Connection, ops: Receiver<Op>, state: Arc<State>, re
             }
         } else {
             commit(&mut conn, &mut heads, group, &state);
-        }
-        if last_retention.elapsed() >= RETENTION_EVERY {
-            last_retention = Instant::now();
-            if let Err(error) = retain(&conn, retention) {
-                tracing::warn!(%error, "retention failed; will try again");
-            }
         }
     }
 }

@@ -31,9 +31,14 @@ impl Drop for Server {
 }
 
 pub async fn start(config: Config) -> Server {
+    start_on(Arc::new(MemoryEngine::new()), config).await
+}
+
+/// A server over `engine`.
+pub async fn start_on(engine: Arc<dyn quartet_core::Engine>, config: Config) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let hub = Hub::new(Arc::new(MemoryEngine::new()), config);
+    let hub = Hub::new(engine, config);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(quartet_server::serve(listener, hub, async move {
         let _ = stopped.await;

@@ -1,0 +1,146 @@
+//! The SQLite engine on its own: group commit, what survives reopening the file, history reads,
+//! kept sessions and acks, and retention reported to readers as a gap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use quartet_core::engine::SessionRecord;
+use quartet_core::entry::Draft;
+use quartet_core::testing::read_now;
+use quartet_core::{Config, Engine, History, Hub};
+use quartet_protocol::{ClientId, EventName, Frame, GapReason, LogId, RoomName, Scope, Seq, UserName};
+use quartet_sqlite::{Options, SqliteEngine};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+fn file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quartet-sqlite-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("test.db")
+}
+
+fn room(name: &str) -> LogId {
+    LogId::Room(RoomName::parse(name).unwrap())
+}
+
+fn draft(log: &LogId, text: &str) -> Draft {
+    let data = RawValue::from_string(json!({ "text": text }).to_string()).unwrap();
+    Draft::now(
+        log.clone(),
+        EventName::parse("chat").unwrap(),
+        UserName::parse("alice").unwrap(),
+        ClientId::from_random([1; 16]),
+        Scope::Room,
+        data,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_committed_in_groups_with_contiguous_seqs() {
+    let engine = SqliteEngine::open(&file("group"), Options::default()).unwrap();
+    let logs = [room("a"), room("b"), room("c")];
+    let drafts: Vec<Draft> = (0..300).map(|i| draft(&logs[i % 3], &i.to_string())).collect();
+    let seqs = futures_util::future::join_all(drafts.iter().map(|d| engine.append(d))).await;
+    for (i, log) in logs.iter().enumerate() {
+        let mut mine: Vec<u64> = seqs.iter().skip(i).step_by(3).map(|s| s.as_ref().unwrap().0).collect();
+        mine.sort_unstable();
+        assert_eq!(mine, (1..=100).collect::<Vec<_>>(), "{log}");
+    }
+    let (commits, writes) = engine.commit_stats();
+    assert_eq!(writes, 300);
+    assert!(commits <= 10, "300 concurrent appends took {commits} commits: no group commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_file_keeps_epoch_seqs_events_sessions_and_acks() {
+    let path = file("reopen");
+    let lobby = room("lobby");
+    let session = SessionRecord {
+        client: ClientId::from_random([9; 16]),
+        user: UserName::parse("alice").unwrap(),
+        inbox_from: Seq(3),
+        rooms: vec![(RoomName::parse("lobby").unwrap(), Seq(1))],
+        last_seen_ms: 1_764_150_000_000,
+        acks: Vec::new(),
+    };
+    let epoch = {
+        let engine = SqliteEngine::open(&path, Options::default()).unwrap();
+        engine.save_session(&session).await.unwrap();
+        for i in 0..5 {
+            let mut d = draft(&lobby, &format!("m{i}"));
+            d.from_client = session.client.clone();
+            d.id = Some(format!("id{i}"));
+            assert_eq!(engine.append(&d).await.unwrap(), Seq(i + 1));
+        }
+        engine.epoch()
+    };
+    let engine = SqliteEngine::open(&path, Options::default()).unwrap();
+    assert_eq!(engine.epoch(), epoch, "cursors outlive the restart");
+    assert_eq!(engine.head(&lobby).await.unwrap(), Seq(5));
+    assert_eq!(engine.append(&draft(&lobby, "after")).await.unwrap(), Seq(6), "seqs continue");
+    let History::Events(events) = engine.read(&lobby, Seq(2), 10).await.unwrap() else {
+        panic!("sqlite keeps history")
+    };
+    let texts: Vec<String> = events
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(e.draft.data.get()).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["m2", "m3", "m4", "after"]);
+    assert_eq!(events.iter().map(|e| e.seq.0).collect::<Vec<_>>(), [3, 4, 5, 6]);
+    let loaded = engine.load_sessions().await.unwrap();
+    assert_eq!(loaded.len(), 1);
+    let acks: Vec<(String, u64)> = loaded[0].acks.iter().map(|(id, _, seq)| (id.clone(), seq.0)).collect();
+    assert_eq!(acks, (0..5).map(|i| (format!("id{i}"), i + 1)).collect::<Vec<_>>());
+    assert_eq!(SessionRecord { acks: Vec::new(), ..loaded[0].clone() }, session);
+    engine.delete_session(&session.client).await.unwrap();
+    assert!(engine.load_sessions().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_retention_dropped_reaches_a_reader_as_a_retention_gap() {
+    let path = file("retention");
+    let lobby = room("lobby");
+    {
+        let engine = SqliteEngine::open(&path, Options::default()).unwrap();
+        for i in 0..20 {
+            engine.append(&draft(&lobby, &format!("m{i}"))).await.unwrap();
+        }
+    }
+    // Reopened keeping 5 events per log: retention runs at start.
+    let options = Options { retain_events: Some(5), ..Options::default() };
+    let engine: Arc<dyn Engine> = Arc::new(SqliteEngine::open(&path, options).unwrap());
+    let mut waited = 0;
+    while !matches!(engine.read(&lobby, Seq(0), 1).await.unwrap(), History::Events(e) if e[0].seq == Seq(16))
+    {
+        waited += 1;
+        assert!(waited < 100, "retention did not run at start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A client whose cursor is at seq 2 of the room: a gap for 3..=15, then 16..=20.
+    let hub = Hub::new(engine.clone(), Config::default());
+    let reg = hub.register("bob").await.unwrap();
+    let bob = ClientId::from_wire(&reg.client).unwrap();
+    let mut cursor = quartet_protocol::Cursor::decode(&reg.cursor).unwrap();
+    cursor.positions.insert(lobby.clone(), Seq(2));
+    let again = hub.register_from("bob", Some(&cursor.encode())).await.unwrap();
+    hub.remove(&bob).await.unwrap();
+    let bob = ClientId::from_wire(&again.client).unwrap();
+    let mut reader = hub.reader(&bob, Some(&again.cursor)).unwrap();
+    let frames: Vec<Frame> = read_now(&mut reader)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| serde_json::from_slice(&o.json).unwrap())
+        .collect();
+    let gap = frames[0].as_gap().unwrap_or_else(|| panic!("no gap first: {frames:#?}"));
+    assert_eq!((gap.reason, gap.missed_from, gap.missed_to), (GapReason::Retention, Some(3), Some(15)));
+    let chats: Vec<u64> =
+        frames.iter().filter_map(Frame::as_event).filter(|e| e.event == "chat").map(|e| e.seq).collect();
+    assert_eq!(chats, [16, 17, 18, 19, 20]);
+}
