@@ -35,12 +35,15 @@ export async function fetchJson(url, init = {}) {
   return { body, bytes };
 }
 
-/** POST /v1/clients: a new client for user `name`. */
-export async function register(name) {
+/**
+ * POST /v1/clients: a new client for user `name`. With the `cursor` of a client the server
+ * forgot, the new one rejoins its rooms and reads on from there: nothing missed.
+ */
+export async function register(name, cursor) {
   const { body } = await fetchJson('/v1/clients', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name }),
+    body: JSON.stringify(cursor ? { name, cursor } : { name }),
   });
   return body; // { client, name, cursor, heartbeat_ms, timeout_ms }
 }

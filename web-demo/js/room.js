@@ -8,6 +8,9 @@ import { $, GIFTS, describeError, el, guestName, toast } from './ui.js';
 
 const MAX_MESSAGES = 300;
 
+/** Past events asked for when entering a room: the last messages and the gifts' tally. */
+const HISTORY = 100;
+
 const state = {
   session: null, // { client, name, cursor, heartbeat_ms }
   transportName: 'ws',
@@ -18,6 +21,7 @@ const state = {
   tally: {},
   seen: new Set(),
   counter: 0,
+  joinedAt: 0, // ms: events older than this came as history (no gift animation for them)
 };
 
 /** Links can preset the view: `/?room=quiz&transport=sse&name=ann#room`. */
@@ -44,10 +48,13 @@ export async function initRoom() {
   window.addEventListener('pagehide', () => state.session && unregister(state.session.client));
 }
 
-/** Registers, opens the transport from the registration cursor, joins the room. */
-async function connect(name) {
+/**
+ * Registers (from `cursor`, when carrying on after the server forgot us), opens the transport
+ * from the registration's cursor, joins the room.
+ */
+async function connect(name, cursor) {
   try {
-    state.session = await register(name);
+    state.session = await register(name, cursor);
   } catch (error) {
     toast(error instanceof ApiError ? describeError(error) : 'The server is unreachable.');
     setConn('offline');
@@ -93,7 +100,8 @@ async function command(payload) {
 }
 
 async function join(room) {
-  const reply = await command({ type: 'join', room });
+  state.joinedAt = Date.now();
+  const reply = await command({ type: 'join', room, history: HISTORY });
   if (reply?.type === 'joined') setOnline(reply.online);
 }
 
@@ -115,9 +123,10 @@ async function recover(error) {
     toast(describeError(error));
     return;
   }
-  toast('The server forgot this session; joining again.', 'info');
+  toast('The server forgot this session; carrying on from where we were.', 'info');
+  const cursor = state.transport?.cursor;
   state.transport = null;
-  await connect($('#name').value.trim() || guestName());
+  await connect($('#name').value.trim() || guestName(), cursor);
 }
 
 async function rename(name) {
@@ -164,7 +173,11 @@ function gift(kind) {
 function render(frames) {
   for (const frame of frames) {
     if (frame.type === 'gap') {
-      const what = frame.reason === 'reset' ? 'the server restarted; earlier messages are gone' : `missed ${frame.missed_to - frame.missed_from + 1} older events`;
+      // A new store lifetime numbers its events anew: what was seen of this log says nothing now.
+      if (frame.reason === 'reset') for (const key of [...state.seen]) if (key.startsWith(`${frame.room}#`)) state.seen.delete(key);
+      const what = frame.reason === 'reset'
+        ? 'the server restarted without keeping anything; earlier messages are gone'
+        : `missed ${frame.missed_to - frame.missed_from + 1} older events (${frame.reason})`;
       notice(`Gap in ${frame.room}: ${what}.`, 'gap');
       continue;
     }
@@ -187,7 +200,7 @@ function render(frames) {
       const kind = frame.data?.kind;
       state.tally[kind] = (state.tally[kind] ?? 0) + 1;
       renderTally();
-      burst(GIFTS[kind] ?? '🎁');
+      if (frame.ts >= state.joinedAt) burst(GIFTS[kind] ?? '🎁');
       line({ ...meta, kind: 'gift' }, el('b', {}, frame.from), ` sent ${GIFTS[kind] ?? kind}`);
     } else if (inbox) {
       line({ ...meta, kind: 'dm-in' }, el('b', {}, `${frame.from} → you`), ` ${text(frame.data)}`);

@@ -102,6 +102,24 @@ describe('room view', () => {
     await star.context().close();
   });
 
+  test('entering a room shows its last messages and its gift tally', async () => {
+    const room = freshRoom('history');
+    const host = await openPage(browser, `${server.url}/?room=${room}&transport=ws&name=host`, errors);
+    await connected(host);
+    await say(host, 'said before you came');
+    await host.click('#gifts button[data-gift=rose]');
+    await host.click('#gifts button[data-gift=rose]');
+    await host.locator('#tally [data-gift=rose]', { hasText: '2' }).waitFor();
+    const late = await openPage(browser, `${server.url}/?room=${room}&transport=long-poll&name=late`, errors);
+    await connected(late);
+    await chatLine(late, 'said before you came').waitFor();
+    await late.locator('#tally [data-gift=rose]', { hasText: '2' }).waitFor();
+    await late.locator('#messages li.presence', { hasText: 'late joined' }).waitFor();
+    assert.equal(await late.locator('#messages li.dup').count(), 0);
+    await host.context().close();
+    await late.context().close();
+  });
+
   test('"others", "myself" and direct messages reach exactly who they should', async () => {
     const room = freshRoom('scopes');
     const ann = await openPage(browser, `${server.url}/?room=${room}&transport=ws&name=ann`, errors);
@@ -159,6 +177,8 @@ describe('compare view', () => {
       await page.locator(`.pane[data-transport=${transport}][data-state=connected]`).waitFor({ timeout: 15000 });
     }
     await page.fill('#cmp-interval', '500');
+    // The stats are drawn on a timer: wait for the first count before reading it.
+    await page.waitForFunction(() => /^\d+$/.test(document.querySelector('.pane[data-transport=short-poll] [data-stat=requests]')?.textContent ?? ''));
     const requestsBefore = +(await page.locator('.pane[data-transport=short-poll] [data-stat=requests]').textContent());
     for (const text of ['first message', 'second message', 'third message']) {
       await page.fill('#cmp-text', text);

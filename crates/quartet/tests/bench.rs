@@ -9,7 +9,7 @@ fn tiny_bench_reports_every_transport_complete() {
     let out = std::env::temp_dir().join(format!("quartet-bench-test-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_quartet"))
         .args(["bench", "--sizes", "3", "--seconds", "0.5", "--idle", "10", "--poll-interval-ms", "100"])
-        .args(["--saturation", "60", "--saturation-subscribers", "3"])
+        .args(["--saturation", "60", "--saturation-subscribers", "3", "--store-publishers", "1,4"])
         .arg("--out")
         .arg(&out)
         .status()
@@ -49,6 +49,18 @@ fn tiny_bench_reports_every_transport_complete() {
     let floor = &json["floor"];
     for key in ["us_per_message_one_per_write", "us_per_message_ten_per_write"] {
         assert!(floor[key].as_f64().unwrap() > 0.0, "{key} in {floor}");
+    }
+    // Every store acked publishes from every publisher count, and delivered every message.
+    let acked = json["stores"]["acked"].as_array().unwrap();
+    let rows: Vec<(&str, u64)> =
+        acked.iter().map(|r| (r["store"].as_str().unwrap(), r["publishers"].as_u64().unwrap())).collect();
+    assert_eq!(rows, [("memory", 1), ("memory", 4), ("sqlite", 1), ("sqlite", 4)]);
+    for row in acked {
+        assert!(row["acked"].as_u64().unwrap() >= row["publishers"].as_u64().unwrap(), "{row}");
+    }
+    for run in json["stores"]["delivery"].as_array().unwrap() {
+        assert_eq!(run["delivered"], run["expected_deliveries"], "{run}");
+        assert!(run["delivered"].as_u64().unwrap() > 0, "{run}");
     }
     let idle = json["idle"].as_array().unwrap();
     assert_eq!(idle.len(), 4);

@@ -30,6 +30,8 @@ pub(crate) static SUBSCRIBER_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 /// How one run is shaped.
 pub(crate) struct Shape {
+    /// The server's `--store`.
+    pub(crate) store: String,
     pub(crate) transport: TransportKind,
     pub(crate) subscribers: usize,
     pub(crate) rate: f64,
@@ -133,7 +135,7 @@ async fn fill_room(
     Ok(Room { readers })
 }
 
-fn percentiles(h: &Histogram<u64>) -> Latency {
+pub(crate) fn percentiles(h: &Histogram<u64>) -> Latency {
     if h.is_empty() {
         return Latency::default();
     }
@@ -145,7 +147,7 @@ fn percentiles(h: &Histogram<u64>) -> Latency {
     }
 }
 
-fn self_cpu_us() -> Option<u64> {
+pub(crate) fn self_cpu_us() -> Option<u64> {
     process_cpu_us(std::process::id())
 }
 
@@ -170,7 +172,7 @@ async fn send_at(when: Instant) {
 
 /// One run: a fresh server, `subscribers` in a room, `rate` messages/s for `seconds`.
 pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progress) -> anyhow::Result<Run> {
-    let server = ServerUnderTest::start()?;
+    let server = ServerUnderTest::start_with(&shape.store)?;
     let url = server.url.clone();
     let room = "bench";
     let messages = ((shape.rate * shape.seconds).round() as u64).max(1);

@@ -11,6 +11,7 @@ mod floor;
 mod load;
 mod report;
 mod server;
+mod store;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -66,6 +67,13 @@ pub(crate) struct BenchArgs {
     /// Room size of the saturation runs.
     #[arg(long, default_value_t = 1000)]
     saturation_subscribers: usize,
+    /// Stores to compare (acked publishes/s with 1 and 100 publishers, publish→delivery):
+    /// `memory`, `sqlite`; empty skips them (do that with a `--server-exe` older than them).
+    #[arg(long, value_delimiter = ',', default_value = "memory,sqlite")]
+    stores: Vec<String>,
+    /// Publisher counts of the store runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,100")]
+    store_publishers: Vec<usize>,
     /// Measure the server of another quartet executable (same load generator), e.g. an older
     /// build, for before/after comparisons.
     #[arg(long, value_name = "PATH")]
@@ -178,6 +186,11 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         * (sizes.iter().map(|&n| unit(n)).sum::<f64>()
             + if idle_n > 0 { 5.0 + idle_n as f64 / 2000.0 } else { 0.0 })
         + args.transports.iter().filter(|&&k| saturated(k)).count() as f64 * saturation_unit;
+    let stores: Vec<String> = args.stores.iter().filter(|s| !s.is_empty()).cloned().collect();
+    let store_unit = |publishers: usize| seconds + publishers as f64 / 500.0 + 1.0;
+    let total = total
+        + stores.len() as f64
+            * (args.store_publishers.iter().map(|&p| store_unit(p)).sum::<f64>() + store_unit(1));
     let progress = Progress::new(total);
     let started = Instant::now();
     let mut runs = Vec::new();
@@ -187,8 +200,14 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         for &n in &sizes {
             let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
             progress.begin(format!("{kind} × {n}"));
-            let shape =
-                load::Shape { transport: kind, subscribers: n, rate, seconds, options: options.clone() };
+            let shape = load::Shape {
+                store: "memory".into(),
+                transport: kind,
+                subscribers: n,
+                rate,
+                seconds,
+                options: options.clone(),
+            };
             let run = load::run(&shape, &http()?, &progress).await?;
             progress.finish_unit(unit(n));
             progress.line(&run.summary());
@@ -199,6 +218,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             let rate = (args.saturation / n as f64).clamp(2.0, MAX_SATURATION_RATE);
             progress.begin(format!("{kind} × {n} saturation ({:.0} deliveries/s offered)", rate * n as f64));
             let shape = load::Shape {
+                store: "memory".into(),
                 transport: kind,
                 subscribers: n,
                 rate,
@@ -221,6 +241,32 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             ));
             idles.push(idle);
         }
+    }
+    let mut store_report = report::Stores::default();
+    let scratch = std::env::temp_dir();
+    for name in &stores {
+        for &publishers in &args.store_publishers {
+            progress.begin(format!("{name}: {publishers} publishers, acked publishes/s"));
+            let store = store::store_arg(name, &scratch, &format!("acked{publishers}"))?;
+            let run = store::acked(name, &store, publishers, seconds, &http()?, &progress).await?;
+            store::remove(&store);
+            progress.finish_unit(store_unit(publishers));
+            progress.line(&format!(
+                "{name:>10} × {publishers:<4} publishers: {:.0} acked publishes/s, send→ack p50 {} µs p99 {} µs",
+                run.acked_per_s, run.ack_latency_us.p50, run.ack_latency_us.p99
+            ));
+            store_report.acked.push(run);
+        }
+        progress.begin(format!("{name}: publish→delivery"));
+        let store = store::store_arg(name, &scratch, "delivery")?;
+        let run = store::delivery(name, &store, seconds, &http()?, &progress).await?;
+        progress.finish_unit(store_unit(1));
+        progress.line(&format!(
+            "{name:>10} publish→delivery: p50 {} µs p99 {} µs ({}/{} delivered)",
+            run.latency_us.p50, run.latency_us.p99, run.delivered, run.expected_deliveries
+        ));
+        store_report.delivery.push(run);
+        store::remove(&store);
     }
     progress.begin("kernel floor: bare write() calls to 1000 loopback sockets".into());
     let floor = floor::measure().await?;
@@ -258,6 +304,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         saturation,
         floor: Some(floor),
         idle: idles,
+        stores: store_report,
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     report.write(&args.out)?;
@@ -266,7 +313,8 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     if stopped > 0 {
         progress.line(&format!("{stopped} subscribers stopped on an error during the bench (see above)"));
     }
-    if report.runs.iter().chain(&report.saturation).any(|r| !r.complete) {
+    let stores_complete = report.stores.delivery.iter().all(|d| d.delivered == d.expected_deliveries);
+    if report.runs.iter().chain(&report.saturation).any(|r| !r.complete) || !stores_complete {
         anyhow::bail!("some runs did not deliver every message; see report.md");
     }
     Ok(())

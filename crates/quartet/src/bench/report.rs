@@ -20,7 +20,16 @@ pub(crate) struct Report {
     /// What the kernel alone charges per message on this machine, measured in this run.
     pub(crate) floor: Option<super::floor::Floor>,
     pub(crate) idle: Vec<Idle>,
+    /// What each store's durability costs: acked publishes per second and publish→delivery.
+    pub(crate) stores: Stores,
     pub(crate) wall_seconds: f64,
+}
+
+/// The stores side by side (see `store.rs`).
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Stores {
+    pub(crate) acked: Vec<super::store::AckRun>,
+    pub(crate) delivery: Vec<super::store::DeliveryRun>,
 }
 
 #[derive(Debug, Serialize)]
@@ -231,8 +240,60 @@ impl Report {
                 i.cpu_us_per_empty_poll.map_or("–".into(), |v| format!("{v:.1} µs")),
             );
         }
+        if !self.stores.acked.is_empty() || !self.stores.delivery.is_empty() {
+            self.stores_markdown(&mut md);
+        }
         let _ = writeln!(md, "\nCharts: latency.svg, bytes.svg, cpu.svg, memory.svg (beside this file).");
         md
+    }
+
+    fn stores_markdown(&self, md: &mut String) {
+        let _ = writeln!(md, "\n## Stores\n");
+        let _ = writeln!(
+            md,
+            "Publishers in rooms of their own, each sending its next publish when the last is acked, {:.0} s per row. An ack means stored as the store stores: memory keeps nothing, SQLite has committed (group commit: one commit for everything pending).\n",
+            self.settings.seconds_per_run
+        );
+        let _ = writeln!(
+            md,
+            "| store | publishers | acked publishes/s | vs memory | send→ack p50 | p99 | server CPU | loadgen CPU |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.stores.acked {
+            let memory =
+                self.stores.acked.iter().find(|m| m.store == "memory" && m.publishers == r.publishers);
+            let ratio =
+                memory.map_or("–".into(), |m| format!("{:.0}%", 100.0 * r.acked_per_s / m.acked_per_s));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {} | {} | {} | {}% | {}% |",
+                r.store,
+                r.publishers,
+                r.acked_per_s,
+                ratio,
+                us(r.ack_latency_us.p50),
+                us(r.ack_latency_us.p99),
+                opt(r.server_cpu_percent, 0),
+                opt(r.loadgen_cpu_percent, 0),
+            );
+        }
+        if !self.stores.delivery.is_empty() {
+            let _ = writeln!(md, "\nPublish→delivery, one WebSocket subscriber, 200 messages/s:\n");
+            let _ = writeln!(md, "| store | p50 | p99 | p99.9 | delivered |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+            for d in &self.stores.delivery {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {}/{} |",
+                    d.store,
+                    us(d.latency_us.p50),
+                    us(d.latency_us.p99),
+                    us(d.latency_us.p999),
+                    d.delivered,
+                    d.expected_deliveries
+                );
+            }
+        }
     }
 
     /// Writes report.json, report.md and the charts into `dir`.

@@ -18,8 +18,14 @@ pub(crate) struct ServerUnderTest {
 }
 
 impl ServerUnderTest {
-    /// Starts `quartet serve` (this same executable, or `--server-exe`) on a free loopback port.
+    /// Starts `quartet serve` (this same executable, or `--server-exe`) on a free loopback port,
+    /// keeping nothing (`--store memory`).
     pub(crate) fn start() -> anyhow::Result<ServerUnderTest> {
+        ServerUnderTest::start_with("memory")
+    }
+
+    /// [`ServerUnderTest::start`] with another `--store` (`sqlite:PATH`).
+    pub(crate) fn start_with(store: &str) -> anyhow::Result<ServerUnderTest> {
         let exe = match SERVER_EXE.get() {
             Some(exe) => exe.clone(),
             None => std::env::current_exe().context("cannot find the quartet executable")?,
@@ -33,7 +39,7 @@ impl ServerUnderTest {
         };
         command
             // The publisher sends hundreds of commands per second: lift the per-client limit.
-            .args(["serve", "--addr", "127.0.0.1:0", "--store", "memory", "--rate-limit", "1000000"])
+            .args(["serve", "--addr", "127.0.0.1:0", "--store", store, "--rate-limit", "1000000"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
