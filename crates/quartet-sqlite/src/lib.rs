@@ -19,6 +19,7 @@
 mod schema;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
@@ -37,6 +38,10 @@ use crate::writer::{Op, Retention, Row, State, unavailable};
 
 /// Read-only connections kept open for reads older than the rings.
 const READ_CONNECTIONS: usize = 2;
+
+/// Bytes per page of a new file. A commit writes every page it changed to the WAL whole, and
+/// publishes to many rooms change one page per room: smaller pages write less for the same rows.
+const PAGE_SIZE: usize = 1024;
 
 /// How long a connection waits for a lock before failing (only checkpoints contend in WAL).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,8 +103,13 @@ impl SqliteEngine {
             Sync::Full => "FULL",
             Sync::Normal => "NORMAL",
         };
-        conn.execute_batch(&format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync};"))
-            .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
+        // Checkpoints (copying the WAL back into the file) run on a thread of their own, so a
+        // commit never waits for one: the writer only appends to the WAL.
+        conn.execute_batch(&format!(
+            "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+             PRAGMA wal_autocheckpoint = 0;"
+        ))
+        .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
         let epoch = Epoch(schema::prepare(&conn)?);
         let mut reads = Vec::with_capacity(READ_CONNECTIONS);
         for _ in 0..READ_CONNECTIONS {
@@ -117,6 +127,13 @@ impl SqliteEngine {
             .name("quartet-sqlite-writer".into())
             .spawn(move || writer::run(conn, rx, thread_state, retention))
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+        let checkpoints =
+            Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let alive = std::sync::Arc::downgrade(&state);
+        std::thread::Builder::new()
+            .name("quartet-sqlite-checkpoint".into())
+            .spawn(move || writer::checkpoint_while(&checkpoints, &alive))
+            .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
         Ok(SqliteEngine {
             path: path.to_owned(),
             epoch,
@@ -317,6 +334,18 @@ fn load_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, rusqlite::Erro
     let rows = select.query_map([], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
     })?;
+    // The acks table has no index: read it once, in the order it was written.
+    let mut acks: HashMap<String, Vec<(String, LogId, Seq)>> = HashMap::new();
+    let mut select_acks = conn.prepare("SELECT client, msg_id, log, seq FROM acks ORDER BY rowid")?;
+    let ack_rows = select_acks.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+    })?;
+    for row in ack_rows {
+        let (client, id, log, seq) = row?;
+        if let Ok(log) = LogId::parse(&log) {
+            acks.entry(client).or_default().push((id, log, Seq(seq.max(0) as u64)));
+        }
+    }
     let mut rooms = conn.prepare("SELECT room, floor FROM memberships WHERE client = ?1")?;
     for row in rows {
         let (client, user, inbox_from, last_seen) = row?;
@@ -329,16 +358,8 @@ fn load_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, rusqlite::Erro
             .filter_map(Result::ok)
             .filter_map(|(room, floor)| Some((RoomName::parse(&room).ok()?, Seq(floor.max(0) as u64))))
             .collect();
-        let mut acks: Vec<(String, LogId, Seq)> = conn
-            .prepare_cached("SELECT msg_id, log, seq FROM acks WHERE client = ?1")?
-            .query_map([&client], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
-            })?
-            .filter_map(Result::ok)
-            .filter_map(|(id, log, seq)| Some((id, LogId::parse(&log).ok()?, Seq(seq.max(0) as u64))))
-            .collect();
-        // Oldest first, by seq within each log; keep what the hub remembers.
-        acks.sort_by_key(|(_, _, seq)| *seq);
+        // Oldest first, as written; keep what the hub remembers.
+        let mut acks = acks.remove(&client).unwrap_or_default();
         if acks.len() > REMEMBERED_MESSAGE_IDS {
             acks.drain(..acks.len() - REMEMBERED_MESSAGE_IDS);
         }

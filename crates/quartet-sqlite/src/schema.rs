@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema this build writes. A file with a newer one is refused (written by a newer quartet).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -49,14 +49,15 @@ CREATE TABLE IF NOT EXISTS memberships (
 ) WITHOUT ROWID;
 
 -- Acks of publishes that carried a message id, so a resend after a restart is acked again
--- instead of stored twice.
+-- instead of stored twice. A plain rowid table with no index on purpose: every group of
+-- publishes appends its acks to the last page (a table keyed by client would dirty one page per
+-- publishing client per commit); it is read whole only at start, and pruned by retention.
 CREATE TABLE IF NOT EXISTS acks (
     client TEXT    NOT NULL,
     msg_id TEXT    NOT NULL,
     log    TEXT    NOT NULL,
-    seq    INTEGER NOT NULL,
-    PRIMARY KEY (client, msg_id)
-) WITHOUT ROWID;
+    seq    INTEGER NOT NULL
+);
 ";
 
 /// Creates the tables if needed and returns the store's epoch (made once, kept for good).
@@ -72,7 +73,12 @@ pub(crate) fn prepare(conn: &Connection) -> Result<u64, String> {
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION.to_string()])
                 .map_err(|e| format!("cannot write meta: {e}"))?;
         }
-        Some(version) if version.parse::<i64>().is_ok_and(|v| v <= SCHEMA_VERSION) => {}
+        Some(version) if version.parse::<i64>().is_ok_and(|v| v == SCHEMA_VERSION) => {}
+        Some(version) if version.parse::<i64>().is_ok_and(|v| v < SCHEMA_VERSION) => {
+            return Err(format!(
+                "the file has schema version {version}, from a development build of quartet; this one writes {SCHEMA_VERSION}: start on a new file"
+            ));
+        }
         Some(version) => {
             return Err(format!(
                 "the file has schema version {version}, newer than this quartet's {SCHEMA_VERSION}: use a newer quartet"

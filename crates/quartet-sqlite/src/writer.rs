@@ -258,7 +258,8 @@ fn apply(
             Ok(Done::Unit)
         }
         Op::DeleteSession(client, _) => {
-            for table in ["sessions", "memberships", "acks"] {
+            // Its acks go with the next retention run (they have no index to find them by).
+            for table in ["sessions", "memberships"] {
                 tx.prepare_cached(&format!("DELETE FROM {table} WHERE client = ?1"))?.execute([client])?;
             }
             Ok(Done::Unit)
@@ -275,9 +276,6 @@ fn apply(
 
 /// Drops what retention says is too old; a log's head (and so its seqs) is never touched.
 fn retain(conn: &Connection, retention: Retention) -> Result<(), rusqlite::Error> {
-    if retention.events.is_none() && retention.age.is_none() {
-        return Ok(());
-    }
     let logs: Vec<(String, i64)> = conn
         .prepare("SELECT log, head FROM logs")?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -308,12 +306,29 @@ fn retain(conn: &Connection, retention: Retention) -> Result<(), rusqlite::Error
         }
     }
     if dropped > 0 {
-        // An ack whose event is gone can no longer be resent usefully: keep acks bounded too.
-        conn.execute(
-            "DELETE FROM acks WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.log = acks.log AND e.seq = acks.seq)",
-            [],
-        )?;
         tracing::info!(dropped, "retention dropped old events");
     }
+    // Acks of clients that are gone, and acks whose event is gone (a resend of it could only be
+    // stored anew anyway), are of no more use.
+    conn.execute(
+        "DELETE FROM acks WHERE client NOT IN (SELECT client FROM sessions)
+            OR NOT EXISTS (SELECT 1 FROM events e WHERE e.log = acks.log AND e.seq = acks.seq)",
+        [],
+    )?;
     Ok(())
+}
+
+/// How often the WAL is copied back into the database file.
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the WAL back into the file every [`CHECKPOINT_EVERY`] (PASSIVE: never waits for the
+/// writer, never makes it wait), until the engine is gone.
+pub(crate) fn checkpoint_while(conn: &Connection, engine: &std::sync::Weak<State>) {
+    let _ = conn.busy_timeout(Duration::from_millis(100));
+    while engine.strong_count() > 0 {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(%error, "checkpoint skipped");
+        }
+    }
 }
