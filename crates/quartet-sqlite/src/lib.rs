@@ -6,7 +6,7 @@
 //! the event is committed, so a crash (even `kill -9`) right after it loses nothing.
 //!
 //! - Writes go to one thread that owns the writing connection and commits in groups
-//!   ([`writer`]): many publishes, one commit. The file is in WAL mode, so readers never wait
+//!   (`writer.rs`): many publishes, one commit. The file is in WAL mode, so readers never wait
 //!   for the writer.
 //! - Reads older than the hub's in-memory rings ([`Engine::read`]) go to a small pool of
 //!   read-only connections, on tokio's blocking threads: the runtime is never blocked on disk.
@@ -17,7 +17,7 @@
 //! [`Sync`]. The default is `FULL`.
 
 mod schema;
-pub mod writer;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
