@@ -15,10 +15,12 @@ use quartet_core::{Config, Engine, MemoryEngine};
 use quartet_protocol::{Epoch, Error, LogId, Seq};
 use serde_json::Value;
 
-/// The memory engine, with a switch that makes every write fail as a full disk would.
+/// The memory engine, with a switch that makes every write fail as a full disk would, and one
+/// that makes every history read fail.
 struct Failing {
     inner: MemoryEngine,
     down: AtomicBool,
+    reads_fail: AtomicBool,
 }
 
 impl Failing {
@@ -53,8 +55,19 @@ impl Engine for Failing {
         self.inner.head(log)
     }
     fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>> {
+        if self.reads_fail.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(Error::new(ErrorCode::Unavailable, "the store cannot be read")) });
+        }
         self.inner.read(log, after, limit)
     }
+}
+
+fn failing() -> Arc<Failing> {
+    Arc::new(Failing {
+        inner: MemoryEngine::new(),
+        down: AtomicBool::new(false),
+        reads_fail: AtomicBool::new(false),
+    })
 }
 
 async fn health(server: &Server) -> (u16, Value) {
@@ -64,7 +77,7 @@ async fn health(server: &Server) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_store_refuses_writes_loudly_and_recovers_by_itself() {
-    let engine = Arc::new(Failing { inner: MemoryEngine::new(), down: AtomicBool::new(false) });
+    let engine = failing();
     let server = start_on(engine.clone(), Config::default()).await;
     let mut alice = connect(&server, "alice", TransportKind::Ws).await;
     let mut bob = connect(&server, "bob", TransportKind::Sse).await;
@@ -88,4 +101,44 @@ async fn a_failing_store_refuses_writes_loudly_and_recovers_by_itself() {
     assert_eq!(health(&server).await.0, 200);
     acked(&say(&mut alice, "lobby", "after", Scope::Room).await);
     assert_eq!(chat_texts(&mut bob, 1).await, ["after"], "the refused publish was never delivered");
+}
+
+/// A WebSocket whose history read fails is told why and closed with 1011 (not 1008, which says
+/// the client was removed): its client id still works, so it can reconnect from its cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_read_closes_a_websocket_with_a_server_error() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let engine = failing();
+    let config = Config { ring_capacity: 2, ..Config::default() };
+    let server = start_on(engine.clone(), config).await;
+    let http = reqwest::Client::new();
+    let (client, cursor) = register_raw(&http, &server.url, "reader").await;
+    let mut talker = connect(&server, "talker", TransportKind::ShortPoll).await;
+    join(&mut talker, "lobby").await;
+    let url = format!("{}/v1/clients/{client}/commands", server.url);
+    post_json(&http, &url, &serde_json::json!({"type":"join","room":"lobby"})).await;
+    // The reader's position falls behind the ring (2 events): reading it means asking the store.
+    for i in 0..5 {
+        acked(&say(&mut talker, "lobby", &format!("m{i}"), Scope::Room).await);
+    }
+    engine.reads_fail.store(true, Ordering::SeqCst);
+    let ws = format!("{}/v1/clients/{client}/ws?cursor={cursor}", server.url.replacen("http", "ws", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+    let mut error = None;
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, socket.next()).await.expect("the server said nothing") {
+            Some(Ok(Message::Text(text))) => error = Some(serde_json::from_str::<Value>(&text).unwrap()),
+            Some(Ok(Message::Close(frame))) => break frame.expect("a close frame with a code"),
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1011, "{close:?}");
+    assert_eq!(error.expect("an error frame first")["code"], "unavailable");
+    engine.reads_fail.store(false, Ordering::SeqCst);
+    let poll =
+        http.get(format!("{}/v1/clients/{client}/poll?cursor={cursor}", server.url)).send().await.unwrap();
+    assert_eq!(poll.status().as_u16(), 200, "the client id still works");
 }

@@ -46,6 +46,8 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     /// A message larger than the server accepts.
     pub const TOO_BIG: u16 = 1009;
+    /// The server cannot go on (here: its store failed a read); reconnect from the cursor.
+    pub const SERVER_ERROR: u16 = 1011;
 }
 
 /// Longest header of a server frame: 2 bytes and a 64-bit length.

@@ -203,9 +203,14 @@ where
                     None
                 }
                 Err(error) => {
-                    // The client was removed (DELETE or timeout): say so, then close.
+                    // Say why, then close: the client was removed (DELETE or timeout), or the
+                    // store failed a read (the client reconnects from its cursor).
+                    let (code, reason) = match error.code {
+                        ErrorCode::UnknownClient => (close_code::POLICY, "client removed"),
+                        _ => (close_code::SERVER_ERROR, "server error"),
+                    };
                     out.error(error);
-                    codec::put_close(&mut out.0, close_code::POLICY, "client removed");
+                    codec::put_close(&mut out.0, code, reason);
                     Some(End::Server)
                 }
             },
