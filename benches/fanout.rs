@@ -33,7 +33,7 @@ fn room(rt: &tokio::runtime::Runtime, readers: usize) -> (Hub, ClientId, Vec<Rea
             let reg = hub.register(&format!("viewer{i}")).await.unwrap();
             let id = ClientId::from_wire(&reg.client).unwrap();
             hub.execute(&id, join.as_bytes()).await.unwrap();
-            let reader = hub.reader(&id, Some(&reg.cursor)).unwrap();
+            let reader = hub.reader(&id, Some(&reg.cursor)).await.unwrap();
             all.push(reader);
         }
         let reg = hub.register("streamer").await.unwrap();

@@ -26,13 +26,14 @@ fn poll(c: &mut Criterion) {
         let streamer = ClientId::from_wire(&hub.register("streamer").await.unwrap().client).unwrap();
         hub.execute(&streamer, join.as_bytes()).await.unwrap();
         // The viewer's cursor after everything so far (its join, the streamer's join).
-        let mut reader = hub.reader(&viewer, Some(&reg.cursor)).unwrap();
+        let mut reader = hub.reader(&viewer, Some(&reg.cursor)).await.unwrap();
         read_now(&mut reader).await.unwrap();
         let cursor = reader.current_cursor();
         (viewer, cursor, streamer)
     });
     let poll_once = |cursor: &str| {
-        let mut reader = hub.reader(&viewer, Some(cursor)).unwrap();
+        let mut reader =
+            hub.reader(&viewer, Some(cursor)).now_or_never().expect("a held session opens at once").unwrap();
         let mut body = PollBody::default();
         // With the memory engine this never waits: one poll of the future completes it.
         reader.read_into(&mut body).now_or_never().expect("a memory read never waits").unwrap();

@@ -63,6 +63,15 @@ pub struct SessionRecord {
     pub acks: Vec<(String, LogId, Seq)>,
 }
 
+/// What an engine shared by several nodes tells this one (see [`Engine::announcements`]).
+#[derive(Debug)]
+pub enum Announcement {
+    /// An event appended by any node to a log this node watches ([`Engine::watch`]).
+    Appended(Arc<Entry>),
+    /// A session changed (joined, left, ended) on another node: drop or reload the copy.
+    SessionChanged(ClientId),
+}
+
 /// Whether the engine can take writes now, and if not, why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -116,6 +125,58 @@ pub trait Engine: Send + Sync + 'static {
     /// Every kept session, at start.
     fn load_sessions(&self) -> BoxFuture<'_, Result<Vec<SessionRecord>, Error>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// One kept session, for a request naming a client this node does not hold (in a cluster,
+    /// a client registered on another node). Engines of one node answer `None`.
+    fn load_session<'a>(
+        &'a self,
+        _client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The stream of what other nodes did, for an engine shared by several nodes; `None` for
+    /// the others. Taken once, by the hub.
+    fn announcements(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Announcement>> {
+        None
+    }
+
+    /// This node holds `log` now: announce its appends (from any node) to it. Completes once
+    /// the announcements flow, so a head read after it misses nothing.
+    fn watch<'a>(&'a self, _log: &'a LogId) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// This node dropped `log` from memory.
+    fn unwatch(&self, _log: &LogId) {}
+
+    /// The latest sign of life of `client` anywhere in the cluster (Unix ms), when the engine
+    /// knows more than this node does.
+    fn last_seen<'a>(&'a self, _client: &'a ClientId) -> BoxFuture<'a, Result<Option<u64>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Claims the expiry of a silent `client`: `true` for exactly one node of a cluster, which
+    /// then removes it (and publishes its leaves).
+    fn claim_expiry<'a>(&'a self, _client: &'a ClientId) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Counts `client` in (`present`) or out of `room` across the cluster and returns the
+    /// room's online count, when the engine keeps membership beyond this node.
+    fn presence<'a>(
+        &'a self,
+        _room: &'a RoomName,
+        _client: &'a ClientId,
+        _present: bool,
+    ) -> BoxFuture<'a, Result<Option<usize>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The room's online count across the cluster, when the engine keeps it.
+    fn online<'a>(&'a self, _room: &'a RoomName) -> BoxFuture<'a, Result<Option<usize>, Error>> {
+        Box::pin(async { Ok(None) })
     }
 }
 

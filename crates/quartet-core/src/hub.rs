@@ -16,9 +16,9 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::config::{Config, Stats};
-use crate::engine::{Engine, SessionRecord};
+use crate::engine::{Announcement, Engine, History, SessionRecord};
 use crate::entry::{Draft, Entry};
-use crate::limits::{MAX_CLIENTS, MAX_LOGS, MAX_ROOMS_PER_CLIENT};
+use crate::limits::{MAX_CLIENTS, MAX_EVENTS_PER_BATCH, MAX_LOGS, MAX_ROOMS_PER_CLIENT};
 use crate::log::Log;
 use crate::reader::Reader;
 use crate::session::Session;
@@ -165,37 +165,8 @@ impl Hub {
     pub async fn restore(&self) -> Result<usize, Error> {
         let records = self.shared.engine.load_sessions().await?;
         let count = records.len();
-        let config = &self.shared.config;
         for record in records {
-            let inbox = self.log(LogId::Inbox(record.user.clone())).await?;
-            let session = Arc::new(Session::new(
-                record.client,
-                record.user,
-                inbox.clone(),
-                record.inbox_from,
-                config.command_rate,
-                config.command_burst,
-            ));
-            for (room, floor) in record.rooms {
-                let log = self.log(LogId::Room(room.clone())).await?;
-                log.add_reader(session.id.clone(), session.wake_handle());
-                session.state().join(room, log, floor);
-            }
-            inbox.add_reader(session.id.clone(), session.wake_handle());
-            {
-                let silent = Duration::from_millis(wall_ms().saturating_sub(record.last_seen_ms));
-                let mut state = session.state();
-                state.last_seen = Instant::now().checked_sub(silent).unwrap_or(state.last_seen);
-                state.persisted_seen = state.last_seen;
-            }
-            {
-                let mut acks = session.publishing.try_lock().expect("a new session's ack memory is free");
-                for (id, log, seq) in record.acks {
-                    let ack = Reply::Ack { id: Some(id.clone()), room: log.to_string(), seq: seq.0 };
-                    acks.remember(id, ack);
-                }
-            }
-            self.shared.sessions.lock().expect("sessions lock").insert(session.id.clone(), session);
+            self.adopt(record).await?;
         }
         Ok(count)
     }
@@ -216,19 +187,64 @@ impl Hub {
         self.shared.engine.save_session(&record).await
     }
 
-    /// The live session of `client`, marking it alive.
-    fn session(&self, client: &ClientId) -> Result<Arc<Session>, Error> {
-        let session = self.shared.sessions.lock().expect("sessions lock").get(client).cloned();
-        let session = session.ok_or_else(Error::unknown_client)?;
+    /// The live session of `client`, marking it alive. In a cluster, a client this node does
+    /// not hold yet (registered elsewhere) is loaded from the engine.
+    async fn session(&self, client: &ClientId) -> Result<Arc<Session>, Error> {
+        let held = self.shared.sessions.lock().expect("sessions lock").get(client).cloned();
+        let session = match held {
+            Some(session) => session,
+            None => {
+                let record = self.shared.engine.load_session(client).await?;
+                self.adopt(record.ok_or_else(Error::unknown_client)?).await?
+            }
+        };
         session.state().last_seen = Instant::now();
         Ok(session)
     }
 
+    /// Makes a session kept by the engine live on this node (after a restart, or a client
+    /// registered on another node of a cluster): its inbox, its rooms with their floors, its
+    /// last sign of life, its recent acks. No presence is announced: it never left.
+    async fn adopt(&self, record: SessionRecord) -> Result<Arc<Session>, Error> {
+        let config = &self.shared.config;
+        let inbox = self.log(LogId::Inbox(record.user.clone())).await?;
+        let session = Arc::new(Session::new(
+            record.client,
+            record.user,
+            inbox.clone(),
+            record.inbox_from,
+            config.command_rate,
+            config.command_burst,
+        ));
+        for (room, floor) in record.rooms {
+            let log = self.log(LogId::Room(room.clone())).await?;
+            log.add_reader(session.id.clone(), session.wake_handle());
+            session.state().join(room, log, floor);
+        }
+        inbox.add_reader(session.id.clone(), session.wake_handle());
+        {
+            let silent = Duration::from_millis(wall_ms().saturating_sub(record.last_seen_ms));
+            let mut state = session.state();
+            state.last_seen = Instant::now().checked_sub(silent).unwrap_or(state.last_seen);
+            state.persisted_seen = state.last_seen;
+        }
+        {
+            let mut acks = session.publishing.try_lock().expect("a new session's ack memory is free");
+            for (id, log, seq) in record.acks {
+                let ack = Reply::Ack { id: Some(id.clone()), room: log.to_string(), seq: seq.0 };
+                acks.remember(id, ack);
+            }
+        }
+        let mut sessions = self.shared.sessions.lock().expect("sessions lock");
+        // Two requests of one client may adopt it at once: the first one in wins.
+        Ok(sessions.entry(session.id.clone()).or_insert(session).clone())
+    }
+
     /// A reader for `client` from `cursor` (`None`: from now). The cursor is checked here, so a
     /// bad one fails before any transport starts streaming.
-    pub fn reader(&self, client: &ClientId, cursor: Option<&str>) -> Result<Reader, Error> {
+    pub async fn reader(&self, client: &ClientId, cursor: Option<&str>) -> Result<Reader, Error> {
         let cursor = cursor.map(Cursor::decode).transpose()?;
-        let session = self.session(client)?;
+        let session = self.session(client).await?;
         Ok(self.open_reader(session, cursor))
     }
 
@@ -240,7 +256,7 @@ impl Hub {
     /// or an unknown client fails as a whole; otherwise every command gets its reply, in order.
     pub async fn execute(&self, client: &ClientId, body: &[u8]) -> Result<Vec<Reply>, Error> {
         let commands = parse_commands(body)?;
-        let session = self.session(client)?;
+        let session = self.session(client).await?;
         let mut replies = Vec::with_capacity(commands.len());
         for wire in commands {
             let id = wire.id();
@@ -346,7 +362,8 @@ impl Hub {
             ));
         }
         let log = self.log(LogId::Room(room.clone())).await?;
-        let online = log.add_reader(session.id.clone(), session.wake_handle());
+        let here = log.add_reader(session.id.clone(), session.wake_handle());
+        let online = self.shared.engine.presence(&room, &session.id, true).await?.unwrap_or(here);
         // The joiner reads from its own presence event, or from now if there is none (a crowd),
         // or from earlier when it asked for history or resumes a cursor.
         let (seq, start) = match self.presence(session, &log, "join", online).await? {
@@ -375,7 +392,11 @@ impl Hub {
     }
 
     async fn leave_log(&self, session: &Arc<Session>, log: &Arc<Log>) -> Result<(), Error> {
-        let online = log.remove_reader(&session.id);
+        let here = log.remove_reader(&session.id);
+        let online = match &log.id {
+            LogId::Room(room) => self.shared.engine.presence(room, &session.id, false).await?.unwrap_or(here),
+            LogId::Inbox(_) => here,
+        };
         self.presence(session, log, "leave", online).await.map(|_| ())
     }
 
@@ -434,6 +455,9 @@ impl Hub {
 
     /// Ends a client now: leaves its rooms (publishing presence `leave`), stops its readers.
     pub async fn remove(&self, client: &ClientId) -> Result<(), Error> {
+        if self.held(client).is_none() {
+            self.session(client).await?; // registered on another node of a cluster
+        }
         let session = self.shared.sessions.lock().expect("sessions lock").remove(client);
         let session = session.ok_or_else(Error::unknown_client)?;
         let rooms = {
@@ -472,17 +496,147 @@ impl Hub {
                 .map(|s| s.id.clone())
                 .collect()
         };
+        let timeout_ms = timeout.as_millis() as u64;
         for client in &silent {
-            if self.remove(client).await.is_ok() {
-                tracing::info!(%client, "client timed out");
-                self.shared.stats.expired.fetch_add(1, Ordering::Relaxed);
+            // In a cluster the client may be alive on another node: ask before removing it.
+            match self.shared.engine.last_seen(client).await {
+                Ok(Some(seen)) if wall_ms().saturating_sub(seen) <= timeout_ms => {
+                    let silent_for = Duration::from_millis(wall_ms().saturating_sub(seen));
+                    if let Some(session) = self.held(client) {
+                        let mut state = session.state();
+                        state.last_seen = now.checked_sub(silent_for).unwrap_or(now);
+                        state.persisted_seen = state.last_seen;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, %client, "cannot tell whether a silent client is alive; keeping it");
+                    continue;
+                }
+            }
+            match self.shared.engine.claim_expiry(client).await {
+                Ok(true) => {
+                    if self.remove(client).await.is_ok() {
+                        tracing::info!(%client, "client timed out");
+                        self.shared.stats.expired.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // Another node expires it (and announces its leaves): drop this node's copy.
+                Ok(false) => self.forget(client),
+                Err(error) => {
+                    tracing::warn!(%error, %client, "cannot expire a silent client; will try again")
+                }
             }
         }
         self.persist_last_seen(now).await;
+        let engine = &self.shared.engine;
         self.shared.logs.lock().expect("logs lock").retain(|_, log| {
-            log.idle_since().is_none_or(|since| now.duration_since(since) < IDLE_LOG_EVICTION)
+            let keep = log.idle_since().is_none_or(|since| now.duration_since(since) < IDLE_LOG_EVICTION);
+            if !keep {
+                engine.unwatch(&log.id);
+            }
+            keep
         });
         silent.len()
+    }
+
+    /// The session of `client` if this node holds it.
+    fn held(&self, client: &ClientId) -> Option<Arc<Session>> {
+        self.shared.sessions.lock().expect("sessions lock").get(client).cloned()
+    }
+
+    /// Drops this node's copy of a session that ended elsewhere: no presence (the node that
+    /// ended it announced it), its readers here stop.
+    fn forget(&self, client: &ClientId) {
+        let Some(session) = self.shared.sessions.lock().expect("sessions lock").remove(client) else {
+            return;
+        };
+        let rooms = {
+            let mut state = session.state();
+            state.gone = true;
+            state.membership += 1;
+            std::mem::take(&mut state.rooms)
+        };
+        for (log, _) in rooms.values() {
+            log.remove_reader(&session.id);
+        }
+        session.inbox.remove_reader(&session.id);
+        session.wake();
+    }
+
+    /// Follows what other nodes of a cluster do, for as long as the hub lives (spawn it once):
+    /// their appends to logs this node holds go into the rings (readers wake as for a local
+    /// append), and sessions changed elsewhere are reloaded here. Returns at once for an engine
+    /// of one node.
+    pub async fn follow(self) {
+        let Some(mut announcements) = self.shared.engine.announcements() else {
+            return;
+        };
+        while let Some(announcement) = announcements.recv().await {
+            match announcement {
+                Announcement::Appended(entry) => {
+                    let Some(log) = self.existing_log(&entry.draft.log) else { continue };
+                    let seq = entry.seq;
+                    log.insert(entry);
+                    if log.head() < seq {
+                        self.fill(&log, seq).await; // an announcement was missed
+                    }
+                }
+                Announcement::SessionChanged(client) => {
+                    if let Err(error) = self.refresh(&client).await {
+                        tracing::warn!(%error, %client, "cannot reload a session changed elsewhere");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what `log` misses up to `seq` from the engine.
+    async fn fill(&self, log: &Arc<Log>, seq: Seq) {
+        while log.head() < seq {
+            let head = log.head();
+            match self.shared.engine.read(&log.id, head, MAX_EVENTS_PER_BATCH).await {
+                Ok(History::Events(events)) if !events.is_empty() => {
+                    events.into_iter().for_each(|e| log.insert(e))
+                }
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(%error, log = %log.id, "cannot fill a missed event; the next one will try again");
+                    return;
+                }
+            }
+            if log.head() == head {
+                return; // no progress: the events are gone from the store
+            }
+        }
+    }
+
+    /// Brings this node's copy of a session in line with the engine's.
+    async fn refresh(&self, client: &ClientId) -> Result<(), Error> {
+        let Some(session) = self.held(client) else { return Ok(()) };
+        let Some(record) = self.shared.engine.load_session(client).await? else {
+            self.forget(client);
+            return Ok(());
+        };
+        let wanted: std::collections::BTreeMap<RoomName, Seq> = record.rooms.into_iter().collect();
+        let gone: Vec<RoomName> =
+            session.state().rooms.keys().filter(|room| !wanted.contains_key(*room)).cloned().collect();
+        for room in gone {
+            if let Some((log, _)) = session.state().leave(&room) {
+                log.remove_reader(&session.id);
+            }
+        }
+        for (room, floor) in wanted {
+            if session.state().rooms.contains_key(&room) {
+                continue;
+            }
+            let log = self.log(LogId::Room(room.clone())).await?;
+            log.add_reader(session.id.clone(), session.wake_handle());
+            session.state().join(room, log, floor);
+        }
+        session.wake();
+        Ok(())
     }
 
     /// Tells a durable engine the latest sign of life of every session that showed one since the
@@ -529,10 +683,11 @@ impl Hub {
     pub async fn room_info(&self, room: &str) -> Result<RoomInfo, Error> {
         let room = RoomName::parse(room)?;
         let id = LogId::Room(room.clone());
-        let (online, seq) = match self.existing_log(&id) {
+        let (here, seq) = match self.existing_log(&id) {
             Some(log) => (log.reader_count(), log.head()),
             None => (0, self.shared.engine.head(&id).await?),
         };
+        let online = self.shared.engine.online(&room).await?.unwrap_or(here);
         Ok(RoomInfo { room: room.to_string(), online, seq: seq.0 })
     }
 
@@ -546,6 +701,8 @@ impl Hub {
         if let Some(log) = self.shared.logs.lock().expect("logs lock").get(&id) {
             return Ok(log.clone());
         }
+        // Announcements first, then the head: an append in between is announced, not missed.
+        self.shared.engine.watch(&id).await?;
         let head = self.shared.engine.head(&id).await?;
         let config = &self.shared.config;
         let mut logs = self.shared.logs.lock().expect("logs lock");
@@ -619,7 +776,7 @@ mod tests {
             hub.execute(&alice, join.as_bytes()).await.unwrap();
             hub.execute(&bob, join.as_bytes()).await.unwrap();
         }
-        drop(hub.reader(&alice, None).unwrap());
+        drop(hub.reader(&alice, None).await.unwrap());
         let session = Arc::downgrade(&hub.shared.sessions.lock().unwrap()[&alice]);
         hub.remove(&alice).await.unwrap();
         assert!(session.upgrade().is_none(), "the removed session is still referenced");

@@ -67,14 +67,14 @@ async fn far_behind(engine: Arc<dyn Engine>) -> Reader {
     let reg = hub.register("alice").await.unwrap();
     let alice = ClientId::from_wire(&reg.client).unwrap();
     hub.execute(&alice, json!({"type":"join","room":"r"}).to_string().as_bytes()).await.unwrap();
-    let mut reader = hub.reader(&alice, Some(&reg.cursor)).unwrap();
+    let mut reader = hub.reader(&alice, Some(&reg.cursor)).await.unwrap();
     let joined = read_now(&mut reader).await.unwrap();
     let cursor = joined.last().unwrap().cursor.clone();
     for i in 0..20 {
         let publish = json!({"type":"publish","room":"r","event":"chat","data":i});
         hub.execute(&alice, publish.to_string().as_bytes()).await.unwrap();
     }
-    hub.reader(&alice, Some(&cursor)).unwrap()
+    hub.reader(&alice, Some(&cursor)).await.unwrap()
 }
 
 async fn frames(reader: &mut Reader) -> Vec<Frame> {

@@ -43,8 +43,8 @@ async fn publish_scopes_filter_readers() {
     let hub = hub();
     let (alice, a_cur) = client(&hub, "alice").await;
     let (bob, b_cur) = client(&hub, "bob").await;
-    let mut ra = hub.reader(&alice, Some(&a_cur)).unwrap();
-    let mut rb = hub.reader(&bob, Some(&b_cur)).unwrap();
+    let mut ra = hub.reader(&alice, Some(&a_cur)).await.unwrap();
+    let mut rb = hub.reader(&bob, Some(&b_cur)).await.unwrap();
     run(&hub, &alice, json!({"type":"join","room":"lobby"})).await;
     run(&hub, &bob, json!({"type":"join","room":"lobby"})).await;
     for (to, text) in [("room", "all"), ("others", "not-alice"), ("self", "only-alice")] {
@@ -65,7 +65,7 @@ async fn publish_scopes_filter_readers() {
 async fn resent_message_id_is_delivered_once() {
     let hub = hub();
     let (alice, cur) = client(&hub, "alice").await;
-    let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
+    let mut reader = hub.reader(&alice, Some(&cur)).await.unwrap();
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     let publish = json!({"type":"publish","room":"r","event":"chat","data":"once","id":"m1"});
     let first = run(&hub, &alice, publish.clone()).await;
@@ -80,7 +80,7 @@ async fn presence_announces_join_and_leave() {
     let hub = hub();
     let (alice, a_cur) = client(&hub, "alice").await;
     let (bob, _) = client(&hub, "bob").await;
-    let mut ra = hub.reader(&alice, Some(&a_cur)).unwrap();
+    let mut ra = hub.reader(&alice, Some(&a_cur)).await.unwrap();
     let joined = run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     assert_eq!(joined["online"], 1);
     run(&hub, &bob, json!({"type":"join","room":"r"})).await;
@@ -112,14 +112,14 @@ async fn presence_announces_join_and_leave() {
 async fn cursor_resumes_without_loss_or_repeat() {
     let hub = hub();
     let (alice, cur) = client(&hub, "alice").await;
-    let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
+    let mut reader = hub.reader(&alice, Some(&cur)).await.unwrap();
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"1"})).await;
     let first = drain(&mut reader).await;
     let resume = first.last().unwrap()["cursor"].as_str().unwrap().to_owned();
     drop(reader);
     run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"2"})).await;
-    let mut again = hub.reader(&alice, Some(&resume)).unwrap();
+    let mut again = hub.reader(&alice, Some(&resume)).await.unwrap();
     assert_eq!(chat(&drain(&mut again).await), ["2"]);
 }
 
@@ -129,12 +129,12 @@ async fn too_old_cursor_gets_a_gap() {
     let hub = hub_with(Config { ring_capacity: 4, ..Config::default() });
     let (alice, cur) = client(&hub, "alice").await;
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
-    let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
+    let mut reader = hub.reader(&alice, Some(&cur)).await.unwrap();
     let old = drain(&mut reader).await.last().unwrap()["cursor"].as_str().unwrap().to_owned();
     for i in 0..10 {
         run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":i.to_string()})).await;
     }
-    let mut late = hub.reader(&alice, Some(&old)).unwrap();
+    let mut late = hub.reader(&alice, Some(&old)).await.unwrap();
     let events = drain(&mut late).await;
     assert_eq!(events[0]["type"], "gap");
     assert_eq!(events[0]["reason"], "evicted");
@@ -148,12 +148,12 @@ async fn cursor_from_another_epoch_gets_a_reset_gap() {
     let old_hub = hub();
     let (old, _) = client(&old_hub, "alice").await;
     run(&old_hub, &old, json!({"type":"join","room":"r"})).await;
-    let old_cursor = old_hub.reader(&old, None).unwrap().current_cursor();
+    let old_cursor = old_hub.reader(&old, None).await.unwrap().current_cursor();
 
     let hub = hub();
     let (alice, _) = client(&hub, "alice").await;
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
-    let events = drain(&mut hub.reader(&alice, Some(&old_cursor)).unwrap()).await;
+    let events = drain(&mut hub.reader(&alice, Some(&old_cursor)).await.unwrap()).await;
     // One reset gap per log the old cursor named (the room and the inbox), then the new events.
     let gaps: Vec<&str> =
         events.iter().filter(|e| e["reason"] == "reset").map(|e| e["room"].as_str().unwrap()).collect();
@@ -167,7 +167,7 @@ async fn a_waiting_reader_wakes_on_publish_or_times_out() {
     let hub = hub();
     let (alice, cur) = client(&hub, "alice").await;
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
-    let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
+    let mut reader = hub.reader(&alice, Some(&cur)).await.unwrap();
     drain(&mut reader).await;
     let empty = wait(&mut reader, Duration::from_secs(30)).await.unwrap();
     assert!(empty.is_empty());
@@ -193,7 +193,7 @@ async fn silent_client_expires_and_leave_is_published() {
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     run(&hub, &bob, json!({"type":"join","room":"r"})).await;
     // Alice holds a stream (alive); Bob goes silent.
-    let mut ra = hub.reader(&alice, Some(&a_cur)).unwrap();
+    let mut ra = hub.reader(&alice, Some(&a_cur)).await.unwrap();
     tokio::time::advance(hub.config().client_timeout() + Duration::from_millis(1)).await;
     assert_eq!(hub.expire_idle().await, 1);
     let events = drain(&mut ra).await;
@@ -209,7 +209,7 @@ async fn direct_messages_reach_the_users_inbox() {
     let hub = hub();
     let (alice, _) = client(&hub, "alice").await;
     let (bob, b_cur) = client(&hub, "bob").await;
-    let mut rb = hub.reader(&bob, Some(&b_cur)).unwrap();
+    let mut rb = hub.reader(&bob, Some(&b_cur)).await.unwrap();
     let ack =
         run(&hub, &alice, json!({"type":"direct","user":"bob","event":"chat","data":"psst","id":"d1"})).await;
     assert_eq!((ack["type"].as_str(), ack["room"].as_str()), (Some("ack"), Some("@bob")));
@@ -257,7 +257,7 @@ async fn command_flood_is_rate_limited() {
 async fn crowded_rooms_announce_counts_not_each_join() {
     let hub = hub_with(Config { presence_crowd: 2, ..Config::default() });
     let (first, cursor) = client(&hub, "first").await;
-    let mut reader = hub.reader(&first, Some(&cursor)).unwrap();
+    let mut reader = hub.reader(&first, Some(&cursor)).await.unwrap();
     run(&hub, &first, json!({"type":"join","room":"stage"})).await;
     for name in ["second", "third", "fourth"] {
         let (id, _) = client(&hub, name).await;
@@ -299,7 +299,7 @@ async fn join_with_history_delivers_the_last_events_first() {
         run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":i.to_string()})).await;
     }
     let (bob, b_cur) = client(&hub, "bob").await;
-    let mut reader = hub.reader(&bob, Some(&b_cur)).unwrap();
+    let mut reader = hub.reader(&bob, Some(&b_cur)).await.unwrap();
     let joined = run(&hub, &bob, json!({"type":"join","room":"r","history":4})).await;
     assert_eq!(joined["type"], "joined");
     run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"live"})).await;
@@ -309,7 +309,7 @@ async fn join_with_history_delivers_the_last_events_first() {
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "contiguous: {seqs:?}");
     // Without history, a joiner starts at its own join.
     let (carol, c_cur) = client(&hub, "carol").await;
-    let mut reader = hub.reader(&carol, Some(&c_cur)).unwrap();
+    let mut reader = hub.reader(&carol, Some(&c_cur)).await.unwrap();
     run(&hub, &carol, json!({"type":"join","room":"r"})).await;
     assert!(chat(&drain(&mut reader).await).is_empty());
 }
@@ -324,7 +324,7 @@ async fn registering_from_a_cursor_carries_on_where_it_stopped() {
     run(&hub, &alice, json!({"type":"join","room":"r"})).await;
     run(&hub, &bob, json!({"type":"join","room":"r"})).await;
     run(&hub, &bob, json!({"type":"publish","room":"r","event":"chat","data":"seen"})).await;
-    let mut reader = hub.reader(&alice, Some(&cur)).unwrap();
+    let mut reader = hub.reader(&alice, Some(&cur)).await.unwrap();
     let seen = drain(&mut reader).await;
     let stopped = seen.last().unwrap()["cursor"].as_str().unwrap().to_owned();
     drop(reader);
@@ -334,7 +334,7 @@ async fn registering_from_a_cursor_carries_on_where_it_stopped() {
     }
     let again = hub.register_from("alice", Some(&stopped)).await.unwrap();
     let id = ClientId::from_wire(&again.client).unwrap();
-    let events = drain(&mut hub.reader(&id, Some(&again.cursor)).unwrap()).await;
+    let events = drain(&mut hub.reader(&id, Some(&again.cursor)).await.unwrap()).await;
     assert_eq!(chat(&events), ["missed-1", "missed-2"]);
     let last = events.last().unwrap();
     assert_eq!(

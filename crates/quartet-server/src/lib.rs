@@ -79,7 +79,8 @@ pub async fn serve(
     // A client that takes none of our bytes for as long as a silent client is allowed is gone.
     let patience = hub.config().client_timeout();
     let state = AppState { hub: hub.clone(), stats: Arc::default(), shutdown: stop_rx, meter: meter.clone() };
-    let reaper = tokio::spawn(hub.run_reaper());
+    let reaper = tokio::spawn(hub.clone().run_reaper());
+    let follower = tokio::spawn(hub.clone().follow());
     let listener = MeteredListener::new(listener, meter, patience);
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
@@ -89,5 +90,6 @@ pub async fn serve(
         })
         .await;
     reaper.abort();
+    follower.abort();
     result
 }

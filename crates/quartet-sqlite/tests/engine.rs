@@ -131,7 +131,7 @@ async fn what_retention_dropped_reaches_a_reader_as_a_retention_gap() {
     let again = hub.register_from("bob", Some(&cursor.encode())).await.unwrap();
     hub.remove(&bob).await.unwrap();
     let bob = ClientId::from_wire(&again.client).unwrap();
-    let mut reader = hub.reader(&bob, Some(&again.cursor)).unwrap();
+    let mut reader = hub.reader(&bob, Some(&again.cursor)).await.unwrap();
     let frames: Vec<Frame> = read_now(&mut reader)
         .await
         .unwrap()

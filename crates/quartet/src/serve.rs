@@ -31,9 +31,13 @@ pub(crate) struct ServeArgs {
     /// it to the OS (an ack survives a crash of quartet, not of the machine), for less latency.
     #[arg(long, env = "QUARTET_SQLITE_SYNC", default_value = "full", value_parser = ["full", "normal"])]
     sqlite_sync: String,
-    /// Redis URL: several `quartet serve` processes with the same Redis form one cluster.
+    /// Redis URL: several `quartet serve` processes with the same Redis (and prefix) form one
+    /// cluster; Redis is then the store (`--store` is not used).
     #[arg(long, env = "QUARTET_REDIS")]
     redis: Option<String>,
+    /// Prefix of every Redis key: nodes with the same URL and prefix are one cluster.
+    #[arg(long, env = "QUARTET_REDIS_PREFIX", default_value = "quartet")]
+    redis_prefix: String,
     /// Commands per second each client may send (bursts of twice that pass).
     #[arg(long, env = "QUARTET_RATE_LIMIT", default_value_t = quartet_core::limits::COMMANDS_PER_SECOND)]
     rate_limit: f64,
@@ -42,14 +46,16 @@ pub(crate) struct ServeArgs {
     auth_secret: Option<String>,
 }
 
-fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
-    if args.redis.is_some() {
-        bail!("--redis: the Redis cluster engine is not built yet; run one node with --store memory");
-    }
+async fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
     if args.auth_secret.is_some() {
         bail!(
             "--auth-secret: client authentication is not built yet; refusing to run open while asked for auth"
         );
+    }
+    if let Some(url) = &args.redis {
+        let engine =
+            quartet_redis::RedisEngine::connect(url, &args.redis_prefix).await.map_err(anyhow::Error::msg)?;
+        return Ok(Arc::new(engine));
     }
     match args.store.as_str() {
         "memory" => Ok(Arc::new(MemoryEngine::new())),
@@ -94,7 +100,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let engine = engine(&args)?;
+    let engine = engine(&args).await?;
     let listener =
         TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
     if !args.rate_limit.is_finite() || args.rate_limit <= 0.0 {
@@ -106,7 +112,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let restored = hub.restore().await.context("cannot read the sessions kept in the store")?;
     let addr = listener.local_addr()?;
     println!("quartet listening on http://{addr}");
-    if engine.durable() {
+    if let Some(url) = &args.redis {
+        println!(
+            "store: redis {url} prefix {:?} (durable; a cluster with every node of that prefix)",
+            args.redis_prefix
+        );
+    } else if engine.durable() {
         println!("store: {} {} (durable; {restored} client sessions restored)", engine.name(), &args.store);
     } else {
         println!(

@@ -51,7 +51,7 @@ pub(crate) async fn long_poll(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let wait = query.wait_ms.map_or(LONG_POLL_DEFAULT_WAIT, Duration::from_millis).min(LONG_POLL_MAX_WAIT);
-    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
+    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref()).await?;
     let counters = state.stats.of(Transport::LongPoll);
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);

@@ -37,10 +37,10 @@ pub(crate) struct CursorQuery {
 
 /// Opens a reader for the client in the path, from `cursor`. Fails (as JSON) before anything is
 /// streamed: unknown client, malformed cursor.
-pub(crate) fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Result<Reader, ApiError> {
+pub(crate) async fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Result<Reader, ApiError> {
     let client = ClientId::from_wire(client)?;
     let cursor = cursor.filter(|c| !c.is_empty());
-    Ok(hub.reader(&client, cursor)?)
+    Ok(hub.reader(&client, cursor).await?)
 }
 
 /// A polling response body being built: `{"events":[...],"cursor":"..."}`. As a [`Sink`], it

@@ -32,7 +32,7 @@ pub(crate) async fn poll(
     query: Result<Query<CursorQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
+    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref()).await?;
     let mut body = PollBody::default();
     reader.read_into(&mut body).await?;
     let counters = state.stats.of(Transport::ShortPoll);

@@ -48,7 +48,7 @@ pub(crate) async fn sse(
     let Query(query) = query?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
     let cursor = last_event_id.or(query.cursor.as_deref());
-    let mut reader = open_reader(&state.hub, &client, cursor)?;
+    let mut reader = open_reader(&state.hub, &client, cursor).await?;
     let keep_alive = state.hub.config().heartbeat / 2;
     let mut shutdown = state.shutdown.clone();
     let stats = state.stats.clone();

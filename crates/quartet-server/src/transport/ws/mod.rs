@@ -80,7 +80,7 @@ pub(crate) async fn ws(
 ) -> Result<Response, ApiError> {
     let accept = accept_key(request.headers())?;
     let Query(query) = query?;
-    let reader = open_reader(&state.hub, &client, query.cursor.as_deref())?;
+    let reader = open_reader(&state.hub, &client, query.cursor.as_deref()).await?;
     let client = ClientId::from_wire(&client)?;
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {

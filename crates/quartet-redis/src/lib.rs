@@ -1,0 +1,486 @@
+//! # quartet-redis: several quartet nodes as one server
+//!
+//! `--redis redis://HOST:PORT[/DB]` makes every `quartet serve` started with the same URL and
+//! `--redis-prefix` one cluster: any node serves any request of any client. Redis holds what
+//! must be agreed (keys under the prefix `P`):
+//!
+//! | key | what |
+//! |---|---|
+//! | `P:epoch` | the store's lifetime, made once |
+//! | `P:seq:{log}` | the last seq of a log (`INCR`) |
+//! | `P:log:{log}` | the log's events, a stream whose entry ids are `{seq}-0` |
+//! | `P:ann:{log}` | channel: each append, with the whole event, for the nodes that hold the log |
+//! | `P:ack:{client}:{id}` | the seq acked for a client's message id (idempotent resends, any node) |
+//! | `P:session:{client}` | a session: user, inbox floor, rooms and floors |
+//! | `P:seen` | sorted set: each session's last sign of life (ms), for cluster-wide expiry |
+//! | `P:members:{room}` | set: the clients in a room, for cluster-wide online counts |
+//! | `P:sessions` | channel: "this session changed", so nodes holding a copy reload it |
+//!
+//! An append is one atomic step (a Lua script: the ack check, `INCR`, `XADD`, the ack, the
+//! announcement), so an ack means "in Redis". The announcement carries the encoded event, so a
+//! node that holds the log inserts it into its ring without a round trip; fan-out to that
+//! node's readers stays local: one Redis message per node per event, whatever the room's size.
+//! A node subscribes only to the logs it holds. A seq it missed is filled from the stream by
+//! the hub.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use quartet_core::Engine;
+use quartet_core::engine::{Announcement, BoxFuture, Health, History, SessionRecord};
+use quartet_core::entry::{Draft, Entry};
+use quartet_protocol::{ClientId, Epoch, Error, ErrorCode, EventName, LogId, RoomName, Scope, Seq, UserName};
+use redis::AsyncCommands;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+/// How long a message id's ack is remembered for resends.
+pub const ACK_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a session's keys live without a sign of life: a safety net, far past the timeout
+/// after which the cluster expires it anyway.
+pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long one Redis call may take before the store counts as failing.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+const APPEND: &str = r#"
+if KEYS[3] ~= '' then
+  local acked = redis.call('GET', KEYS[3])
+  if acked then return tonumber(acked) end
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], seq .. '-0', 'e', ARGV[2], 'f', ARGV[3], 'c', ARGV[4], 's', ARGV[5], 'd', ARGV[6], 't', ARGV[7])
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq, 'EX', ARGV[9]) end
+redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[8])
+return seq
+"#;
+
+/// See the crate doc.
+pub struct RedisEngine {
+    prefix: String,
+    epoch: Epoch,
+    conn: MultiplexedConnection,
+    /// Subscriptions are sent through clones of this (they share one connection).
+    sink: PubSubSink,
+    append: redis::Script,
+    failing: Arc<Mutex<Option<String>>>,
+    announcements: Mutex<Option<mpsc::UnboundedReceiver<Announcement>>>,
+    watched: Mutex<HashSet<String>>,
+}
+
+fn unavailable(why: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::Unavailable, format!("the store cannot take writes: redis: {why}"))
+}
+
+impl RedisEngine {
+    /// Connects to `url` and joins the cluster of the nodes that use `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisEngine, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| format!("cannot connect to redis at {url}: {e}"))?;
+        let epoch_key = format!("{prefix}:epoch");
+        let fresh = format!("{:x}", rand::random::<u64>());
+        let _: bool = conn.set_nx(&epoch_key, &fresh).await.map_err(|e| e.to_string())?;
+        let hex: String = conn.get(&epoch_key).await.map_err(|e| e.to_string())?;
+        let epoch = u64::from_str_radix(&hex, 16).map_err(|_| format!("{epoch_key} is not hex: {hex:?}"))?;
+        let pubsub =
+            client.get_async_pubsub().await.map_err(|e| format!("cannot subscribe at {url}: {e}"))?;
+        let (mut sink, stream) = pubsub.split();
+        sink.subscribe(format!("{prefix}:sessions")).await.map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let failing: Arc<Mutex<Option<String>>> = Arc::default();
+        tokio::spawn(follow(stream, prefix.to_owned(), tx, failing.clone()));
+        Ok(RedisEngine {
+            prefix: prefix.to_owned(),
+            epoch: Epoch(epoch),
+            conn,
+            sink,
+            append: redis::Script::new(APPEND),
+            failing,
+            announcements: Mutex::new(Some(rx)),
+            watched: Mutex::default(),
+        })
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}:{kind}:{name}", self.prefix)
+    }
+
+    /// Runs one call with a timeout, recording the store's health from its outcome.
+    async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        let outcome = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+        };
+        let mut failing = self.failing.lock().expect("health lock");
+        match outcome {
+            Ok(value) => {
+                if failing.take().is_some() {
+                    tracing::info!("redis takes writes again");
+                }
+                Ok(value)
+            }
+            Err(why) => {
+                if failing.is_none() {
+                    tracing::error!(%why, "redis cannot take writes: refusing publishes until it can");
+                }
+                *failing = Some(why.clone());
+                Err(unavailable(why))
+            }
+        }
+    }
+}
+
+/// Reads the subscription: appends of watched logs and session changes, handed to the hub.
+async fn follow(
+    mut stream: redis::aio::PubSubStream,
+    prefix: String,
+    tx: mpsc::UnboundedSender<Announcement>,
+    failing: Arc<Mutex<Option<String>>>,
+) {
+    let sessions = format!("{prefix}:sessions");
+    let ann = format!("{prefix}:ann:");
+    while let Some(message) = stream.next().await {
+        let channel = message.get_channel_name();
+        let payload = message.get_payload_bytes();
+        let announcement = if channel == sessions {
+            std::str::from_utf8(payload)
+                .ok()
+                .and_then(|c| ClientId::from_wire(c).ok())
+                .map(Announcement::SessionChanged)
+        } else if let Some(log) = channel.strip_prefix(&ann) {
+            LogId::parse(log)
+                .ok()
+                .and_then(|log| decode_announcement(&log, payload))
+                .map(Announcement::Appended)
+        } else {
+            None
+        };
+        if let Some(announcement) = announcement
+            && tx.send(announcement).is_err()
+        {
+            return; // the hub is gone
+        }
+    }
+    // The subscription ended: Redis went away. Appends will say so; the hub reads on demand.
+    *failing.lock().expect("health lock") = Some("the subscription to redis ended".into());
+    tracing::error!("redis subscription ended: other nodes' events reach this node only by reading");
+}
+
+/// `{seq} [event, from, client, scope, ts, data]`.
+fn decode_announcement(log: &LogId, payload: &[u8]) -> Option<Arc<Entry>> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (seq, rest) = text.split_once(' ')?;
+    let seq: u64 = seq.parse().ok()?;
+    let (event, from, client, scope, ts, data): (String, String, String, i64, u64, Box<RawValue>) =
+        serde_json::from_str(rest).ok()?;
+    entry(log, seq, &event, &from, &client, scope, ts, data)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    log: &LogId,
+    seq: u64,
+    event: &str,
+    from: &str,
+    client: &str,
+    scope: i64,
+    ts: u64,
+    data: Box<RawValue>,
+) -> Option<Arc<Entry>> {
+    let from = if from.is_empty() { UserName::nobody() } else { UserName::parse(from).ok()? };
+    let client = if client.is_empty() { ClientId::nobody() } else { ClientId::from_wire(client).ok()? };
+    let scope = match scope {
+        1 => Scope::Others,
+        2 => Scope::SelfOnly,
+        _ => Scope::Room,
+    };
+    let draft = Draft {
+        log: log.clone(),
+        event: EventName::parse(event).ok()?,
+        from,
+        from_client: client,
+        scope,
+        data,
+        ts,
+        id: None,
+    };
+    Some(Entry::new(Seq(seq), draft))
+}
+
+fn scope_code(scope: Scope) -> i64 {
+    match scope {
+        Scope::Room => 0,
+        Scope::Others => 1,
+        Scope::SelfOnly => 2,
+    }
+}
+
+impl Engine for RedisEngine {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn health(&self) -> Health {
+        match self.failing.lock().expect("health lock").clone() {
+            None => Health::Ok,
+            Some(why) => Health::Failing(format!("redis: {why}")),
+        }
+    }
+
+    fn append<'a>(&'a self, draft: &'a Draft) -> BoxFuture<'a, Result<Seq, Error>> {
+        Box::pin(async move {
+            let log = draft.log.to_string();
+            let ack = match &draft.id {
+                Some(id) => format!("{}:ack:{}:{id}", self.prefix, draft.from_client),
+                None => String::new(),
+            };
+            let scope = scope_code(draft.scope);
+            let rest = serde_json::to_string(&(
+                draft.event.as_str(),
+                draft.from.as_str(),
+                draft.from_client.as_str(),
+                scope,
+                draft.ts,
+                &draft.data,
+            ))
+            .map_err(|e| unavailable(format!("cannot encode: {e}")))?;
+            let mut conn = self.conn.clone();
+            let mut invocation = self.append.prepare_invoke();
+            invocation
+                .key(self.key("seq", &log))
+                .key(self.key("log", &log))
+                .key(ack)
+                .arg(self.key("ann", &log))
+                .arg(draft.event.as_str())
+                .arg(draft.from.as_str())
+                .arg(draft.from_client.as_str())
+                .arg(scope)
+                .arg(draft.data.get())
+                .arg(draft.ts)
+                .arg(rest)
+                .arg(ACK_TTL.as_secs());
+            let seq: u64 = self.call(invocation.invoke_async(&mut conn)).await?;
+            Ok(Seq(seq))
+        })
+    }
+
+    fn head<'a>(&'a self, log: &'a LogId) -> BoxFuture<'a, Result<Seq, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let head: Option<u64> = self.call(conn.get(self.key("seq", &log.to_string()))).await?;
+            Ok(Seq(head.unwrap_or(0)))
+        })
+    }
+
+    fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let key = self.key("log", &log.to_string());
+            let from = format!("({}-0", after.0);
+            let reply: redis::streams::StreamRangeReply =
+                self.call(conn.xrange_count(key, from, "+", limit)).await?;
+            let mut entries = Vec::with_capacity(reply.ids.len());
+            for id in reply.ids {
+                let seq = id.id.split_once('-').and_then(|(s, _)| s.parse::<u64>().ok());
+                let field = |name: &str| id.get::<String>(name);
+                let built = (|| {
+                    let data = RawValue::from_string(field("d")?).ok()?;
+                    let scope = field("s")?.parse().ok()?;
+                    let ts = field("t")?.parse().ok()?;
+                    entry(log, seq?, &field("e")?, &field("f")?, &field("c")?, scope, ts, data)
+                })();
+                match built {
+                    Some(entry) => entries.push(entry),
+                    None => tracing::warn!(%log, id = id.id, "skipping a stored event quartet cannot read"),
+                }
+            }
+            Ok(History::Events(entries))
+        })
+    }
+
+    fn save_session<'a>(&'a self, s: &'a SessionRecord) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let key = self.key("session", s.client.as_str());
+            let rooms: serde_json::Map<String, serde_json::Value> =
+                s.rooms.iter().map(|(room, floor)| (room.to_string(), floor.0.into())).collect();
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .hset_multiple(
+                    &key,
+                    &[
+                        ("user", s.user.to_string()),
+                        ("inbox_from", s.inbox_from.0.to_string()),
+                        ("rooms", serde_json::Value::Object(rooms).to_string()),
+                    ],
+                )
+                .ignore()
+                .expire(&key, SESSION_TTL.as_secs() as i64)
+                .ignore()
+                .zadd(format!("{}:seen", self.prefix), s.client.as_str(), s.last_seen_ms)
+                .ignore()
+                .publish(format!("{}:sessions", self.prefix), s.client.as_str())
+                .ignore();
+            let mut conn = self.conn.clone();
+            self.call(pipe.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn delete_session<'a>(&'a self, client: &'a ClientId) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .del(self.key("session", client.as_str()))
+                .ignore()
+                .zrem(format!("{}:seen", self.prefix), client.as_str())
+                .ignore()
+                .publish(format!("{}:sessions", self.prefix), client.as_str())
+                .ignore();
+            let mut conn = self.conn.clone();
+            self.call(pipe.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn touch_sessions<'a>(&'a self, seen: &'a [(ClientId, u64)]) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            let key = format!("{}:seen", self.prefix);
+            for (client, at) in seen {
+                // GT: a node that saw the client earlier never moves its last sign of life back.
+                pipe.cmd("ZADD").arg(&key).arg("GT").arg(*at).arg(client.as_str()).ignore();
+            }
+            let mut conn = self.conn.clone();
+            self.call(pipe.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn load_session<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let fields: std::collections::HashMap<String, String> =
+                self.call(conn.hgetall(self.key("session", client.as_str()))).await?;
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            let last_seen: Option<f64> =
+                self.call(conn.zscore(format!("{}:seen", self.prefix), client.as_str())).await?;
+            let Some(user) = fields.get("user").and_then(|u| UserName::parse(u).ok()) else {
+                return Ok(None);
+            };
+            let inbox_from = Seq(fields.get("inbox_from").and_then(|v| v.parse().ok()).unwrap_or(0));
+            let rooms = fields
+                .get("rooms")
+                .and_then(|r| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(r).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(room, floor)| Some((RoomName::parse(&room).ok()?, Seq(floor.as_u64()?))))
+                .collect();
+            Ok(Some(SessionRecord {
+                client: client.clone(),
+                user,
+                inbox_from,
+                rooms,
+                last_seen_ms: last_seen.unwrap_or(0.0) as u64,
+                acks: Vec::new(),
+            }))
+        })
+    }
+
+    fn announcements(&self) -> Option<mpsc::UnboundedReceiver<Announcement>> {
+        self.announcements.lock().expect("announcements lock").take()
+    }
+
+    fn watch<'a>(&'a self, log: &'a LogId) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let channel = self.key("ann", &log.to_string());
+            if !self.watched.lock().expect("watched lock").insert(channel.clone()) {
+                return Ok(());
+            }
+            let mut sink = self.sink.clone();
+            let subscribed = self.call(sink.subscribe(&channel)).await;
+            if subscribed.is_err() {
+                self.watched.lock().expect("watched lock").remove(&channel);
+            }
+            subscribed
+        })
+    }
+
+    fn unwatch(&self, log: &LogId) {
+        let channel = self.key("ann", &log.to_string());
+        if !self.watched.lock().expect("watched lock").remove(&channel) {
+            return;
+        }
+        let mut sink = self.sink.clone();
+        tokio::spawn(async move {
+            let _ = sink.unsubscribe(&channel).await;
+        });
+    }
+
+    fn last_seen<'a>(&'a self, client: &'a ClientId) -> BoxFuture<'a, Result<Option<u64>, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let seen: Option<f64> =
+                self.call(conn.zscore(format!("{}:seen", self.prefix), client.as_str())).await?;
+            Ok(seen.map(|s| s as u64))
+        })
+    }
+
+    fn claim_expiry<'a>(&'a self, client: &'a ClientId) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let removed: i64 = self.call(conn.zrem(format!("{}:seen", self.prefix), client.as_str())).await?;
+            Ok(removed == 1)
+        })
+    }
+
+    fn presence<'a>(
+        &'a self,
+        room: &'a RoomName,
+        client: &'a ClientId,
+        present: bool,
+    ) -> BoxFuture<'a, Result<Option<usize>, Error>> {
+        Box::pin(async move {
+            let key = self.key("members", room.as_str());
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if present {
+                pipe.sadd(&key, client.as_str()).ignore();
+            } else {
+                pipe.srem(&key, client.as_str()).ignore();
+            }
+            pipe.scard(&key);
+            let mut conn = self.conn.clone();
+            let (count,): (usize,) = self.call(pipe.query_async(&mut conn)).await?;
+            Ok(Some(count))
+        })
+    }
+
+    fn online<'a>(&'a self, room: &'a RoomName) -> BoxFuture<'a, Result<Option<usize>, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let count: usize = self.call(conn.scard(self.key("members", room.as_str()))).await?;
+            Ok(Some(count))
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! Three quartet nodes on one Redis act as one server, with no sticky sessions: any request of
+//! any client goes to any node. Each test uses a key prefix of its own. Needs Redis at
+//! `QUARTET_TEST_REDIS` (default `redis://127.0.0.1:6379`); without one it prints a "skipped"
+//! line, unless `QUARTET_REQUIRE_REDIS=1` (as `.ci/run` sets), where it fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quartet_client::{Client, Command, Frame, Options, Reply, TransportKind};
+use quartet_core::{Config, Hub};
+use quartet_protocol::Registration;
+use quartet_protocol::api::{NewClient, Replies};
+use quartet_redis::RedisEngine;
+use serde_json::{Value, json};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn redis_url() -> String {
+    std::env::var("QUARTET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Deletes a test's keys when it ends, pass or fail.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(redis_url()) else { return };
+        let Ok(mut conn) = client.get_connection() else { return };
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*", self.0)).query(&mut conn).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+/// Three nodes on one prefix; `None` (after saying so) when there is no Redis to test with.
+async fn cluster(name: &str) -> Option<(Vec<String>, Cleanup)> {
+    let prefix = format!("quartet-test-{name}-{}-{}", std::process::id(), rand_suffix());
+    let mut urls = Vec::new();
+    for _ in 0..3 {
+        let engine = match RedisEngine::connect(&redis_url(), &prefix).await {
+            Ok(engine) => engine,
+            Err(error) if std::env::var("QUARTET_REQUIRE_REDIS").as_deref() != Ok("1") => {
+                println!("skipped: needs Redis at {} ({error})", redis_url());
+                return None;
+            }
+            Err(error) => panic!("QUARTET_REQUIRE_REDIS=1 and no Redis: {error}"),
+        };
+        let hub = Hub::new(Arc::new(engine), Config::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        urls.push(format!("http://{}", listener.local_addr().unwrap()));
+        tokio::spawn(quartet_server::serve(listener, hub, std::future::pending()));
+    }
+    Some((urls, Cleanup(prefix)))
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+}
+
+fn options() -> Options {
+    Options { poll_interval: Duration::from_millis(20), long_poll_wait: Duration::from_secs(2) }
+}
+
+async fn register(http: &reqwest::Client, node: &str, name: &str) -> Registration {
+    let body = NewClient { name: Some(name.into()), cursor: None };
+    let response = http.post(format!("{node}/v1/clients")).json(&body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    response.json().await.unwrap()
+}
+
+async fn command(http: &reqwest::Client, node: &str, client: &str, command: Command) -> Reply {
+    let url = format!("{node}/v1/clients/{client}/commands");
+    let response = http.post(url).json(&command).send().await.unwrap();
+    let mut body: Replies = response.json().await.unwrap();
+    body.replies.remove(0)
+}
+
+fn chat(room: &str, text: &str) -> Command {
+    Command::publish(room, "chat", &json!({ "text": text })).unwrap()
+}
+
+fn texts(frames: &[Frame]) -> Vec<String> {
+    frames
+        .iter()
+        .filter_map(Frame::as_event)
+        .filter(|e| e.event == "chat")
+        .map(|e| e.data["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// One long poll on `node`; returns the events and the next cursor.
+async fn long_poll(http: &reqwest::Client, node: &str, client: &str, cursor: &str) -> (Vec<Frame>, String) {
+    let url = format!("{node}/v1/clients/{client}/long-poll?cursor={cursor}&wait_ms=2000");
+    let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    let events = serde_json::from_value(body["events"].clone()).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (events, body["cursor"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_serves_any_request() {
+    let Some((nodes, _cleanup)) = cluster("any").await else { return };
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let http = reqwest::Client::new();
+
+    // Alice registers on A and joins there; bob registers on C.
+    let alice = register(&http, a, "alice").await;
+    assert!(matches!(
+        command(&http, a, &alice.client, Command::join("lobby").unwrap()).await,
+        Reply::Joined { .. }
+    ));
+    let bob = register(&http, c, "bob").await;
+    let joined = command(&http, b, &bob.client, Command::join("lobby").unwrap()).await;
+    assert!(matches!(joined, Reply::Joined { online: 2, .. }), "online counts are cluster-wide: {joined:?}");
+
+    // Bob publishes through every node in turn; alice long-polls on B and C alternately.
+    let mut cursor = alice.cursor.clone();
+    let mut got = Vec::new();
+    for i in 0..6 {
+        let node = &nodes[i % 3];
+        assert!(matches!(
+            command(&http, node, &bob.client, chat("lobby", &format!("m{i}"))).await,
+            Reply::Ack { .. }
+        ));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !got.contains(&format!("m{i}")) {
+            assert!(tokio::time::Instant::now() < deadline, "m{i} never arrived; got {got:?}");
+            let poller = if got.len() % 2 == 0 { b } else { c };
+            let (events, next) = long_poll(&http, poller, &alice.client, &cursor).await;
+            got.extend(texts(&events));
+            cursor = next;
+        }
+    }
+    assert_eq!(got, (0..6).map(|i| format!("m{i}")).collect::<Vec<_>>(), "in order, nothing twice");
+
+    // SSE on C while commands go to A (alice publishes to herself through A).
+    let mut sse =
+        Client::resume(http.clone(), c.clone(), alice.clone(), TransportKind::Sse, &cursor, options())
+            .await
+            .unwrap();
+    assert!(matches!(
+        command(&http, a, &alice.client, chat("lobby", "via A, read on C")).await,
+        Reply::Ack { .. }
+    ));
+    let frames = sse.receive_n(1, PATIENCE).await.unwrap();
+    assert_eq!(texts(&frames), ["via A, read on C"]);
+    let cursor = sse.cursor().to_owned();
+    drop(sse);
+
+    // A WebSocket on B, resumed on C with the same cursor: nothing lost, nothing repeated.
+    let mut ws =
+        Client::resume(http.clone(), b.clone(), alice.clone(), TransportKind::Ws, &cursor, options())
+            .await
+            .unwrap();
+    command(&http, c, &bob.client, chat("lobby", "w1")).await;
+    assert_eq!(texts(&ws.receive_n(1, PATIENCE).await.unwrap()), ["w1"]);
+    let cursor = ws.cursor().to_owned();
+    drop(ws);
+    command(&http, a, &bob.client, chat("lobby", "w2")).await;
+    let mut ws =
+        Client::resume(http.clone(), c.clone(), alice.clone(), TransportKind::Ws, &cursor, options())
+            .await
+            .unwrap();
+    let frames = ws.receive_n(1, PATIENCE).await.unwrap();
+    assert_eq!(texts(&frames), ["w2"]);
+    assert!(ws.receive_n(1, Duration::from_millis(300)).await.unwrap().is_empty(), "nothing twice");
+
+    // Leaving through B is seen by every node: the room's count drops everywhere.
+    command(&http, b, &bob.client, Command::leave("lobby").unwrap()).await;
+    for node in &nodes {
+        let room: Value =
+            http.get(format!("{node}/v1/rooms/lobby")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(room["online"], 1, "{node}: {room}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spread_over_three_nodes_has_one_order() {
+    let Some((nodes, _cleanup)) = cluster("order").await else { return };
+    let http = reqwest::Client::new();
+    let mut clients = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut client =
+            Client::connect_with(node, &format!("n{i}"), TransportKind::Ws, options()).await.unwrap();
+        client.command(Command::join("mixed").unwrap()).await.unwrap();
+        clients.push(client);
+    }
+    // Every node's client publishes 10 messages, interleaved across nodes.
+    for round in 0..10 {
+        for (i, client) in clients.iter_mut().enumerate() {
+            let reply = client.command(chat("mixed", &format!("n{i}-{round}"))).await.unwrap();
+            assert!(matches!(reply, Reply::Ack { .. }), "{reply:?}");
+        }
+    }
+    let mut orders = Vec::new();
+    for client in &mut clients {
+        let mut seen: Vec<(u64, String)> = Vec::new();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while seen.len() < 30 {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "only {} of 30 arrived on {}", seen.len(), client.id());
+            for frame in client.receive_n(1, left).await.unwrap() {
+                if let Some(e) = frame.as_event().filter(|e| e.event == "chat") {
+                    seen.push((e.seq, e.data["text"].as_str().unwrap().to_owned()));
+                }
+            }
+        }
+        let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq order: {seqs:?}");
+        orders.push(seen);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[1], orders[2]);
+    let _ = http;
+}
