@@ -70,6 +70,9 @@ pub enum Announcement {
     Appended(Arc<Entry>),
     /// A session changed (joined, left, ended) on another node: drop or reload the copy.
     SessionChanged(ClientId),
+    /// The announcements were interrupted (the link to the store broke and came back): some
+    /// may be lost, so read every held log up to the store's head.
+    Resync,
 }
 
 /// Whether the engine can take writes now, and if not, why.
@@ -155,6 +158,12 @@ pub trait Engine: Send + Sync + 'static {
     /// knows more than this node does.
     fn last_seen<'a>(&'a self, _client: &'a ClientId) -> BoxFuture<'a, Result<Option<u64>, Error>> {
         Box::pin(async { Ok(None) })
+    }
+
+    /// Sessions whose last sign of life anywhere is older than `before_ms` (Unix ms), for a
+    /// cluster whose nodes may have died with them: any node expires them.
+    fn stale(&self, _before_ms: u64) -> BoxFuture<'_, Result<Vec<ClientId>, Error>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     /// Claims the expiry of a silent `client`: `true` for exactly one node of a cluster, which

@@ -529,6 +529,24 @@ impl Hub {
                 }
             }
         }
+        // Sessions nobody here holds whose node died with them: silent everywhere, so any node
+        // may expire them (one wins the claim) and tell their rooms.
+        match self.shared.engine.stale(wall_ms().saturating_sub(timeout_ms)).await {
+            Ok(stale) => {
+                for client in stale {
+                    if self.held(&client).is_some() {
+                        continue; // judged above, by its own last sign of life here
+                    }
+                    if let Ok(true) = self.shared.engine.claim_expiry(&client).await
+                        && self.remove(&client).await.is_ok()
+                    {
+                        tracing::info!(%client, "client timed out (its node is gone)");
+                        self.shared.stats.expired.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot list silent clients of the cluster"),
+        }
         self.persist_last_seen(now).await;
         let engine = &self.shared.engine;
         self.shared.logs.lock().expect("logs lock").retain(|_, log| {
@@ -586,6 +604,17 @@ impl Hub {
                 Announcement::SessionChanged(client) => {
                     if let Err(error) = self.refresh(&client).await {
                         tracing::warn!(%error, %client, "cannot reload a session changed elsewhere");
+                    }
+                }
+                Announcement::Resync => {
+                    let logs: Vec<Arc<Log>> =
+                        self.shared.logs.lock().expect("logs lock").values().cloned().collect();
+                    for log in logs {
+                        match self.shared.engine.head(&log.id).await {
+                            Ok(head) if head > log.head() => self.fill(&log, head).await,
+                            Ok(_) => {}
+                            Err(error) => tracing::warn!(%error, log = %log.id, "cannot resync a log"),
+                        }
                     }
                 }
             }

@@ -33,7 +33,7 @@ use quartet_core::engine::{Announcement, BoxFuture, Health, History, SessionReco
 use quartet_core::entry::{Draft, Entry};
 use quartet_protocol::{ClientId, Epoch, Error, ErrorCode, EventName, LogId, RoomName, Scope, Seq, UserName};
 use redis::AsyncCommands;
-use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -63,13 +63,18 @@ return seq
 pub struct RedisEngine {
     prefix: String,
     epoch: Epoch,
-    conn: MultiplexedConnection,
-    /// Subscriptions are sent through clones of this (they share one connection).
-    sink: PubSubSink,
+    /// Commands; reconnects by itself after Redis comes back.
+    conn: ConnectionManager,
+    /// The subscription connection's sink while it is up (see `subscribe_forever`).
+    sink: Arc<Mutex<Option<PubSubSink>>>,
     append: redis::Script,
+    /// Why the last call failed, until one succeeds.
     failing: Arc<Mutex<Option<String>>>,
+    /// Set while the subscription is down.
+    deaf: Arc<Mutex<Option<String>>>,
     announcements: Mutex<Option<mpsc::UnboundedReceiver<Announcement>>>,
-    watched: Mutex<HashSet<String>>,
+    /// Channels of the logs this node holds: subscribed again after a reconnect.
+    watched: Arc<Mutex<HashSet<String>>>,
 }
 
 fn unavailable(why: impl std::fmt::Display) -> Error {
@@ -80,8 +85,11 @@ impl RedisEngine {
     /// Connects to `url` and joins the cluster of the nodes that use `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisEngine, String> {
         let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
-        let mut conn = client
-            .get_multiplexed_async_connection()
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(1);
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| format!("cannot connect to redis at {url}: {e}"))?;
         let epoch_key = format!("{prefix}:epoch");
@@ -89,13 +97,23 @@ impl RedisEngine {
         let _: bool = conn.set_nx(&epoch_key, &fresh).await.map_err(|e| e.to_string())?;
         let hex: String = conn.get(&epoch_key).await.map_err(|e| e.to_string())?;
         let epoch = u64::from_str_radix(&hex, 16).map_err(|_| format!("{epoch_key} is not hex: {hex:?}"))?;
-        let pubsub =
-            client.get_async_pubsub().await.map_err(|e| format!("cannot subscribe at {url}: {e}"))?;
-        let (mut sink, stream) = pubsub.split();
-        sink.subscribe(format!("{prefix}:sessions")).await.map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let follower = Follower {
+            client,
+            prefix: prefix.to_owned(),
+            tx,
+            sink: Arc::default(),
+            deaf: Arc::default(),
+            watched: Arc::default(),
+        };
+        // The first subscription is made before returning, so a node that starts misses nothing.
+        let (sink, stream) =
+            follower.subscribe().await.map_err(|e| format!("cannot subscribe at {url}: {e}"))?;
+        *follower.sink.lock().expect("sink lock") = Some(sink);
+        let (sink, deaf, watched) = (follower.sink.clone(), follower.deaf.clone(), follower.watched.clone());
+        tokio::spawn(follower.run(stream));
         let failing: Arc<Mutex<Option<String>>> = Arc::default();
-        tokio::spawn(follow(stream, prefix.to_owned(), tx, failing.clone()));
+        tokio::spawn(probe(conn.clone(), Arc::downgrade(&failing)));
         Ok(RedisEngine {
             prefix: prefix.to_owned(),
             epoch: Epoch(epoch),
@@ -103,8 +121,9 @@ impl RedisEngine {
             sink,
             append: redis::Script::new(APPEND),
             failing,
+            deaf,
             announcements: Mutex::new(Some(rx)),
-            watched: Mutex::default(),
+            watched,
         })
     }
 
@@ -141,40 +160,105 @@ impl RedisEngine {
     }
 }
 
-/// Reads the subscription: appends of watched logs and session changes, handed to the hub.
-async fn follow(
-    mut stream: redis::aio::PubSubStream,
+/// The subscription: appends of watched logs and session changes, handed to the hub; after
+/// Redis went away, subscribed again (every watched log) and a `Resync` sent, since what was
+/// announced meanwhile is lost.
+struct Follower {
+    client: redis::Client,
     prefix: String,
     tx: mpsc::UnboundedSender<Announcement>,
-    failing: Arc<Mutex<Option<String>>>,
-) {
-    let sessions = format!("{prefix}:sessions");
-    let ann = format!("{prefix}:ann:");
-    while let Some(message) = stream.next().await {
-        let channel = message.get_channel_name();
-        let payload = message.get_payload_bytes();
-        let announcement = if channel == sessions {
-            std::str::from_utf8(payload)
-                .ok()
-                .and_then(|c| ClientId::from_wire(c).ok())
-                .map(Announcement::SessionChanged)
-        } else if let Some(log) = channel.strip_prefix(&ann) {
-            LogId::parse(log)
-                .ok()
-                .and_then(|log| decode_announcement(&log, payload))
-                .map(Announcement::Appended)
-        } else {
-            None
-        };
-        if let Some(announcement) = announcement
-            && tx.send(announcement).is_err()
-        {
-            return; // the hub is gone
+    sink: Arc<Mutex<Option<PubSubSink>>>,
+    deaf: Arc<Mutex<Option<String>>>,
+    watched: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Pause between attempts to subscribe again.
+const RESUBSCRIBE_EVERY: Duration = Duration::from_millis(250);
+
+impl Follower {
+    async fn subscribe(&self) -> redis::RedisResult<(PubSubSink, redis::aio::PubSubStream)> {
+        let pubsub = tokio::time::timeout(CALL_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+        let (mut sink, stream) = pubsub.split();
+        let mut channels: Vec<String> = self.watched.lock().expect("watched lock").iter().cloned().collect();
+        channels.push(format!("{}:sessions", self.prefix));
+        sink.subscribe(channels).await?;
+        Ok((sink, stream))
+    }
+
+    async fn run(self, mut stream: redis::aio::PubSubStream) {
+        loop {
+            self.read(&mut stream).await;
+            *self.sink.lock().expect("sink lock") = None;
+            if self.tx.is_closed() {
+                return; // the hub is gone
+            }
+            *self.deaf.lock().expect("deaf lock") = Some("the subscription to redis broke".into());
+            tracing::error!("redis subscription broke: subscribing again");
+            stream = loop {
+                tokio::time::sleep(RESUBSCRIBE_EVERY).await;
+                if self.tx.is_closed() {
+                    return;
+                }
+                if let Ok((sink, stream)) = self.subscribe().await {
+                    *self.sink.lock().expect("sink lock") = Some(sink);
+                    break stream;
+                }
+            };
+            *self.deaf.lock().expect("deaf lock") = None;
+            tracing::info!("redis subscription back: reading what was missed");
+            if self.tx.send(Announcement::Resync).is_err() {
+                return;
+            }
         }
     }
-    // The subscription ended: Redis went away. Appends will say so; the hub reads on demand.
-    *failing.lock().expect("health lock") = Some("the subscription to redis ended".into());
-    tracing::error!("redis subscription ended: other nodes' events reach this node only by reading");
+
+    /// Hands every message to the hub until the subscription ends.
+    async fn read(&self, stream: &mut redis::aio::PubSubStream) {
+        let sessions = format!("{}:sessions", self.prefix);
+        let ann = format!("{}:ann:", self.prefix);
+        while let Some(message) = stream.next().await {
+            let channel = message.get_channel_name();
+            let payload = message.get_payload_bytes();
+            let announcement = if channel == sessions {
+                std::str::from_utf8(payload)
+                    .ok()
+                    .and_then(|c| ClientId::from_wire(c).ok())
+                    .map(Announcement::SessionChanged)
+            } else if let Some(log) = channel.strip_prefix(&ann) {
+                LogId::parse(log)
+                    .ok()
+                    .and_then(|log| decode_announcement(&log, payload))
+                    .map(Announcement::Appended)
+            } else {
+                None
+            };
+            if let Some(announcement) = announcement
+                && self.tx.send(announcement).is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// While calls fail, pings Redis every [`RESUBSCRIBE_EVERY`], so the node reports itself
+/// healthy again as soon as Redis answers, even with no traffic. Ends with the engine.
+async fn probe(mut conn: ConnectionManager, failing: std::sync::Weak<Mutex<Option<String>>>) {
+    loop {
+        tokio::time::sleep(RESUBSCRIBE_EVERY).await;
+        let Some(failing) = failing.upgrade() else { return };
+        if failing.lock().expect("health lock").is_none() {
+            continue;
+        }
+        let pong =
+            tokio::time::timeout(CALL_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+        if matches!(pong, Ok(Ok(_))) {
+            *failing.lock().expect("health lock") = None;
+            tracing::info!("redis answers again");
+        }
+    }
 }
 
 /// `{seq} [event, from, client, scope, ts, data]`.
@@ -240,7 +324,8 @@ impl Engine for RedisEngine {
     }
 
     fn health(&self) -> Health {
-        match self.failing.lock().expect("health lock").clone() {
+        let failing = self.failing.lock().expect("health lock").clone();
+        match failing.or_else(|| self.deaf.lock().expect("deaf lock").clone()) {
             None => Health::Ok,
             Some(why) => Health::Failing(format!("redis: {why}")),
         }
@@ -417,7 +502,9 @@ impl Engine for RedisEngine {
             if !self.watched.lock().expect("watched lock").insert(channel.clone()) {
                 return Ok(());
             }
-            let mut sink = self.sink.clone();
+            // While the subscription is down, the reconnect subscribes it with the others.
+            let sink = self.sink.lock().expect("sink lock").clone();
+            let Some(mut sink) = sink else { return Err(unavailable("the subscription to redis is down")) };
             let subscribed = self.call(sink.subscribe(&channel)).await;
             if subscribed.is_err() {
                 self.watched.lock().expect("watched lock").remove(&channel);
@@ -431,10 +518,20 @@ impl Engine for RedisEngine {
         if !self.watched.lock().expect("watched lock").remove(&channel) {
             return;
         }
-        let mut sink = self.sink.clone();
-        tokio::spawn(async move {
-            let _ = sink.unsubscribe(&channel).await;
-        });
+        if let Some(mut sink) = self.sink.lock().expect("sink lock").clone() {
+            tokio::spawn(async move {
+                let _ = sink.unsubscribe(&channel).await;
+            });
+        }
+    }
+
+    fn stale(&self, before_ms: u64) -> BoxFuture<'_, Result<Vec<ClientId>, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let key = format!("{}:seen", self.prefix);
+            let stale: Vec<String> = self.call(conn.zrangebyscore_limit(key, 0, before_ms, 0, 1000)).await?;
+            Ok(stale.iter().filter_map(|c| ClientId::from_wire(c).ok()).collect())
+        })
     }
 
     fn last_seen<'a>(&'a self, client: &'a ClientId) -> BoxFuture<'a, Result<Option<u64>, Error>> {

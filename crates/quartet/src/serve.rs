@@ -38,6 +38,10 @@ pub(crate) struct ServeArgs {
     /// Prefix of every Redis key: nodes with the same URL and prefix are one cluster.
     #[arg(long, env = "QUARTET_REDIS_PREFIX", default_value = "quartet")]
     redis_prefix: String,
+    /// How often clients must show life, in ms (announced as `heartbeat_ms`); a client silent
+    /// for two of these is removed.
+    #[arg(long, env = "QUARTET_HEARTBEAT_MS", default_value_t = quartet_core::limits::DEFAULT_HEARTBEAT.as_millis() as u64)]
+    heartbeat_ms: u64,
     /// Commands per second each client may send (bursts of twice that pass).
     #[arg(long, env = "QUARTET_RATE_LIMIT", default_value_t = quartet_core::limits::COMMANDS_PER_SECOND)]
     rate_limit: f64,
@@ -106,8 +110,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !args.rate_limit.is_finite() || args.rate_limit <= 0.0 {
         bail!("--rate-limit must be a positive number of commands per second");
     }
-    let config =
-        Config { command_rate: args.rate_limit, command_burst: args.rate_limit * 2.0, ..Config::default() };
+    if args.heartbeat_ms < 100 {
+        bail!("--heartbeat-ms must be at least 100");
+    }
+    let config = Config {
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        command_rate: args.rate_limit,
+        command_burst: args.rate_limit * 2.0,
+        ..Config::default()
+    };
     let hub = Hub::new(engine.clone(), config);
     let restored = hub.restore().await.context("cannot read the sessions kept in the store")?;
     let addr = listener.local_addr()?;
