@@ -180,6 +180,16 @@ macro_rules! over_every_transport {
         over_every_transport!(@one sse, Sse, $($scenario),*);
         over_every_transport!(@one ws, Ws, $($scenario),*);
     };
+    (@cluster $module:ident, $kind:ident, $($scenario:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    crate::common::on_a_cluster(super::super::$scenario(quartet_client::TransportKind::$kind)).await;
+                }
+            )*
+        }
+    };
     (@one $module:ident, $kind:ident, $($scenario:ident),*) => {
         mod $module {
             $(
@@ -201,4 +211,28 @@ over_every_transport!(
     heartbeat_expiry,
     resume_after_disconnect,
     gap_for_a_too_old_cursor,
+);
+
+/// The same scenarios on three nodes behind a load balancer that sends every connection to a
+/// node picked at random: no sticky sessions. (Not `gap_for_a_too_old_cursor`: the cluster's
+/// store keeps history, so an old cursor gets its events, not a gap; `quartet-redis` tests it.)
+macro_rules! on_a_cluster_over_every_transport {
+    ($($scenario:ident),* $(,)?) => {
+        mod cluster {
+            over_every_transport!(@cluster short_poll, ShortPoll, $($scenario),*);
+            over_every_transport!(@cluster long_poll, LongPoll, $($scenario),*);
+            over_every_transport!(@cluster sse, Sse, $($scenario),*);
+            over_every_transport!(@cluster ws, Ws, $($scenario),*);
+        }
+    };
+}
+
+on_a_cluster_over_every_transport!(
+    receives_in_seq_order,
+    scopes,
+    direct_messages,
+    acks_and_idempotent_resend,
+    presence_join_and_leave,
+    heartbeat_expiry,
+    resume_after_disconnect,
 );

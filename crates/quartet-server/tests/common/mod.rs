@@ -16,22 +16,109 @@ use tokio::sync::oneshot;
 /// and this bounds only failures, never a passing run.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A server running in this process on 127.0.0.1:<ephemeral>.
+/// A server running in this process on 127.0.0.1:<ephemeral>: one node, or (inside
+/// [`on_a_cluster`]) three nodes on one Redis behind a proxy that sends every new connection to
+/// a node picked at random.
 pub struct Server {
     pub url: String,
-    stop: Option<oneshot::Sender<()>>,
+    /// The HTTP client the helpers use: without connection reuse on a cluster, so that every
+    /// request goes to a node picked at random.
+    pub http: reqwest::Client,
+    stop: Vec<oneshot::Sender<()>>,
+    /// The cluster's Redis key prefix, deleted when the server is dropped.
+    prefix: Option<String>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        for stop in self.stop.drain(..) {
             let _ = stop.send(());
+        }
+        if let Some(prefix) = &self.prefix
+            && let Ok(client) = redis::Client::open(redis_url())
+            && let Ok(mut conn) = client.get_connection()
+        {
+            let keys: Vec<String> =
+                redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
         }
     }
 }
 
+tokio::task_local! {
+    /// Set by [`on_a_cluster`]: `start` makes a cluster.
+    static CLUSTER: bool;
+}
+
+/// The Redis the cluster runs use.
+pub fn redis_url() -> String {
+    std::env::var("QUARTET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Runs `scenario` with every `start` in it making a three-node cluster; prints one "skipped"
+/// line instead when there is no Redis (a failure with `QUARTET_REQUIRE_REDIS=1`).
+pub async fn on_a_cluster(scenario: impl std::future::Future<Output = ()>) {
+    let reachable = match redis::Client::open(redis_url()) {
+        Ok(client) => client.get_connection().is_ok(),
+        Err(_) => false,
+    };
+    if !reachable {
+        assert_ne!(
+            std::env::var("QUARTET_REQUIRE_REDIS").as_deref(),
+            Ok("1"),
+            "QUARTET_REQUIRE_REDIS=1 and no Redis"
+        );
+        println!("skipped: needs Redis at {}", redis_url());
+        return;
+    }
+    CLUSTER.scope(true, scenario).await;
+}
+
 pub async fn start(config: Config) -> Server {
+    if CLUSTER.try_with(|c| *c).unwrap_or(false) {
+        return start_cluster(config).await;
+    }
     start_on(Arc::new(MemoryEngine::new()), config).await
+}
+
+static CLUSTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Three nodes on one Redis prefix, behind a proxy that picks a node at random per connection.
+async fn start_cluster(config: Config) -> Server {
+    let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let prefix = format!("quartet-test-scenario-{}-{n}-{}", std::process::id(), rand::random::<u32>());
+    let mut nodes = Vec::new();
+    let mut stops = Vec::new();
+    for _ in 0..3 {
+        let engine = quartet_redis::RedisEngine::connect(&redis_url(), &prefix).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        nodes.push(listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        stops.push(stop);
+        tokio::spawn(quartet_server::serve(
+            listener,
+            Hub::new(Arc::new(engine), config.clone()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+    }
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", proxy.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = proxy.accept().await {
+            let node = nodes[rand::random_range(0..nodes.len())];
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(node).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    Server { url, http, stop: stops, prefix: Some(prefix) }
 }
 
 /// A server over `engine`.
@@ -43,7 +130,7 @@ pub async fn start_on(engine: Arc<dyn quartet_core::Engine>, config: Config) -> 
     tokio::spawn(quartet_server::serve(listener, hub, async move {
         let _ = stopped.await;
     }));
-    Server { url, stop: Some(stop) }
+    Server { url, http: reqwest::Client::new(), stop: vec![stop], prefix: None }
 }
 
 pub async fn start_default() -> Server {
@@ -68,7 +155,7 @@ pub fn options() -> Options {
 }
 
 pub async fn connect(server: &Server, name: &str, kind: TransportKind) -> Client {
-    Client::connect_with(&server.url, name, kind, options()).await.unwrap()
+    Client::connect_via(server.http.clone(), &server.url, name, kind, options()).await.unwrap()
 }
 
 /// Joins `room`; returns the reply's seq and online count.
