@@ -105,6 +105,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Up to `limit` stored events of `log` with seq > `after`, for reads older than the ring.
     fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>>;
 
+    /// The engine's own counters for `/metrics`: (name, help, value), names in Prometheus form.
+    fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
+
     /// Whether writes go through now (for `/healthz`). An engine that cannot fail is always `Ok`.
     fn health(&self) -> Health {
         Health::Ok

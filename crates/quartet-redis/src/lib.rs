@@ -59,6 +59,21 @@ redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[8])
 return seq
 "#;
 
+/// Deletes every key under `prefix` (a test's or a bench's cluster when it is done).
+pub async fn delete_prefix(url: &str, prefix: &str) -> Result<u64, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    redis::cmd("DEL").arg(keys).query_async(&mut conn).await.map_err(|e| e.to_string())
+}
+
 /// See the crate doc.
 pub struct RedisEngine {
     prefix: String,
@@ -75,6 +90,10 @@ pub struct RedisEngine {
     announcements: Mutex<Option<mpsc::UnboundedReceiver<Announcement>>>,
     /// Channels of the logs this node holds: subscribed again after a reconnect.
     watched: Arc<Mutex<HashSet<String>>>,
+    /// Round trips to Redis made by this node.
+    calls: std::sync::atomic::AtomicU64,
+    /// Announcements (appends of any node) this node received.
+    heard: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn unavailable(why: impl std::fmt::Display) -> Error {
@@ -98,9 +117,11 @@ impl RedisEngine {
         let hex: String = conn.get(&epoch_key).await.map_err(|e| e.to_string())?;
         let epoch = u64::from_str_radix(&hex, 16).map_err(|_| format!("{epoch_key} is not hex: {hex:?}"))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let heard: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let follower = Follower {
             client,
             prefix: prefix.to_owned(),
+            heard: heard.clone(),
             tx,
             sink: Arc::default(),
             deaf: Arc::default(),
@@ -124,6 +145,8 @@ impl RedisEngine {
             deaf,
             announcements: Mutex::new(Some(rx)),
             watched,
+            calls: Default::default(),
+            heard,
         })
     }
 
@@ -166,6 +189,7 @@ impl RedisEngine {
 struct Follower {
     client: redis::Client,
     prefix: String,
+    heard: Arc<std::sync::atomic::AtomicU64>,
     tx: mpsc::UnboundedSender<Announcement>,
     sink: Arc<Mutex<Option<PubSubSink>>>,
     deaf: Arc<Mutex<Option<String>>>,
@@ -221,6 +245,7 @@ impl Follower {
         while let Some(message) = stream.next().await {
             let channel = message.get_channel_name();
             let payload = message.get_payload_bytes();
+            self.heard.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let announcement = if channel == sessions {
                 std::str::from_utf8(payload)
                     .ok()
@@ -321,6 +346,22 @@ impl Engine for RedisEngine {
 
     fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        vec![
+            (
+                "quartet_redis_calls_total",
+                "Round trips to Redis made by this node.",
+                self.calls.load(Relaxed),
+            ),
+            (
+                "quartet_redis_announcements_total",
+                "Messages this node received from Redis (one per append to a log it holds, whatever the number of its readers).",
+                self.heard.load(Relaxed),
+            ),
+        ]
     }
 
     fn health(&self) -> Health {

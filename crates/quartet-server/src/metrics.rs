@@ -147,6 +147,10 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Connections given up on because the client stopped reading for the client timeout.",
         &one(meter.stalled.load(Ordering::Relaxed)),
     );
+    // The store's own counters (commit groups, Redis round trips and announcements).
+    for (name, help, value) in state.hub.engine().metrics() {
+        metric(name, "counter", help, &one(value));
+    }
     if let Some(process) = process_stats() {
         let cpu = [(String::new(), process.cpu_seconds)];
         metric(

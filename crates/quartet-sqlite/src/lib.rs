@@ -249,6 +249,18 @@ impl Engine for SqliteEngine {
         self.state.health.lock().expect("health lock").clone()
     }
 
+    fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let (commits, writes) = self.commit_stats();
+        vec![
+            ("quartet_sqlite_commits_total", "Transactions committed (each a group of writes).", commits),
+            (
+                "quartet_sqlite_writes_total",
+                "Writes committed; divided by commits: the mean group size.",
+                writes,
+            ),
+        ]
+    }
+
     fn append<'a>(&'a self, draft: &'a Draft) -> BoxFuture<'a, Result<Seq, Error>> {
         let row = Row {
             log: draft.log.to_string(),

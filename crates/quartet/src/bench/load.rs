@@ -30,8 +30,8 @@ pub(crate) static SUBSCRIBER_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 /// How one run is shaped.
 pub(crate) struct Shape {
-    /// The server's `--store`.
-    pub(crate) store: String,
+    /// The server's store flags (`--store memory`, …).
+    pub(crate) store: Vec<String>,
     pub(crate) transport: TransportKind,
     pub(crate) subscribers: usize,
     pub(crate) rate: f64,

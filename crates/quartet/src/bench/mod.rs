@@ -68,9 +68,14 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     saturation_subscribers: usize,
     /// Stores to compare (acked publishes/s with 1 and 100 publishers, publish→delivery):
-    /// `memory`, `sqlite`; empty skips them (do that with a `--server-exe` older than them).
-    #[arg(long, value_delimiter = ',', default_value = "memory,sqlite")]
+    /// `memory`, `sqlite`, `redis` (with `redis`: cross-node latency and Redis traffic per node
+    /// too); empty skips them (do that with a `--server-exe` older than them).
+    #[arg(long, value_delimiter = ',', default_value = "memory,sqlite,redis")]
     stores: Vec<String>,
+    /// The Redis the `redis` store runs use; every run has a key prefix of its own, deleted
+    /// after it. A store run on `redis` is skipped (with a line saying so) when none answers.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
     /// Publisher counts of the store runs.
     #[arg(long, value_delimiter = ',', default_value = "1,100")]
     store_publishers: Vec<usize>,
@@ -201,7 +206,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
             progress.begin(format!("{kind} × {n}"));
             let shape = load::Shape {
-                store: "memory".into(),
+                store: store::MEMORY.iter().map(|s| s.to_string()).collect(),
                 transport: kind,
                 subscribers: n,
                 rate,
@@ -218,7 +223,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             let rate = (args.saturation / n as f64).clamp(2.0, MAX_SATURATION_RATE);
             progress.begin(format!("{kind} × {n} saturation ({:.0} deliveries/s offered)", rate * n as f64));
             let shape = load::Shape {
-                store: "memory".into(),
+                store: store::MEMORY.iter().map(|s| s.to_string()).collect(),
                 transport: kind,
                 subscribers: n,
                 rate,
@@ -245,11 +250,16 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let mut store_report = report::Stores::default();
     let scratch = std::env::temp_dir();
     for name in &stores {
+        if name == "redis" && !store::redis_answers(&args.redis_url).await {
+            progress.line(&format!("redis: skipped, nothing answers at {}", args.redis_url));
+            continue;
+        }
         for &publishers in &args.store_publishers {
             progress.begin(format!("{name}: {publishers} publishers, acked publishes/s"));
-            let store = store::store_arg(name, &scratch, &format!("acked{publishers}"))?;
-            let run = store::acked(name, &store, publishers, seconds, &http()?, &progress).await?;
-            store::remove(&store);
+            let spec = store::Spec::new(name, &scratch, &args.redis_url, &format!("acked{publishers}"))?;
+            let run = store::acked(name, &spec.args, publishers, seconds, &http()?, &progress).await;
+            spec.remove().await;
+            let run = run?;
             progress.finish_unit(store_unit(publishers));
             progress.line(&format!(
                 "{name:>10} × {publishers:<4} publishers: {:.0} acked publishes/s, send→ack p50 {} µs p99 {} µs",
@@ -258,15 +268,42 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             store_report.acked.push(run);
         }
         progress.begin(format!("{name}: publish→delivery"));
-        let store = store::store_arg(name, &scratch, "delivery")?;
-        let run = store::delivery(name, &store, seconds, &http()?, &progress).await?;
+        let spec = store::Spec::new(name, &scratch, &args.redis_url, "delivery")?;
+        let run = store::delivery(name, &spec.args, seconds, &http()?, &progress).await;
+        spec.remove().await;
+        let run = run?;
         progress.finish_unit(store_unit(1));
         progress.line(&format!(
             "{name:>10} publish→delivery: p50 {} µs p99 {} µs ({}/{} delivered)",
             run.latency_us.p50, run.latency_us.p99, run.delivered, run.expected_deliveries
         ));
         store_report.delivery.push(run);
-        store::remove(&store);
+        if name == "redis" {
+            progress.begin("redis: cross-node publish→delivery".into());
+            let spec = store::Spec::new(name, &scratch, &args.redis_url, "cross")?;
+            let cross = store::cross_node(&spec.args, seconds, &http()?, &progress).await;
+            spec.remove().await;
+            let cross = cross?;
+            progress.line(&format!(
+                "     redis cross-node publish→delivery: p50 {} µs p99 {} µs",
+                cross.latency_us.p50, cross.latency_us.p99
+            ));
+            store_report.cross_node = Some(cross);
+            for subscribers in [1usize, 999] {
+                progress
+                    .begin(format!("redis: Redis traffic per node, {subscribers} subscribers on 3 nodes"));
+                let spec =
+                    store::Spec::new(name, &scratch, &args.redis_url, &format!("fanout{subscribers}"))?;
+                let traffic = store::traffic(&spec.args, subscribers, &http()?, &progress).await;
+                spec.remove().await;
+                let traffic = traffic?;
+                progress.line(&format!(
+                    "     redis, {subscribers} subscribers on 3 nodes: per message, the busiest node got {:.2} messages from Redis; delivering nodes made {:.2} calls to it",
+                    traffic.max_announcements_per_message_per_node, traffic.calls_per_message_per_node
+                ));
+                store_report.traffic.push(traffic);
+            }
+        }
     }
     progress.begin("kernel floor: bare write() calls to 1000 loopback sockets".into());
     let floor = floor::measure().await?;

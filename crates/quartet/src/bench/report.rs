@@ -30,6 +30,10 @@ pub(crate) struct Report {
 pub(crate) struct Stores {
     pub(crate) acked: Vec<super::store::AckRun>,
     pub(crate) delivery: Vec<super::store::DeliveryRun>,
+    /// Redis: publish on one node, delivery on another.
+    pub(crate) cross_node: Option<super::store::CrossNodeRun>,
+    /// Redis: what one room's fan-out costs each node in Redis traffic.
+    pub(crate) traffic: Vec<super::store::TrafficRun>,
 }
 
 #[derive(Debug, Serialize)]
@@ -276,6 +280,37 @@ impl Report {
                 opt(r.server_cpu_percent, 0),
                 opt(r.loadgen_cpu_percent, 0),
             );
+        }
+        if let Some(c) = &self.stores.cross_node {
+            let _ = writeln!(
+                md,
+                "\nRedis, publish on one node and delivery on another (one message at a time, {} messages): p50 {}, p99 {}.",
+                c.messages,
+                us(c.latency_us.p50),
+                us(c.latency_us.p99)
+            );
+        }
+        if !self.stores.traffic.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nRedis traffic per node, one room spread over {} nodes, read from each node's `/metrics`:\n",
+                self.stores.traffic[0].nodes
+            );
+            let _ = writeln!(
+                md,
+                "| subscribers | messages | from Redis per message, busiest node | calls to Redis per message per delivering node |"
+            );
+            let _ = writeln!(md, "|---:|---:|---:|---:|");
+            for t in &self.stores.traffic {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.2} | {:.2} |",
+                    t.subscribers,
+                    t.messages,
+                    t.max_announcements_per_message_per_node,
+                    t.calls_per_message_per_node
+                );
+            }
         }
         if !self.stores.delivery.is_empty() {
             let _ = writeln!(md, "\nPublish→delivery, one WebSocket subscriber, 200 messages/s:\n");

@@ -21,11 +21,12 @@ impl ServerUnderTest {
     /// Starts `quartet serve` (this same executable, or `--server-exe`) on a free loopback port,
     /// keeping nothing (`--store memory`).
     pub(crate) fn start() -> anyhow::Result<ServerUnderTest> {
-        ServerUnderTest::start_with("memory")
+        ServerUnderTest::start_with(&["--store".into(), "memory".into()])
     }
 
-    /// [`ServerUnderTest::start`] with another `--store` (`sqlite:PATH`).
-    pub(crate) fn start_with(store: &str) -> anyhow::Result<ServerUnderTest> {
+    /// [`ServerUnderTest::start`] with other store flags (`--store sqlite:PATH`, `--redis URL
+    /// --redis-prefix P`).
+    pub(crate) fn start_with(store: &[String]) -> anyhow::Result<ServerUnderTest> {
         let exe = match SERVER_EXE.get() {
             Some(exe) => exe.clone(),
             None => std::env::current_exe().context("cannot find the quartet executable")?,
@@ -39,7 +40,8 @@ impl ServerUnderTest {
         };
         command
             // The publisher sends hundreds of commands per second: lift the per-client limit.
-            .args(["serve", "--addr", "127.0.0.1:0", "--store", store, "--rate-limit", "1000000"])
+            .args(["serve", "--addr", "127.0.0.1:0", "--rate-limit", "1000000"])
+            .args(store)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -43,36 +43,71 @@ pub(crate) struct DeliveryRun {
     pub(crate) expected_deliveries: u64,
 }
 
-/// What `--store` to give a server for `name` (`memory` or `sqlite`), with a fresh file in
-/// `dir` for SQLite.
-pub(crate) fn store_arg(name: &str, dir: &std::path::Path, run: &str) -> anyhow::Result<String> {
-    match name {
-        "memory" => Ok("memory".into()),
-        "sqlite" => {
-            let store = format!(
-                "sqlite:{}",
-                dir.join(format!("quartet-bench-{run}-{}.db", std::process::id())).display()
-            );
-            remove(&store);
-            Ok(store)
+/// The flags of a server keeping nothing.
+pub(crate) const MEMORY: [&str; 2] = ["--store", "memory"];
+
+/// One store to run a server on: its flags, and what to clean up after.
+pub(crate) struct Spec {
+    pub(crate) args: Vec<String>,
+    sqlite: Option<String>,
+    redis: Option<(String, String)>,
+}
+
+impl Spec {
+    /// `memory`, `sqlite` (a fresh file in `dir`) or `redis` (a fresh key prefix at `redis_url`).
+    pub(crate) fn new(name: &str, dir: &std::path::Path, redis_url: &str, run: &str) -> anyhow::Result<Spec> {
+        let id = format!("quartet-bench-{run}-{}", std::process::id());
+        match name {
+            "memory" => {
+                Ok(Spec { args: MEMORY.iter().map(|s| s.to_string()).collect(), sqlite: None, redis: None })
+            }
+            "sqlite" => {
+                let file = dir.join(format!("{id}.db")).display().to_string();
+                let spec = Spec {
+                    args: vec!["--store".into(), format!("sqlite:{file}")],
+                    sqlite: Some(file),
+                    redis: None,
+                };
+                spec.remove_file();
+                Ok(spec)
+            }
+            "redis" => Ok(Spec {
+                args: vec!["--redis".into(), redis_url.into(), "--redis-prefix".into(), id.clone()],
+                sqlite: None,
+                redis: Some((redis_url.into(), id)),
+            }),
+            other => anyhow::bail!("--stores: unknown store {other:?} (memory, sqlite, redis)"),
         }
-        other => anyhow::bail!("--stores: unknown store {other:?} (memory, sqlite)"),
+    }
+
+    fn remove_file(&self) {
+        if let Some(file) = &self.sqlite {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{file}{suffix}"));
+            }
+        }
+    }
+
+    /// Deletes what the run left: the SQLite files, the Redis keys.
+    pub(crate) async fn remove(&self) {
+        self.remove_file();
+        if let Some((url, prefix)) = &self.redis
+            && let Err(error) = quartet_redis::delete_prefix(url, prefix).await
+        {
+            eprintln!("could not delete the bench's redis keys {prefix}:*: {error}");
+        }
     }
 }
 
-/// Deletes the files of a `sqlite:PATH` store (nothing for memory).
-pub(crate) fn remove(store: &str) {
-    if let Some(file) = store.strip_prefix("sqlite:") {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{file}{suffix}"));
-        }
-    }
+/// Whether a Redis answers at `url`.
+pub(crate) async fn redis_answers(url: &str) -> bool {
+    quartet_redis::delete_prefix(url, "quartet-bench-probe").await.is_ok()
 }
 
 /// `publishers` closed-loop publishers for `seconds` against a fresh server on `store`.
 pub(crate) async fn acked(
     name: &str,
-    store: &str,
+    store: &[String],
     publishers: usize,
     seconds: f64,
     http: &reqwest::Client,
@@ -140,13 +175,13 @@ pub(crate) async fn acked(
 /// Publish→delivery on `store`: one WebSocket subscriber, 200 messages/s.
 pub(crate) async fn delivery(
     name: &str,
-    store: &str,
+    store: &[String],
     seconds: f64,
     http: &reqwest::Client,
     progress: &Progress,
 ) -> anyhow::Result<DeliveryRun> {
     let shape = load::Shape {
-        store: store.to_owned(),
+        store: store.to_vec(),
         transport: TransportKind::Ws,
         subscribers: 1,
         rate: 200.0,
@@ -160,4 +195,163 @@ pub(crate) async fn delivery(
         delivered: run.delivered,
         expected_deliveries: run.expected_deliveries,
     })
+}
+
+/// Publish on one node, delivery on another.
+#[derive(Debug, Serialize)]
+pub(crate) struct CrossNodeRun {
+    pub(crate) messages: u64,
+    pub(crate) latency_us: Latency,
+}
+
+/// Two nodes on one Redis prefix: a publisher on the first, a subscriber on the second, one
+/// message at a time (the next is sent when the last arrived), for `seconds` (at most 2000).
+pub(crate) async fn cross_node(
+    store: &[String],
+    seconds: f64,
+    http: &reqwest::Client,
+    progress: &Progress,
+) -> anyhow::Result<CrossNodeRun> {
+    let (a, b) = (ServerUnderTest::start_with(store)?, ServerUnderTest::start_with(store)?);
+    let options = Options::default();
+    let mut publisher =
+        Client::connect_via(http.clone(), &a.url, "publisher", TransportKind::Ws, options.clone()).await?;
+    let mut subscriber =
+        Client::connect_via(http.clone(), &b.url, "subscriber", TransportKind::Ws, options).await?;
+    subscriber.command(Command::join("cross")?).await?;
+    publisher.command(Command::join("cross")?).await?;
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut messages = 0u64;
+    while Instant::now() < until && messages < 2000 {
+        let sent = Instant::now();
+        let command =
+            Command::publish("cross", "bench", &json!({ "i": messages }))?.to(quartet_client::Scope::Others);
+        anyhow::ensure!(matches!(publisher.command(command).await?, Reply::Ack { .. }), "publish refused");
+        loop {
+            let frames = tokio::time::timeout(Duration::from_secs(5), subscriber.receive()).await??;
+            let arrived = frames
+                .iter()
+                .filter_map(|f| f.as_event())
+                .any(|e| e.event == "bench" && e.data["i"] == messages);
+            if arrived {
+                break;
+            }
+        }
+        histogram.saturating_record(sent.elapsed().as_micros().max(1) as u64);
+        messages += 1;
+        if messages % 100 == 0 {
+            progress.step(&format!("cross-node: {messages} delivered"));
+        }
+    }
+    Ok(CrossNodeRun { messages, latency_us: percentiles(&histogram) })
+}
+
+/// What a room's fan-out costs each node in Redis traffic.
+#[derive(Debug, Serialize)]
+pub(crate) struct TrafficRun {
+    pub(crate) nodes: usize,
+    pub(crate) subscribers: usize,
+    pub(crate) messages: u64,
+    /// Messages the busiest node received from Redis per published message.
+    pub(crate) max_announcements_per_message_per_node: f64,
+    /// Round trips each node made to Redis per published message (mean over the nodes that
+    /// only deliver, not the publisher's).
+    pub(crate) calls_per_message_per_node: f64,
+}
+
+/// Three nodes; `subscribers` WebSocket subscribers spread over them in one room; 200 messages
+/// published on the first node at 200/s. Each node's Redis counters (its `/metrics`) are read
+/// before and after the publishing.
+pub(crate) async fn traffic(
+    store: &[String],
+    subscribers: usize,
+    http: &reqwest::Client,
+    progress: &Progress,
+) -> anyhow::Result<TrafficRun> {
+    const MESSAGES: u64 = 200;
+    let nodes = [
+        ServerUnderTest::start_with(store)?,
+        ServerUnderTest::start_with(store)?,
+        ServerUnderTest::start_with(store)?,
+    ];
+    let mut readers = Vec::new();
+    for i in 0..subscribers {
+        let node = &nodes[i % nodes.len()];
+        let mut client = Client::connect_via(
+            http.clone(),
+            &node.url,
+            &format!("s{i}"),
+            TransportKind::Ws,
+            Options::default(),
+        )
+        .await?;
+        client.command(Command::join("fanout")?).await?;
+        readers.push(tokio::spawn(async move {
+            let mut got = 0u64;
+            while got < MESSAGES {
+                match client.receive().await {
+                    Ok(frames) => {
+                        got +=
+                            frames.iter().filter_map(|f| f.as_event()).filter(|e| e.event == "bench").count()
+                                as u64
+                    }
+                    Err(_) => break,
+                }
+            }
+            got
+        }));
+        progress.step(&format!("connecting {}/{subscribers}", i + 1));
+    }
+    let mut publisher =
+        Client::connect_via(http.clone(), &nodes[0].url, "publisher", TransportKind::Ws, Options::default())
+            .await?;
+    publisher.command(Command::join("fanout")?).await?;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let (heard0, calls0) = redis_counters(&urls).await?;
+    let start = Instant::now();
+    for i in 0..MESSAGES {
+        let due = start + Duration::from_millis(i * 5);
+        tokio::time::sleep_until(due.into()).await;
+        let command =
+            Command::publish("fanout", "bench", &json!({ "i": i }))?.to(quartet_client::Scope::Others);
+        anyhow::ensure!(matches!(publisher.command(command).await?, Reply::Ack { .. }), "publish refused");
+    }
+    let mut delivered = 0;
+    for reader in readers {
+        delivered +=
+            tokio::time::timeout(Duration::from_secs(10), reader).await.map_or(0, |r| r.unwrap_or(0));
+    }
+    anyhow::ensure!(
+        delivered == MESSAGES * subscribers as u64,
+        "only {delivered} of {} delivered",
+        MESSAGES * subscribers as u64
+    );
+    let (heard1, calls1) = redis_counters(&urls).await?;
+    let per = |before: &[f64], after: &[f64], skip: usize| {
+        let deltas: Vec<f64> = before.iter().zip(after).skip(skip).map(|(b, a)| a - b).collect();
+        deltas.iter().sum::<f64>() / deltas.len() as f64 / MESSAGES as f64
+    };
+    Ok(TrafficRun {
+        nodes: nodes.len(),
+        subscribers,
+        messages: MESSAGES,
+        max_announcements_per_message_per_node: heard0
+            .iter()
+            .zip(&heard1)
+            .map(|(b, a)| (a - b) / MESSAGES as f64)
+            .fold(0.0, f64::max),
+        calls_per_message_per_node: per(&calls0, &calls1, 1),
+    })
+}
+
+/// Each node's messages received from Redis and calls made to it, from its `/metrics`.
+async fn redis_counters(urls: &[String]) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut heard, mut calls) = (Vec::new(), Vec::new());
+    for url in urls {
+        let metrics = super::server::scrape(url).await?;
+        heard.push(metrics.get("quartet_redis_announcements_total").copied().unwrap_or(0.0));
+        calls.push(metrics.get("quartet_redis_calls_total").copied().unwrap_or(0.0));
+    }
+    Ok((heard, calls))
 }
