@@ -76,6 +76,9 @@ pub(crate) struct BenchArgs {
     /// after it. A store run on `redis` is skipped (with a line saying so) when none answers.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// Subscribers of the Redis traffic run (one room over three nodes), against one.
+    #[arg(long, default_value_t = 999)]
+    fanout_subscribers: usize,
     /// Publisher counts of the store runs.
     #[arg(long, value_delimiter = ',', default_value = "1,100")]
     store_publishers: Vec<usize>,
@@ -289,7 +292,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
                 cross.latency_us.p50, cross.latency_us.p99
             ));
             store_report.cross_node = Some(cross);
-            for subscribers in [1usize, 999] {
+            for subscribers in [1usize, args.fanout_subscribers] {
                 progress
                     .begin(format!("redis: Redis traffic per node, {subscribers} subscribers on 3 nodes"));
                 let spec =

@@ -240,7 +240,7 @@ pub(crate) async fn cross_node(
         }
         histogram.saturating_record(sent.elapsed().as_micros().max(1) as u64);
         messages += 1;
-        if messages % 100 == 0 {
+        if messages.is_multiple_of(100) {
             progress.step(&format!("cross-node: {messages} delivered"));
         }
     }
