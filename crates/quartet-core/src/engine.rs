@@ -105,6 +105,12 @@ pub trait Engine: Send + Sync + 'static {
     /// Up to `limit` stored events of `log` with seq > `after`, for reads older than the ring.
     fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>>;
 
+    /// Whether several nodes share this engine (then a node's copy of a session can be behind
+    /// a change made on another node for a moment, until its announcement arrives).
+    fn clustered(&self) -> bool {
+        false
+    }
+
     /// The engine's own counters for `/metrics`: (name, help, value), names in Prometheus form.
     fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
         Vec::new()

@@ -279,8 +279,12 @@ impl Hub {
         match command {
             Command::Ping => Ok(Reply::Pong),
             Command::Join { room, history } => self.join(session, room, history).await,
-            Command::Leave { room } => self.leave(session, &room).await,
+            Command::Leave { room } => {
+                self.catch_up(session, &room).await?;
+                self.leave(session, &room).await
+            }
             Command::Publish { room, event, data, to, id } => {
+                self.catch_up(session, &room).await?;
                 let log = session.state().rooms.get(&room).map(|(log, _)| log.clone());
                 let log = log.ok_or_else(|| not_joined(&room))?;
                 self.publish_once(session, log, event, data, to, id).await
@@ -639,6 +643,16 @@ impl Hub {
                 return; // no progress: the events are gone from the store
             }
         }
+    }
+
+    /// In a cluster, a room missing from this node's copy of the session may have been joined
+    /// through another node a moment ago (its announcement still on the way): reload the copy
+    /// before answering `not_joined`.
+    async fn catch_up(&self, session: &Arc<Session>, room: &RoomName) -> Result<(), Error> {
+        if self.shared.engine.clustered() && !session.state().rooms.contains_key(room) {
+            self.refresh(&session.id).await?;
+        }
+        Ok(())
     }
 
     /// Brings this node's copy of a session in line with the engine's.

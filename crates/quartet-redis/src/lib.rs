@@ -348,6 +348,10 @@ impl Engine for RedisEngine {
         self.epoch
     }
 
+    fn clustered(&self) -> bool {
+        true
+    }
+
     fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
         use std::sync::atomic::Ordering::Relaxed;
         vec![
