@@ -352,12 +352,10 @@ impl Hub {
     }
 
     async fn join_from(&self, session: &Arc<Session>, room: RoomName, from: Floor) -> Result<Reply, Error> {
-        if let Some((log, _)) = session.state().rooms.get(&room) {
-            return Ok(Reply::Joined {
-                room: room.to_string(),
-                seq: log.head().0,
-                online: log.reader_count(),
-            });
+        let joined = session.state().rooms.get(&room).map(|(log, _)| log.clone());
+        if let Some(log) = joined {
+            let online = self.shared.engine.online(&room).await?.unwrap_or_else(|| log.reader_count());
+            return Ok(Reply::Joined { room: room.to_string(), seq: log.head().0, online });
         }
         if session.state().rooms.len() >= MAX_ROOMS_PER_CLIENT {
             return Err(Error::new(
@@ -442,7 +440,12 @@ impl Hub {
         tokio::spawn(async move {
             tokio::time::sleep(hub.shared.config.presence_interval).await;
             log.count_pending.store(false, Ordering::Release);
-            let data = presence_data("count", log.reader_count());
+            // The cluster's count when the engine keeps one, else this node's.
+            let online = match &log.id {
+                LogId::Room(room) => hub.shared.engine.online(room).await.ok().flatten(),
+                LogId::Inbox(_) => None,
+            };
+            let data = presence_data("count", online.unwrap_or_else(|| log.reader_count()));
             let draft = Draft::now(
                 log.id.clone(),
                 presence_event(),

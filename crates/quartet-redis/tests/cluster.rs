@@ -36,6 +36,11 @@ impl Drop for Cleanup {
 
 /// Three nodes on one prefix; `None` (after saying so) when there is no Redis to test with.
 async fn cluster(name: &str) -> Option<(Vec<String>, Cleanup)> {
+    cluster_with(name, Config::default()).await
+}
+
+/// [`cluster`] with every node on `config`.
+async fn cluster_with(name: &str, config: Config) -> Option<(Vec<String>, Cleanup)> {
     let prefix = format!("quartet-test-{name}-{}-{}", std::process::id(), rand_suffix());
     let mut urls = Vec::new();
     for _ in 0..3 {
@@ -47,7 +52,7 @@ async fn cluster(name: &str) -> Option<(Vec<String>, Cleanup)> {
             }
             Err(error) => panic!("QUARTET_REQUIRE_REDIS=1 and no Redis: {error}"),
         };
-        let hub = Hub::new(Arc::new(engine), Config::default());
+        let hub = Hub::new(Arc::new(engine), config.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         urls.push(format!("http://{}", listener.local_addr().unwrap()));
         tokio::spawn(quartet_server::serve(listener, hub, std::future::pending()));
@@ -213,4 +218,35 @@ async fn a_room_spread_over_three_nodes_has_one_order() {
     assert_eq!(orders[0], orders[1]);
     assert_eq!(orders[1], orders[2]);
     let _ = http;
+}
+
+/// In a crowded room (here: more than one client), joins are folded into periodic counts, and the
+/// count is the cluster's, not the node's that happens to announce it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_rooms_count_is_the_clusters() {
+    let config =
+        Config { presence_crowd: 1, presence_interval: Duration::from_millis(100), ..Config::default() };
+    let Some((nodes, _cleanup)) = cluster_with("crowd", config).await else { return };
+    let mut watcher = Client::connect_with(&nodes[0], "watcher", TransportKind::Ws, options()).await.unwrap();
+    watcher.command(Command::join("stage").unwrap()).await.unwrap();
+    let mut others = Vec::new();
+    for (i, node) in nodes.iter().enumerate().chain(nodes.iter().enumerate()) {
+        let mut client =
+            Client::connect_with(node, &format!("v{i}"), TransportKind::LongPoll, options()).await.unwrap();
+        client.command(Command::join("stage").unwrap()).await.unwrap();
+        others.push(client);
+    }
+    // 1 watcher + 6 viewers over three nodes: some count must say 7.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut counts = Vec::new();
+    while !counts.contains(&7) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "counts seen: {counts:?}");
+        for frame in watcher.receive_n(1, left).await.unwrap() {
+            if let Some(e) = frame.as_event().filter(|e| e.event == "presence" && e.data["action"] == "count")
+            {
+                counts.push(e.data["online"].as_u64().unwrap());
+            }
+        }
+    }
 }
