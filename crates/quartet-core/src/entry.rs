@@ -98,10 +98,105 @@ impl Entry {
     }
 }
 
+/// How a store writes a scope as a number: 0 room, 1 others, 2 self.
+pub fn scope_number(scope: Scope) -> i64 {
+    match scope {
+        Scope::Room => 0,
+        Scope::Others => 1,
+        Scope::SelfOnly => 2,
+    }
+}
+
+/// An event as a store keeps it: names as text, the scope as [`scope_number`].
+#[derive(Debug)]
+pub struct StoredEvent<'a> {
+    /// Its seq.
+    pub seq: u64,
+    /// Its event name.
+    pub event: &'a str,
+    /// The user who sent it (empty for the server's own events).
+    pub from: &'a str,
+    /// The client that sent it (empty for the server's own events).
+    pub from_client: &'a str,
+    /// [`scope_number`] of its scope.
+    pub scope: i64,
+    /// Its payload.
+    pub data: Box<RawValue>,
+    /// Its time, Unix ms.
+    pub ts: u64,
+}
+
+impl Entry {
+    /// The entry of `log` a store kept; `None` if the fields are not ones quartet writes.
+    pub fn from_stored(log: &LogId, stored: StoredEvent<'_>) -> Option<Arc<Entry>> {
+        let from =
+            if stored.from.is_empty() { UserName::nobody() } else { UserName::parse(stored.from).ok()? };
+        let from_client = if stored.from_client.is_empty() {
+            ClientId::nobody()
+        } else {
+            ClientId::from_wire(stored.from_client).ok()?
+        };
+        let scope = match stored.scope {
+            1 => Scope::Others,
+            2 => Scope::SelfOnly,
+            _ => Scope::Room,
+        };
+        let draft = Draft {
+            log: log.clone(),
+            event: EventName::parse(stored.event).ok()?,
+            from,
+            from_client,
+            scope,
+            data: stored.data,
+            ts: stored.ts,
+            id: None,
+        };
+        Some(Entry::new(Seq(stored.seq), draft))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use quartet_protocol::{Frame, RoomName};
+
+    #[test]
+    fn stored_fields_come_back_as_the_same_entry() {
+        for scope in [Scope::Room, Scope::Others, Scope::SelfOnly] {
+            let stored = StoredEvent {
+                seq: 7,
+                event: "chat",
+                from: "alice",
+                from_client: "c1",
+                scope: scope_number(scope),
+                data: RawValue::from_string("1".into()).unwrap(),
+                ts: 9,
+            };
+            let entry = Entry::from_stored(&LogId::Room(RoomName::parse("r").unwrap()), stored).unwrap();
+            assert_eq!((entry.seq, entry.draft.scope, entry.draft.from.as_str()), (Seq(7), scope, "alice"));
+        }
+        let server = StoredEvent {
+            seq: 1,
+            event: "presence",
+            from: "",
+            from_client: "",
+            scope: 0,
+            data: RawValue::NULL.to_owned(),
+            ts: 0,
+        };
+        let entry = Entry::from_stored(&LogId::Room(RoomName::parse("r").unwrap()), server).unwrap();
+        assert_eq!(entry.draft.from, UserName::nobody());
+        let bad = StoredEvent {
+            seq: 1,
+            event: "no spaces",
+            from: "",
+            from_client: "",
+            scope: 0,
+            data: RawValue::NULL.to_owned(),
+            ts: 0,
+        };
+        assert!(Entry::from_stored(&LogId::Room(RoomName::parse("r").unwrap()), bad).is_none());
+    }
 
     #[test]
     fn an_entry_frames_as_the_protocol_event() {

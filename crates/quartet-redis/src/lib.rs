@@ -30,8 +30,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use quartet_core::Engine;
 use quartet_core::engine::{Announcement, BoxFuture, Health, History, SessionRecord};
-use quartet_core::entry::{Draft, Entry};
-use quartet_protocol::{ClientId, Epoch, Error, ErrorCode, EventName, LogId, RoomName, Scope, Seq, UserName};
+use quartet_core::entry::{Draft, Entry, StoredEvent, scope_number};
+use quartet_protocol::{ClientId, Epoch, Error, ErrorCode, LogId, RoomName, Seq, UserName};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use serde_json::value::RawValue;
@@ -291,48 +291,12 @@ fn decode_announcement(log: &LogId, payload: &[u8]) -> Option<Arc<Entry>> {
     let text = std::str::from_utf8(payload).ok()?;
     let (seq, rest) = text.split_once(' ')?;
     let seq: u64 = seq.parse().ok()?;
-    let (event, from, client, scope, ts, data): (String, String, String, i64, u64, Box<RawValue>) =
+    let (event, from, from_client, scope, ts, data): (String, String, String, i64, u64, Box<RawValue>) =
         serde_json::from_str(rest).ok()?;
-    entry(log, seq, &event, &from, &client, scope, ts, data)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn entry(
-    log: &LogId,
-    seq: u64,
-    event: &str,
-    from: &str,
-    client: &str,
-    scope: i64,
-    ts: u64,
-    data: Box<RawValue>,
-) -> Option<Arc<Entry>> {
-    let from = if from.is_empty() { UserName::nobody() } else { UserName::parse(from).ok()? };
-    let client = if client.is_empty() { ClientId::nobody() } else { ClientId::from_wire(client).ok()? };
-    let scope = match scope {
-        1 => Scope::Others,
-        2 => Scope::SelfOnly,
-        _ => Scope::Room,
-    };
-    let draft = Draft {
-        log: log.clone(),
-        event: EventName::parse(event).ok()?,
-        from,
-        from_client: client,
-        scope,
-        data,
-        ts,
-        id: None,
-    };
-    Some(Entry::new(Seq(seq), draft))
-}
-
-fn scope_code(scope: Scope) -> i64 {
-    match scope {
-        Scope::Room => 0,
-        Scope::Others => 1,
-        Scope::SelfOnly => 2,
-    }
+    Entry::from_stored(
+        log,
+        StoredEvent { seq, event: &event, from: &from, from_client: &from_client, scope, data, ts },
+    )
 }
 
 impl Engine for RedisEngine {
@@ -383,7 +347,7 @@ impl Engine for RedisEngine {
                 Some(id) => format!("{}:ack:{}:{id}", self.prefix, draft.from_client),
                 None => String::new(),
             };
-            let scope = scope_code(draft.scope);
+            let scope = scope_number(draft.scope);
             let rest = serde_json::to_string(&(
                 draft.event.as_str(),
                 draft.from.as_str(),
@@ -433,10 +397,19 @@ impl Engine for RedisEngine {
                 let seq = id.id.split_once('-').and_then(|(s, _)| s.parse::<u64>().ok());
                 let field = |name: &str| id.get::<String>(name);
                 let built = (|| {
-                    let data = RawValue::from_string(field("d")?).ok()?;
-                    let scope = field("s")?.parse().ok()?;
-                    let ts = field("t")?.parse().ok()?;
-                    entry(log, seq?, &field("e")?, &field("f")?, &field("c")?, scope, ts, data)
+                    let (event, from, from_client) = (field("e")?, field("f")?, field("c")?);
+                    Entry::from_stored(
+                        log,
+                        StoredEvent {
+                            seq: seq?,
+                            event: &event,
+                            from: &from,
+                            from_client: &from_client,
+                            scope: field("s")?.parse().ok()?,
+                            data: RawValue::from_string(field("d")?).ok()?,
+                            ts: field("t")?.parse().ok()?,
+                        },
+                    )
                 })();
                 match built {
                     Some(entry) => entries.push(entry),

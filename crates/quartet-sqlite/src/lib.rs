@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quartet_core::engine::{BoxFuture, Health, History, SessionRecord};
-use quartet_core::entry::{Draft, Entry};
+use quartet_core::entry::{Draft, Entry, StoredEvent, scope_number};
 use quartet_core::{Engine, limits::REMEMBERED_MESSAGE_IDS};
-use quartet_protocol::{ClientId, Epoch, Error, EventName, LogId, RoomName, Scope, Seq, UserName};
+use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
 use rusqlite::{Connection, OpenFlags, params};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
@@ -196,40 +196,21 @@ fn open_reader(path: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
-fn scope_code(scope: Scope) -> i64 {
-    match scope {
-        Scope::Room => 0,
-        Scope::Others => 1,
-        Scope::SelfOnly => 2,
-    }
-}
-
-fn scope_of(code: i64) -> Scope {
-    match code {
-        1 => Scope::Others,
-        2 => Scope::SelfOnly,
-        _ => Scope::Room,
-    }
-}
-
 /// The columns of one stored event, as read.
 type StoredRow = (i64, String, String, String, i64, String, i64);
 
 /// An entry rebuilt from its row; `None` if the row is not one quartet wrote.
 fn entry_of(log: &LogId, (seq, event, from, client, scope, data, ts): StoredRow) -> Option<Arc<Entry>> {
-    let from = if from.is_empty() { Some(UserName::nobody()) } else { UserName::parse(&from).ok() };
-    let client = if client.is_empty() { Some(ClientId::nobody()) } else { ClientId::from_wire(&client).ok() };
-    let draft = Draft {
-        log: log.clone(),
-        event: EventName::parse(&event).ok()?,
-        from: from?,
-        from_client: client?,
-        scope: scope_of(scope),
+    let stored = StoredEvent {
+        seq: seq.max(0) as u64,
+        event: &event,
+        from: &from,
+        from_client: &client,
+        scope,
         data: RawValue::from_string(data).ok()?,
         ts: ts.max(0) as u64,
-        id: None,
     };
-    Some(Entry::new(Seq(seq.max(0) as u64), draft))
+    Entry::from_stored(log, stored)
 }
 
 impl Engine for SqliteEngine {
@@ -267,7 +248,7 @@ impl Engine for SqliteEngine {
             event: draft.event.to_string(),
             from_user: draft.from.to_string(),
             from_client: draft.from_client.to_string(),
-            scope: scope_code(draft.scope),
+            scope: scope_number(draft.scope),
             data: draft.data.get().to_owned(),
             ts: draft.ts as i64,
             msg_id: draft.id.clone(),
