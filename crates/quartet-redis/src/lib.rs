@@ -74,6 +74,18 @@ pub async fn delete_prefix(url: &str, prefix: &str) -> Result<u64, String> {
     redis::cmd("DEL").arg(keys).query_async(&mut conn).await.map_err(|e| e.to_string())
 }
 
+/// [`delete_prefix`] for code that cannot wait asynchronously (a test's `Drop`).
+pub fn delete_prefix_blocking(url: &str, prefix: &str) -> Result<u64, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client.get_connection().map_err(|e| e.to_string())?;
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).map_err(|e| e.to_string())?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    redis::cmd("DEL").arg(keys).query(&mut conn).map_err(|e| e.to_string())
+}
+
 /// See the crate doc.
 pub struct RedisEngine {
     prefix: String,

@@ -143,11 +143,5 @@ async fn a_redis_outage_refuses_writes_and_heals_by_itself() {
         "the refused publish was never delivered; the next one was"
     );
 
-    // Clean up the test's keys (through Redis directly).
-    let client = redis::Client::open(format!("redis://{}", redis_address())).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
-    }
+    quartet_redis::delete_prefix(&format!("redis://{}", redis_address()), &prefix).await.unwrap();
 }

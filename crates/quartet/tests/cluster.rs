@@ -139,10 +139,5 @@ async fn a_killed_nodes_clients_carry_on_elsewhere_or_expire_everywhere() {
     assert_eq!(room["online"], 2, "{room}");
     bob_alive.abort();
 
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
-    }
+    quartet_redis::delete_prefix(&redis_url(), &prefix).await.unwrap();
 }

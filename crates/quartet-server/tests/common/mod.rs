@@ -34,15 +34,8 @@ impl Drop for Server {
         for stop in self.stop.drain(..) {
             let _ = stop.send(());
         }
-        if let Some(prefix) = &self.prefix
-            && let Ok(client) = redis::Client::open(redis_url())
-            && let Ok(mut conn) = client.get_connection()
-        {
-            let keys: Vec<String> =
-                redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
+        if let Some(prefix) = &self.prefix {
+            let _ = quartet_redis::delete_prefix_blocking(&redis_url(), prefix);
         }
     }
 }
@@ -60,10 +53,7 @@ pub fn redis_url() -> String {
 /// Runs `scenario` with every `start` in it making a three-node cluster; prints one "skipped"
 /// line instead when there is no Redis (a failure with `QUARTET_REQUIRE_REDIS=1`).
 pub async fn on_a_cluster(scenario: impl std::future::Future<Output = ()>) {
-    let reachable = match redis::Client::open(redis_url()) {
-        Ok(client) => client.get_connection().is_ok(),
-        Err(_) => false,
-    };
+    let reachable = quartet_redis::delete_prefix_blocking(&redis_url(), "quartet-test-probe").is_ok();
     if !reachable {
         assert_ne!(
             std::env::var("QUARTET_REQUIRE_REDIS").as_deref(),
