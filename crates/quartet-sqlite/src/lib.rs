@@ -17,6 +17,7 @@
 //! [`Sync`]. The default is `FULL`.
 
 mod schema;
+mod upkeep;
 mod writer;
 
 use std::collections::HashMap;
@@ -34,7 +35,8 @@ use rusqlite::{Connection, OpenFlags, params};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use crate::writer::{Op, Retention, Row, State, unavailable};
+use crate::upkeep::Retention;
+use crate::writer::{Op, Row, State, Writer, unavailable};
 
 /// Read-only connections kept open for reads older than the rings.
 const READ_CONNECTIONS: usize = 2;
@@ -89,7 +91,10 @@ pub const DEFAULT_RETAIN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 pub struct SqliteEngine {
     path: PathBuf,
     epoch: Epoch,
-    writes: Mutex<Sender<Op>>,
+    writes: Sender<Op>,
+    /// The receiving end of the writer's answers, until the first write starts the task that
+    /// hands them out (on the runtime of that write: `open` may run outside any).
+    hand_out: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Vec<writer::Answer>>>>,
     state: Arc<State>,
     reads: Arc<Mutex<Vec<Connection>>>,
 }
@@ -115,29 +120,28 @@ impl SqliteEngine {
         for _ in 0..READ_CONNECTIONS {
             reads.push(open_reader(path)?);
         }
-        let state = Arc::new(State {
-            health: Mutex::new(Health::Ok),
-            commits: Default::default(),
-            committed_writes: Default::default(),
-        });
+        let last_id = upkeep::catch_up(&conn).map_err(|e| format!("cannot index {}: {e}", path.display()))?;
+        let state = Arc::new(State::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let retention = Retention { events: options.retain_events, age: options.retain_for };
-        let thread_state = state.clone();
+        let (answers, hand_out) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Writer::new(conn, answers, state.clone(), retention, last_id);
         std::thread::Builder::new()
             .name("quartet-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, thread_state, retention))
+            .spawn(move || writer.run(rx))
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
         let checkpoints =
             Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let alive = std::sync::Arc::downgrade(&state);
         std::thread::Builder::new()
             .name("quartet-sqlite-checkpoint".into())
-            .spawn(move || writer::checkpoint_while(&checkpoints, &alive))
+            .spawn(move || upkeep::checkpoint_while(&checkpoints, &alive))
             .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
         Ok(SqliteEngine {
             path: path.to_owned(),
             epoch,
-            writes: Mutex::new(tx),
+            writes: tx,
+            hand_out: Mutex::new(Some(hand_out)),
             state,
             reads: Arc::new(Mutex::new(reads)),
         })
@@ -155,12 +159,11 @@ impl SqliteEngine {
 
     /// Sends a write to the writer thread and waits for its commit.
     async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Op) -> Result<T, Error> {
+        if let Some(answers) = self.hand_out.lock().expect("hand-out lock").take() {
+            tokio::spawn(writer::hand_out(answers));
+        }
         let (reply, answer) = oneshot::channel();
-        self.writes
-            .lock()
-            .expect("writer sender lock")
-            .send(op(reply))
-            .map_err(|_| unavailable("the writer thread stopped"))?;
+        self.writes.send(op(reply)).map_err(|_| unavailable("the writer thread stopped"))?;
         answer.await.map_err(|_| unavailable("the writer thread stopped"))?
     }
 
@@ -232,12 +235,24 @@ impl Engine for SqliteEngine {
 
     fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
         let (commits, writes) = self.commit_stats();
+        let steps = self.state.index_steps.load(Ordering::Relaxed);
+        let indexed = self.state.indexed_events.load(Ordering::Relaxed);
         vec![
             ("quartet_sqlite_commits_total", "Transactions committed (each a group of writes).", commits),
             (
                 "quartet_sqlite_writes_total",
                 "Writes committed; divided by commits: the mean group size.",
                 writes,
+            ),
+            (
+                "quartet_sqlite_index_steps_total",
+                "Index steps (events appended since the last step, indexed in one transaction).",
+                steps,
+            ),
+            (
+                "quartet_sqlite_indexed_events_total",
+                "Events indexed; divided by index steps: the mean step size.",
+                indexed,
             ),
         ]
     }
@@ -264,38 +279,7 @@ impl Engine for SqliteEngine {
     fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>> {
         let log = log.clone();
         Box::pin(async move {
-            let entries = self
-                .read_with(move |conn| {
-                    let mut select = conn.prepare_cached(
-                        "SELECT seq, event, from_user, from_client, scope, data, ts FROM events
-                         WHERE log = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                    )?;
-                    let name = log.to_string();
-                    let rows = select.query_map(params![name, after.0 as i64, limit as i64], |row| {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, String>(2)?,
-                            row.get::<_, String>(3)?,
-                            row.get::<_, i64>(4)?,
-                            row.get::<_, String>(5)?,
-                            row.get::<_, i64>(6)?,
-                        ))
-                    })?;
-                    let mut entries = Vec::new();
-                    for row in rows {
-                        let row = row?;
-                        let seq = row.0;
-                        match entry_of(&log, row) {
-                            Some(entry) => entries.push(entry),
-                            None => {
-                                tracing::warn!(log = %log, seq, "skipping a stored event quartet cannot read")
-                            }
-                        }
-                    }
-                    Ok(entries)
-                })
-                .await?;
+            let entries = self.read_with(move |conn| read_log(conn, &log, after, limit)).await?;
             Ok(History::Events(entries))
         })
     }
@@ -318,6 +302,53 @@ impl Engine for SqliteEngine {
     fn load_sessions(&self) -> BoxFuture<'_, Result<Vec<SessionRecord>, Error>> {
         Box::pin(self.read_with(load_sessions))
     }
+}
+
+/// Up to `limit` events of `log` after `after`: the indexed ones, then those not indexed yet,
+/// in one read transaction (so that an index step in between cannot hide or repeat any).
+fn read_log(
+    conn: &Connection,
+    log: &LogId,
+    after: Seq,
+    limit: usize,
+) -> Result<Vec<Arc<Entry>>, rusqlite::Error> {
+    let tx = conn.unchecked_transaction()?;
+    let indexed = upkeep::indexed(&tx)?;
+    let name = log.to_string();
+    let mut rows: Vec<StoredRow> = Vec::new();
+    let columns = |row: &rusqlite::Row<'_>| -> Result<StoredRow, rusqlite::Error> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+    };
+    let mut select = tx.prepare_cached(
+        "SELECT e.seq, e.event, e.from_user, e.from_client, e.scope, e.data, e.ts
+         FROM event_index i JOIN events e ON e.id = i.id
+         WHERE i.log = ?1 AND i.seq > ?2 ORDER BY i.seq LIMIT ?3",
+    )?;
+    for row in select.query_map(params![name, after.0 as i64, limit as i64], columns)? {
+        rows.push(row?);
+    }
+    if rows.len() < limit {
+        // A log's seqs grow with the ids: its unindexed events come after its indexed ones.
+        let after = rows.last().map_or(after.0 as i64, |row| row.0);
+        let mut tail = tx.prepare_cached(
+            "SELECT seq, event, from_user, from_client, scope, data, ts FROM events
+             WHERE id > ?1 AND log = ?2 AND seq > ?3 ORDER BY id LIMIT ?4",
+        )?;
+        for row in tail.query_map(params![indexed, name, after, (limit - rows.len()) as i64], columns)? {
+            rows.push(row?);
+        }
+    }
+    drop(select);
+    tx.finish()?;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq = row.0;
+        match entry_of(log, row) {
+            Some(entry) => entries.push(entry),
+            None => tracing::warn!(log = %log, seq, "skipping a stored event quartet cannot read"),
+        }
+    }
+    Ok(entries)
 }
 
 /// Every kept session with its rooms and its latest acks.

@@ -1,11 +1,24 @@
-//! The tables, created on first open. Every table is keyed for the one way it is read:
-//! `events` by `(log, seq)`, so "the events of a log after seq S" is one range scan of the
-//! primary key (`WITHOUT ROWID`: the rows live in the key's b-tree, no second lookup).
+//! The tables, created on first open.
+//!
+//! Events are stored in two steps, so that a commit writes as few pages as possible:
+//!
+//! 1. A publish appends one row to `events`, keyed by `id`, the order of arrival over all logs.
+//!    Every publish of a commit lands on the same last page or two, however many rooms they
+//!    are for: that is what keeps a group commit of a hundred publishes to a hundred rooms
+//!    cheap (keyed by room, the same commit would change a page per room).
+//! 2. Every few hundred milliseconds, the writer *indexes* what arrived since the last time, in
+//!    one transaction: `event_index` (`(log, seq)` → `id`), the acks of message ids, the heads in
+//!    `logs`, and `meta.indexed`, the last `id` indexed. Many events per room by then, so a few
+//!    pages per room.
+//!
+//! A history read takes the indexed events through `event_index`, then the few not indexed yet
+//! (`id > meta.indexed`), in one read transaction. On open, everything is indexed before
+//! anything else runs, so a crash between the two steps loses nothing.
 
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema this build writes. A file with a newer one is refused (written by a newer quartet).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 pub(crate) const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -13,9 +26,11 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 
--- One row per event. `log` is a room (`lobby`) or an inbox (`@alice`); `scope` 0 room,
--- 1 others, 2 self; `data` the exact JSON the client sent.
+-- One row per event, in order of arrival. `log` is a room (`lobby`) or an inbox (`@alice`);
+-- `scope` 0 room, 1 others, 2 self; `data` the exact JSON the client sent; `msg_id` the
+-- publish's message id, if it had one. `id` is handed out by the writer, never reused.
 CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY,
     log         TEXT    NOT NULL,
     seq         INTEGER NOT NULL,
     event       TEXT    NOT NULL,
@@ -24,10 +39,18 @@ CREATE TABLE IF NOT EXISTS events (
     scope       INTEGER NOT NULL,
     data        TEXT    NOT NULL,
     ts          INTEGER NOT NULL,
+    msg_id      TEXT
+);
+
+-- Where each indexed event of a log is: the events of a log after a seq are one range scan.
+CREATE TABLE IF NOT EXISTS event_index (
+    log TEXT    NOT NULL,
+    seq INTEGER NOT NULL,
+    id  INTEGER NOT NULL,
     PRIMARY KEY (log, seq)
 ) WITHOUT ROWID;
 
--- The last seq handed out per log. Kept apart from `events` so that retention, which deletes
+-- The last seq indexed per log. Kept apart from the events so that retention, which deletes
 -- events, can never make a seq be handed out twice.
 CREATE TABLE IF NOT EXISTS logs (
     log  TEXT    PRIMARY KEY,
@@ -48,10 +71,9 @@ CREATE TABLE IF NOT EXISTS memberships (
     PRIMARY KEY (client, room)
 ) WITHOUT ROWID;
 
--- Acks of publishes that carried a message id, so a resend after a restart is acked again
--- instead of stored twice. A plain rowid table with no index on purpose: every group of
--- publishes appends its acks to the last page (a table keyed by client would dirty one page per
--- publishing client per commit); it is read whole only at start, and pruned by retention.
+-- Acks of publishes that carried a message id (filled when events are indexed), so that a
+-- resend after a restart is acked again instead of stored twice. Read whole, in order, at
+-- start; pruned by retention.
 CREATE TABLE IF NOT EXISTS acks (
     client TEXT    NOT NULL,
     msg_id TEXT    NOT NULL,

@@ -7,20 +7,27 @@
 //! that is group commit, and it is what keeps durability nearly free.
 //!
 //! Seqs are handed out here, in the transaction that stores the event, from a cache of each
-//! log's head (`logs` table). If a commit fails, every write of the group gets `unavailable`, the
-//! cache is dropped (the next group reads the heads again), and the store reports itself failing
-//! until a commit goes through; while failing, the thread probes the file every
+//! log's head; event ids (the order of arrival) too. If a commit fails, every write of the group
+//! gets `unavailable`, the heads and ids it took are given back, and the store reports itself
+//! failing until a commit goes through; while failing, the thread probes the file every
 //! [`PROBE_EVERY`] so that it recovers by itself even with no traffic.
+//!
+//! Between groups, the thread also indexes what was appended ([`upkeep::index`], every
+//! [`INDEX_EVERY`] or [`INDEX_STEP`] events) and applies retention (every
+//! [`RETENTION_EVERY`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use quartet_core::engine::{Health, SessionRecord};
 use quartet_protocol::{Error, ErrorCode};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
+
+use crate::upkeep::{self, Retention};
 
 /// Most writes committed in one transaction. Bounds how long a group holds the others back.
 pub(crate) const MAX_GROUP: usize = 1024;
@@ -31,8 +38,14 @@ pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How often retention runs.
 pub(crate) const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
-/// Oldest events examined per log per retention run, so one run stays short.
-const RETENTION_STEP: i64 = 10_000;
+/// How long appended events wait, at most, to be indexed. Longer: fewer pages written per
+/// event (more events per room per step), more events for a history read to find unindexed.
+pub(crate) const INDEX_EVERY: Duration = Duration::from_millis(250);
+
+/// Most events indexed in one step; also how many unindexed events make the writer index at
+/// once, whatever the time. Bounds how long a step holds writes back, and how many events a
+/// history read may have to look through unindexed.
+pub(crate) const INDEX_STEP: i64 = 2048;
 
 /// An event as stored: the draft's fields as text.
 #[derive(Debug)]
@@ -60,15 +73,46 @@ pub(crate) enum Op {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) health: Mutex<Health>,
-    pub(crate) commits: std::sync::atomic::AtomicU64,
-    pub(crate) committed_writes: std::sync::atomic::AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) committed_writes: AtomicU64,
+    pub(crate) index_steps: AtomicU64,
+    pub(crate) indexed_events: AtomicU64,
 }
 
-/// How long events are kept.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Retention {
-    pub(crate) events: Option<u64>,
-    pub(crate) age: Option<Duration>,
+impl Default for State {
+    fn default() -> State {
+        State {
+            health: Mutex::new(Health::Ok),
+            commits: AtomicU64::new(0),
+            committed_writes: AtomicU64::new(0),
+            index_steps: AtomicU64::new(0),
+            indexed_events: AtomicU64::new(0),
+        }
+    }
+}
+
+impl State {
+    pub(crate) fn failing(&self) -> bool {
+        !matches!(*self.health.lock().expect("health lock"), Health::Ok)
+    }
+
+    pub(crate) fn report(&self, outcome: Result<(), rusqlite::Error>) {
+        let mut health = self.health.lock().expect("health lock");
+        match outcome {
+            Ok(()) => {
+                if !matches!(*health, Health::Ok) {
+                    tracing::info!("the store takes writes again");
+                }
+                *health = Health::Ok;
+            }
+            Err(error) => {
+                if matches!(*health, Health::Ok) {
+                    tracing::error!(%error, "the store cannot take writes: refusing publishes until it can");
+                }
+                *health = Health::Failing(format!("sqlite: {error}"));
+            }
+        }
+    }
 }
 
 pub(crate) fn unavailable(why: impl std::fmt::Display) -> Error {
@@ -81,57 +125,198 @@ enum Done {
     Unit,
 }
 
-/// The writer thread's loop; returns when every sender is gone.
-pub(crate) fn run(mut conn: Connection, ops: Receiver<Op>, state: Arc<State>, retention: Retention) {
-    let mut heads: HashMap<String, u64> = HashMap::new();
-    // Retention runs at start too: a store reopened with a tighter rule applies it at once.
-    let mut last_retention = Instant::now().checked_sub(RETENTION_EVERY).unwrap_or_else(Instant::now);
-    loop {
-        if last_retention.elapsed() >= RETENTION_EVERY {
-            last_retention = Instant::now();
-            if let Err(error) = retain(&conn, retention) {
-                tracing::warn!(%error, "retention failed; will try again");
+/// A write's answer on its way to the caller.
+pub(crate) struct Answer(Op, Result<Done, Error>);
+
+impl Answer {
+    /// Hands the answer to the caller (a caller that gave up no longer listens: nothing to do).
+    pub(crate) fn send(self) {
+        let Answer(op, done) = self;
+        match op {
+            Op::Append(_, reply) | Op::Head(_, reply) => {
+                let _ = reply.send(done.map(|d| if let Done::Seq(seq) = d { seq } else { 0 }));
             }
-        }
-        let failing = !matches!(*state.health.lock().expect("health lock"), Health::Ok);
-        let wait = if failing { PROBE_EVERY } else { RETENTION_EVERY };
-        let mut group = Vec::new();
-        match ops.recv_timeout(wait) {
-            Ok(op) => group.push(op),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        while group.len() < MAX_GROUP {
-            match ops.try_recv() {
-                Ok(op) => group.push(op),
-                Err(_) => break,
+            Op::SaveSession(_, reply) | Op::DeleteSession(_, reply) | Op::Touch(_, reply) => {
+                let _ = reply.send(done.map(|_| ()));
             }
-        }
-        if group.is_empty() {
-            if failing {
-                report(&state, probe(&conn));
-            }
-        } else {
-            commit(&mut conn, &mut heads, group, &state);
         }
     }
 }
 
-fn report(state: &State, outcome: Result<(), rusqlite::Error>) {
-    let mut health = state.health.lock().expect("health lock");
-    match outcome {
-        Ok(()) => {
-            if !matches!(*health, Health::Ok) {
-                tracing::info!("the store takes writes again");
-            }
-            *health = Health::Ok;
+/// Where the writer hands the answers of a group: one message per group to a task of the
+/// runtime, which wakes the callers from there. Waking each caller from this thread would
+/// wake the runtime once per caller; on a busy core that is a switch back and forth for every
+/// answer.
+pub(crate) type Answers = tokio::sync::mpsc::UnboundedSender<Vec<Answer>>;
+
+/// The task that wakes the callers; ends when the writer is gone.
+pub(crate) async fn hand_out(mut groups: tokio::sync::mpsc::UnboundedReceiver<Vec<Answer>>) {
+    while let Some(group) = groups.recv().await {
+        group.into_iter().for_each(Answer::send);
+    }
+}
+
+/// The thread that owns the writing connection.
+pub(crate) struct Writer {
+    conn: Connection,
+    answers: Answers,
+    state: Arc<State>,
+    retention: Retention,
+    /// The head of every log appended to since start (and of the others asked for). Every log
+    /// with unindexed events is here: the file was fully indexed when it was opened.
+    heads: HashMap<String, u64>,
+    /// The id the next event gets.
+    next_id: i64,
+    /// The last id indexed.
+    indexed: i64,
+    last_index: Instant,
+}
+
+impl Writer {
+    /// `conn` must be fully indexed ([`upkeep::catch_up`]), with `last_id` its last event id.
+    pub(crate) fn new(
+        conn: Connection,
+        answers: Answers,
+        state: Arc<State>,
+        retention: Retention,
+        last_id: i64,
+    ) -> Writer {
+        Writer {
+            conn,
+            answers,
+            state,
+            retention,
+            heads: HashMap::new(),
+            next_id: last_id + 1,
+            indexed: last_id,
+            last_index: Instant::now(),
         }
-        Err(error) => {
-            if matches!(*health, Health::Ok) {
-                tracing::error!(%error, "the store cannot take writes: refusing publishes until it can");
+    }
+
+    /// The thread's loop; returns when every sender is gone (after indexing what is left).
+    pub(crate) fn run(mut self, ops: Receiver<Op>) {
+        // Retention runs at start too: a store reopened with a tighter rule applies it at once.
+        let mut last_retention = Instant::now().checked_sub(RETENTION_EVERY).unwrap_or_else(Instant::now);
+        loop {
+            if last_retention.elapsed() >= RETENTION_EVERY {
+                last_retention = Instant::now();
+                self.index_all();
+                if let Err(error) = upkeep::retain(&self.conn, self.retention) {
+                    tracing::warn!(%error, "retention failed; will try again");
+                }
             }
-            *health = Health::Failing(format!("sqlite: {error}"));
+            let unindexed = self.next_id - 1 - self.indexed;
+            if unindexed >= INDEX_STEP || (unindexed > 0 && self.last_index.elapsed() >= INDEX_EVERY) {
+                self.index();
+            }
+            let failing = self.state.failing();
+            let wait = if failing {
+                PROBE_EVERY
+            } else if self.next_id - 1 > self.indexed {
+                INDEX_EVERY.saturating_sub(self.last_index.elapsed())
+            } else {
+                RETENTION_EVERY.saturating_sub(last_retention.elapsed())
+            };
+            let mut group = Vec::new();
+            match ops.recv_timeout(wait) {
+                Ok(op) => group.push(op),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.index_all();
+                    return;
+                }
+            }
+            if !group.is_empty() {
+                // Let whatever else is ready on this core run first (on a busy core, the
+                // runtime threads that are about to send more writes): the group gets
+                // bigger, and one commit serves more writes. Free on an idle core.
+                std::thread::yield_now();
+            }
+            while group.len() < MAX_GROUP {
+                match ops.try_recv() {
+                    Ok(op) => group.push(op),
+                    Err(_) => break,
+                }
+            }
+            if group.is_empty() {
+                if failing {
+                    self.state.report(probe(&self.conn));
+                }
+            } else {
+                self.commit(group);
+            }
         }
+    }
+
+    /// Indexes every event appended so far, a step at a time.
+    fn index_all(&mut self) {
+        while self.indexed < self.next_id - 1 && self.index() {}
+    }
+
+    /// Indexes the oldest unindexed events, at most [`INDEX_STEP`]; false if that failed. A
+    /// failure is logged and tried again later: reads stay right meanwhile (they look through
+    /// what is not indexed), only slower.
+    fn index(&mut self) -> bool {
+        self.last_index = Instant::now();
+        let to = (self.next_id - 1).min(self.indexed + INDEX_STEP);
+        match upkeep::index(&self.conn, to) {
+            Ok((indexed, events)) => {
+                if events > 0 {
+                    self.state.index_steps.fetch_add(1, Ordering::Relaxed);
+                    self.state.indexed_events.fetch_add(events, Ordering::Relaxed);
+                }
+                self.indexed = indexed;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "indexing failed; will try again");
+                false
+            }
+        }
+    }
+
+    fn commit(&mut self, group: Vec<Op>) {
+        // What to give back if the group is not committed: the heads it moved, the ids it took.
+        let mut undo: HashMap<String, u64> = HashMap::new();
+        let first_id = self.next_id;
+        let outcome = self.try_commit(&group, &mut undo);
+        let writes = group.len() as u64;
+        match outcome {
+            Ok(done) => {
+                self.state.commits.fetch_add(1, Ordering::Relaxed);
+                self.state.committed_writes.fetch_add(writes, Ordering::Relaxed);
+                self.state.report(Ok(()));
+                self.deliver(group.into_iter().zip(done).map(|(op, done)| Answer(op, Ok(done))).collect());
+            }
+            Err(error) => {
+                self.heads.extend(undo);
+                self.next_id = first_id;
+                let message = error.to_string();
+                self.state.report(Err(error));
+                self.deliver(group.into_iter().map(|op| Answer(op, Err(unavailable(&message)))).collect());
+            }
+        }
+    }
+
+    fn deliver(&self, answers: Vec<Answer>) {
+        if let Err(unsent) = self.answers.send(answers) {
+            // The task is gone (its runtime stopped): answer from here.
+            unsent.0.into_iter().for_each(Answer::send);
+        }
+    }
+
+    fn try_commit(
+        &mut self,
+        group: &[Op],
+        undo: &mut HashMap<String, u64>,
+    ) -> Result<Vec<Done>, rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        let mut done = Vec::with_capacity(group.len());
+        for op in group {
+            done.push(apply(&tx, &mut self.heads, &mut self.next_id, undo, op)?);
+        }
+        tx.commit()?;
+        Ok(done)
     }
 }
 
@@ -143,59 +328,8 @@ fn probe(conn: &Connection) -> Result<(), rusqlite::Error> {
         })
 }
 
-fn commit(conn: &mut Connection, heads: &mut HashMap<String, u64>, group: Vec<Op>, state: &State) {
-    let outcome = (|| {
-        let tx = conn.transaction()?;
-        let mut done = Vec::with_capacity(group.len());
-        let mut touched: HashMap<String, u64> = HashMap::new();
-        for op in &group {
-            done.push(apply(&tx, heads, &mut touched, op)?);
-        }
-        {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO logs (log, head) VALUES (?1, ?2) ON CONFLICT (log) DO UPDATE SET head = excluded.head",
-            )?;
-            for (log, head) in &touched {
-                upsert.execute(params![log, *head as i64])?;
-            }
-        }
-        tx.commit()?;
-        Ok::<_, rusqlite::Error>(done)
-    })();
-    let writes = group.len() as u64;
-    match outcome {
-        Ok(done) => {
-            state.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            state.committed_writes.fetch_add(writes, std::sync::atomic::Ordering::Relaxed);
-            report(state, Ok(()));
-            for (op, done) in group.into_iter().zip(done) {
-                answer(op, Ok(done));
-            }
-        }
-        Err(error) => {
-            heads.clear(); // what the failed group assigned was never stored
-            let message = error.to_string();
-            report(state, Err(error));
-            for op in group {
-                answer(op, Err(unavailable(&message)));
-            }
-        }
-    }
-}
-
-fn answer(op: Op, done: Result<Done, Error>) {
-    // A caller that gave up (its request was cancelled) no longer listens: nothing to do.
-    match op {
-        Op::Append(_, reply) | Op::Head(_, reply) => {
-            let _ = reply.send(done.map(|d| if let Done::Seq(seq) = d { seq } else { 0 }));
-        }
-        Op::SaveSession(_, reply) | Op::DeleteSession(_, reply) | Op::Touch(_, reply) => {
-            let _ = reply.send(done.map(|_| ()));
-        }
-    }
-}
-
-/// The head of `log`: from the cache, else from the `logs` table.
+/// The head of `log`: from the cache, else from the `logs` table (right for a log missing
+/// from the cache: none of its events is unindexed).
 fn head(tx: &Connection, heads: &mut HashMap<String, u64>, log: &str) -> Result<u64, rusqlite::Error> {
     if let Some(head) = heads.get(log) {
         return Ok(*head);
@@ -212,17 +346,20 @@ fn head(tx: &Connection, heads: &mut HashMap<String, u64>, log: &str) -> Result<
 fn apply(
     tx: &Connection,
     heads: &mut HashMap<String, u64>,
-    touched: &mut HashMap<String, u64>,
+    next_id: &mut i64,
+    undo: &mut HashMap<String, u64>,
     op: &Op,
 ) -> Result<Done, rusqlite::Error> {
     match op {
         Op::Append(row, _) => {
-            let seq = head(tx, heads, &row.log)? + 1;
+            let before = head(tx, heads, &row.log)?;
+            let seq = before + 1;
             tx.prepare_cached(
-                "INSERT INTO events (log, seq, event, from_user, from_client, scope, data, ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events (id, log, seq, event, from_user, from_client, scope, data, ts, msg_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
+                *next_id,
                 row.log,
                 seq as i64,
                 row.event,
@@ -230,16 +367,16 @@ fn apply(
                 row.from_client,
                 row.scope,
                 row.data,
-                row.ts
+                row.ts,
+                row.msg_id
             ])?;
-            if let Some(id) = &row.msg_id {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO acks (client, msg_id, log, seq) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![row.from_client, id, row.log, seq as i64])?;
+            *next_id += 1;
+            if !undo.contains_key(&row.log) {
+                undo.insert(row.log.clone(), before);
             }
-            heads.insert(row.log.clone(), seq);
-            touched.insert(row.log.clone(), seq);
+            if let Some(head) = heads.get_mut(&row.log) {
+                *head = seq;
+            }
             Ok(Done::Seq(seq))
         }
         Op::Head(log, _) => Ok(Done::Seq(head(tx, heads, log)?)),
@@ -270,65 +407,6 @@ fn apply(
                 update.execute(params![client, *at as i64])?;
             }
             Ok(Done::Unit)
-        }
-    }
-}
-
-/// Drops what retention says is too old; a log's head (and so its seqs) is never touched.
-fn retain(conn: &Connection, retention: Retention) -> Result<(), rusqlite::Error> {
-    let logs: Vec<(String, i64)> = conn
-        .prepare("SELECT log, head FROM logs")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let cutoff = retention.age.map(|age| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        now.saturating_sub(age).as_millis() as i64
-    });
-    let mut dropped = 0;
-    for (log, head) in logs {
-        if let Some(keep) = retention.events {
-            let below = head - keep as i64;
-            if below > 0 {
-                dropped += conn
-                    .prepare_cached("DELETE FROM events WHERE log = ?1 AND seq <= ?2")?
-                    .execute(params![log, below])?;
-            }
-        }
-        if let Some(cutoff) = cutoff {
-            // Events of a log are stored in seq order, which is time order: drop the oldest
-            // ones that are past the cutoff, a bounded step at a time.
-            dropped += conn
-                .prepare_cached(
-                    "DELETE FROM events WHERE log = ?1 AND seq IN
-                       (SELECT seq FROM events WHERE log = ?1 AND ts < ?2 ORDER BY seq LIMIT ?3)",
-                )?
-                .execute(params![log, cutoff, RETENTION_STEP])?;
-        }
-    }
-    if dropped > 0 {
-        tracing::info!(dropped, "retention dropped old events");
-    }
-    // Acks of clients that are gone, and acks whose event is gone (a resend of it could only be
-    // stored anew anyway), are of no more use.
-    conn.execute(
-        "DELETE FROM acks WHERE client NOT IN (SELECT client FROM sessions)
-            OR NOT EXISTS (SELECT 1 FROM events e WHERE e.log = acks.log AND e.seq = acks.seq)",
-        [],
-    )?;
-    Ok(())
-}
-
-/// How often the WAL is copied back into the database file.
-pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// Copies the WAL back into the file every [`CHECKPOINT_EVERY`] (PASSIVE: never waits for the
-/// writer, never makes it wait), until the engine is gone.
-pub(crate) fn checkpoint_while(conn: &Connection, engine: &std::sync::Weak<State>) {
-    let _ = conn.busy_timeout(Duration::from_millis(100));
-    while engine.strong_count() > 0 {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(%error, "checkpoint skipped");
         }
     }
 }

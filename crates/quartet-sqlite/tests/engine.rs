@@ -144,3 +144,46 @@ async fn what_retention_dropped_reaches_a_reader_as_a_retention_gap() {
         frames.iter().filter_map(Frame::as_event).filter(|e| e.event == "chat").map(|e| e.seq).collect();
     assert_eq!(chats, [16, 17, 18, 19, 20]);
 }
+
+fn metric(engine: &SqliteEngine, name: &str) -> u64 {
+    engine.metrics().into_iter().find(|(n, _, _)| *n == name).map(|(_, _, v)| v).unwrap()
+}
+
+fn seqs(history: History) -> Vec<u64> {
+    let History::Events(events) = history else { panic!("sqlite keeps history") };
+    events.iter().map(|e| e.seq.0).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_finds_events_on_both_sides_of_the_index() {
+    let engine = SqliteEngine::open(&file("index"), Options::default()).unwrap();
+    let (lobby, other) = (room("lobby"), room("other"));
+    for i in 0..5 {
+        engine.append(&draft(&lobby, &format!("m{i}"))).await.unwrap();
+        engine.append(&draft(&other, &format!("o{i}"))).await.unwrap();
+    }
+    let mut waited = 0;
+    while metric(&engine, "quartet_sqlite_indexed_events_total") < 10 {
+        waited += 1;
+        assert!(waited < 100, "the appended events were never indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Appended and read at once, within one index interval: the read must find the indexed
+    // events of the room, then the ones not indexed yet (and none of the other room's).
+    let mut next = 6;
+    for _attempt in 0..5 {
+        let indexed = metric(&engine, "quartet_sqlite_indexed_events_total");
+        for i in 0..3 {
+            engine.append(&draft(&lobby, &format!("m{}", next + i))).await.unwrap();
+            engine.append(&draft(&other, "o")).await.unwrap();
+        }
+        next += 3;
+        let read = seqs(engine.read(&lobby, Seq(2), 100).await.unwrap());
+        assert_eq!(read, (3..next).collect::<Vec<_>>());
+        assert_eq!(seqs(engine.read(&lobby, Seq(2), 4).await.unwrap()), [3, 4, 5, 6], "limit");
+        if metric(&engine, "quartet_sqlite_indexed_events_total") == indexed {
+            return; // the reads did cross from indexed to unindexed events
+        }
+    }
+    panic!("every attempt was indexed before it was read: the unindexed part was never read");
+}

@@ -264,8 +264,10 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             spec.remove().await;
             let run = run?;
             progress.finish_unit(store_unit(publishers));
+            let groups =
+                run.writes_per_commit.map(|g| format!(", {g:.1} writes per commit")).unwrap_or_default();
             progress.line(&format!(
-                "{name:>10} × {publishers:<4} publishers: {:.0} acked publishes/s, send→ack p50 {} µs p99 {} µs",
+                "{name:>10} × {publishers:<4} publishers: {:.0} acked publishes/s, send→ack p50 {} µs p99 {} µs{groups}",
                 run.acked_per_s, run.ack_latency_us.p50, run.ack_latency_us.p99
             ));
             store_report.acked.push(run);

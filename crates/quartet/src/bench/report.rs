@@ -260,9 +260,9 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| store | publishers | acked publishes/s | vs memory | send→ack p50 | p99 | server CPU | loadgen CPU |"
+            "| store | publishers | acked publishes/s | vs memory | send→ack p50 | p99 | server CPU | server CPU µs/publish | loadgen CPU | writes/commit |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &self.stores.acked {
             let memory =
                 self.stores.acked.iter().find(|m| m.store == "memory" && m.publishers == r.publishers);
@@ -270,7 +270,7 @@ impl Report {
                 memory.map_or("–".into(), |m| format!("{:.0}%", 100.0 * r.acked_per_s / m.acked_per_s));
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {} | {} | {} | {}% | {}% |",
+                "| {} | {} | {:.0} | {} | {} | {} | {}% | {} | {}% | {} |",
                 r.store,
                 r.publishers,
                 r.acked_per_s,
@@ -278,7 +278,9 @@ impl Report {
                 us(r.ack_latency_us.p50),
                 us(r.ack_latency_us.p99),
                 opt(r.server_cpu_percent, 0),
+                opt(r.server_cpu_percent.map(|p| p * 1e4 / r.acked_per_s), 1),
                 opt(r.loadgen_cpu_percent, 0),
+                opt(r.writes_per_commit, 1),
             );
         }
         if let Some(c) = &self.stores.cross_node {

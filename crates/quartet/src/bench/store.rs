@@ -32,6 +32,8 @@ pub(crate) struct AckRun {
     pub(crate) ack_latency_us: Latency,
     pub(crate) server_cpu_percent: Option<f64>,
     pub(crate) loadgen_cpu_percent: Option<f64>,
+    /// SQLite: writes per commit over the run (the group commit's mean group).
+    pub(crate) writes_per_commit: Option<f64>,
 }
 
 /// Publish→delivery on one store.
@@ -131,6 +133,7 @@ pub(crate) async fn acked(
     }
     let histogram = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let (server_cpu0, self_cpu0) = (server.cpu_us(), self_cpu_us());
+    let commits0 = commit_counters(&server.url).await?;
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
     let loops = clients.into_iter().map(|(mut client, room)| {
@@ -161,6 +164,9 @@ pub(crate) async fn acked(
     let (server_cpu1, self_cpu1) = (server.cpu_us(), self_cpu_us());
     let percent = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| (b - a) as f64 / 1e4 / elapsed);
     let latency = percentiles(&histogram.borrow());
+    let commits1 = commit_counters(&server.url).await?;
+    let writes_per_commit =
+        commits0.zip(commits1).and_then(|((c0, w0), (c1, w1))| (c1 > c0).then(|| (w1 - w0) / (c1 - c0)));
     Ok(AckRun {
         store: name.to_owned(),
         publishers,
@@ -169,7 +175,18 @@ pub(crate) async fn acked(
         ack_latency_us: latency,
         server_cpu_percent: percent(server_cpu0, server_cpu1),
         loadgen_cpu_percent: percent(self_cpu0, self_cpu1),
+        writes_per_commit,
     })
+}
+
+/// A SQLite server's commits and the writes they carried, from its `/metrics`; `None` for
+/// other stores.
+async fn commit_counters(url: &str) -> anyhow::Result<Option<(f64, f64)>> {
+    let metrics = super::server::scrape(url).await?;
+    Ok(metrics
+        .get("quartet_sqlite_commits_total")
+        .copied()
+        .zip(metrics.get("quartet_sqlite_writes_total").copied()))
 }
 
 /// Publish→delivery on `store`: one WebSocket subscriber, 200 messages/s.
