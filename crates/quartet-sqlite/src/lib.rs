@@ -20,7 +20,7 @@ mod schema;
 mod upkeep;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
@@ -112,7 +112,7 @@ impl SqliteEngine {
         // commit never waits for one: the writer only appends to the WAL.
         conn.execute_batch(&format!(
             "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
-             PRAGMA wal_autocheckpoint = 0;"
+             PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;"
         ))
         .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
         let epoch = Epoch(schema::prepare(&conn)?);
@@ -353,26 +353,19 @@ fn read_log(
 
 /// Every kept session with its rooms and its latest acks.
 fn load_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, rusqlite::Error> {
-    let mut sessions = Vec::new();
-    let mut select = conn.prepare("SELECT client, user, inbox_from, last_seen FROM sessions")?;
+    let tx = conn.unchecked_transaction()?;
+    let mut kept = Vec::new();
+    let mut select = tx.prepare("SELECT client, user, inbox_from, last_seen FROM sessions")?;
     let rows = select.query_map([], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
     })?;
-    // The acks table has no index: read it once, in the order it was written.
-    let mut acks: HashMap<String, Vec<(String, LogId, Seq)>> = HashMap::new();
-    let mut select_acks = conn.prepare("SELECT client, msg_id, log, seq FROM acks ORDER BY rowid")?;
-    let ack_rows = select_acks.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
-    })?;
-    for row in ack_rows {
-        let (client, id, log, seq) = row?;
-        if let Ok(log) = LogId::parse(&log) {
-            acks.entry(client).or_default().push((id, log, Seq(seq.max(0) as u64)));
-        }
-    }
-    let mut rooms = conn.prepare("SELECT room, floor FROM memberships WHERE client = ?1")?;
     for row in rows {
-        let (client, user, inbox_from, last_seen) = row?;
+        kept.push(row?);
+    }
+    let mut acks = recent_acks(&tx, kept.iter().map(|(client, ..)| client.as_str()))?;
+    let mut rooms = tx.prepare("SELECT room, floor FROM memberships WHERE client = ?1")?;
+    let mut sessions = Vec::with_capacity(kept.len());
+    for (client, user, inbox_from, last_seen) in kept {
         let (Ok(id), Ok(user)) = (ClientId::from_wire(&client), UserName::parse(&user)) else {
             tracing::warn!(client, "skipping a stored session quartet cannot read");
             continue;
@@ -382,19 +375,51 @@ fn load_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, rusqlite::Erro
             .filter_map(Result::ok)
             .filter_map(|(room, floor)| Some((RoomName::parse(&room).ok()?, Seq(floor.max(0) as u64))))
             .collect();
-        // Oldest first, as written; keep what the hub remembers.
-        let mut acks = acks.remove(&client).unwrap_or_default();
-        if acks.len() > REMEMBERED_MESSAGE_IDS {
-            acks.drain(..acks.len() - REMEMBERED_MESSAGE_IDS);
-        }
         sessions.push(SessionRecord {
             client: id,
             user,
             inbox_from: Seq(inbox_from.max(0) as u64),
             rooms,
             last_seen_ms: last_seen.max(0) as u64,
-            acks,
+            acks: acks.remove(&client).map(Vec::from).unwrap_or_default(),
         });
     }
     Ok(sessions)
+}
+
+/// Events looked through at start for the acks of message ids: a resend is recognised after a
+/// restart if its first send is among the last this many events stored (resends come seconds
+/// after the first send, not a million events later). Acks are not stored apart: that would
+/// write a row more per publish.
+const ACKS_LOOKED_THROUGH: i64 = 1_000_000;
+
+/// A client's latest acks, oldest first: message id, log, seq.
+type Acks = VecDeque<(String, LogId, Seq)>;
+
+/// The latest acks (at most what the hub remembers) of each of `clients`.
+fn recent_acks<'a>(
+    conn: &Connection,
+    clients: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, Acks>, rusqlite::Error> {
+    let mut acks: HashMap<String, Acks> =
+        clients.map(|client| (client.to_owned(), VecDeque::new())).collect();
+    if acks.is_empty() {
+        return Ok(acks);
+    }
+    let last: Option<i64> = conn.query_row("SELECT max(id) FROM events", [], |row| row.get(0))?;
+    let from = last.unwrap_or(0) - ACKS_LOOKED_THROUGH;
+    let mut select = conn.prepare(
+        "SELECT from_client, msg_id, log, seq FROM events WHERE id > ?1 AND msg_id IS NOT NULL ORDER BY id",
+    )?;
+    let mut rows = select.query([from])?;
+    while let Some(row) = rows.next()? {
+        let client: String = row.get(0)?;
+        let Some(mine) = acks.get_mut(&client) else { continue };
+        let Ok(log) = LogId::parse(&row.get::<_, String>(2)?) else { continue };
+        mine.push_back((row.get(1)?, log, Seq(row.get::<_, i64>(3)?.max(0) as u64)));
+        if mine.len() > REMEMBERED_MESSAGE_IDS {
+            mine.pop_front();
+        }
+    }
+    Ok(acks)
 }

@@ -7,8 +7,8 @@
 //!    are for: that is what keeps a group commit of a hundred publishes to a hundred rooms
 //!    cheap (keyed by room, the same commit would change a page per room).
 //! 2. Every few hundred milliseconds, the writer *indexes* what arrived since the last time, in
-//!    one transaction: `event_index` (`(log, seq)` → `id`), the acks of message ids, the heads in
-//!    `logs`, and `meta.indexed`, the last `id` indexed. Many events per room by then, so a few
+//!    one transaction: `event_index` (`(log, seq)` → `id`), the heads in `logs`, and
+//!    `meta.indexed`, the last `id` indexed. Many events per room by then, so a few
 //!    pages per room.
 //!
 //! A history read takes the indexed events through `event_index`, then the few not indexed yet
@@ -71,15 +71,6 @@ CREATE TABLE IF NOT EXISTS memberships (
     PRIMARY KEY (client, room)
 ) WITHOUT ROWID;
 
--- Acks of publishes that carried a message id (filled when events are indexed), so that a
--- resend after a restart is acked again instead of stored twice. Read whole, in order, at
--- start; pruned by retention.
-CREATE TABLE IF NOT EXISTS acks (
-    client TEXT    NOT NULL,
-    msg_id TEXT    NOT NULL,
-    log    TEXT    NOT NULL,
-    seq    INTEGER NOT NULL
-);
 ";
 
 /// Creates the tables if needed and returns the store's epoch (made once, kept for good).

@@ -36,7 +36,7 @@ pub(crate) fn catch_up(conn: &Connection) -> Result<i64, rusqlite::Error> {
 }
 
 /// Indexes the events after `meta.indexed` up to id `to`, in one transaction: their
-/// `(log, seq)`, the acks of their message ids, the heads of their logs, and `meta.indexed`.
+/// `(log, seq)`, the heads of their logs, and `meta.indexed`.
 /// Returns the last id now indexed and how many events this call indexed.
 pub(crate) fn index(conn: &Connection, to: i64) -> Result<(i64, u64), rusqlite::Error> {
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
@@ -51,12 +51,6 @@ pub(crate) fn index(conn: &Connection, to: i64) -> Result<(i64, u64), rusqlite::
              SELECT log, seq, id FROM events WHERE id > ?1 AND id <= ?2 ORDER BY log, seq",
         )?
         .execute([from, to])?;
-    tx.prepare_cached(
-        "INSERT INTO acks (client, msg_id, log, seq)
-         SELECT from_client, msg_id, log, seq FROM events
-         WHERE id > ?1 AND id <= ?2 AND msg_id IS NOT NULL ORDER BY id",
-    )?
-    .execute([from, to])?;
     tx.prepare_cached(
         "INSERT INTO logs (log, head)
          SELECT log, max(seq) FROM events WHERE id > ?1 AND id <= ?2 GROUP BY log
@@ -99,13 +93,6 @@ pub(crate) fn retain(conn: &Connection, retention: Retention) -> Result<(), rusq
     if dropped > 0 {
         tracing::info!(dropped, "retention dropped old events");
     }
-    // Acks of clients that are gone, and acks whose event is gone (a resend of it could only be
-    // stored anew anyway), are of no more use.
-    conn.execute(
-        "DELETE FROM acks WHERE client NOT IN (SELECT client FROM sessions)
-            OR NOT EXISTS (SELECT 1 FROM event_index i WHERE i.log = acks.log AND i.seq = acks.seq)",
-        [],
-    )?;
     Ok(())
 }
 

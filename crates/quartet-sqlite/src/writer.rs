@@ -40,12 +40,12 @@ pub(crate) const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// How long appended events wait, at most, to be indexed. Longer: fewer pages written per
 /// event (more events per room per step), more events for a history read to find unindexed.
-pub(crate) const INDEX_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const INDEX_EVERY: Duration = Duration::from_millis(1000);
 
 /// Most events indexed in one step; also how many unindexed events make the writer index at
 /// once, whatever the time. Bounds how long a step holds writes back, and how many events a
 /// history read may have to look through unindexed.
-pub(crate) const INDEX_STEP: i64 = 2048;
+pub(crate) const INDEX_STEP: i64 = 4096;
 
 /// An event as stored: the draft's fields as text.
 #[derive(Debug)]
@@ -395,7 +395,6 @@ fn apply(
             Ok(Done::Unit)
         }
         Op::DeleteSession(client, _) => {
-            // Its acks go with the next retention run (they have no index to find them by).
             for table in ["sessions", "memberships"] {
                 tx.prepare_cached(&format!("DELETE FROM {table} WHERE client = ?1"))?.execute([client])?;
             }
