@@ -1,13 +1,15 @@
 //! # quartet-sqlite: the embedded durable store
 //!
-//! One SQLite file holds every room log and inbox, the seq of each log, the client sessions
-//! (user, rooms and their floors, last sign of life) and the acks of recent message ids. It is
+//! One SQLite file holds every room log and inbox (with the message ids of the publishes, so
+//! that a resend after a restart is acked again, not stored twice), the seq of each log, and
+//! the client sessions (user, rooms and their floors, last sign of life). It is
 //! quartet's default store (`--store sqlite:quartet.db`): nothing to install, and an ack means
 //! the event is committed, so a crash (even `kill -9`) right after it loses nothing.
 //!
 //! - Writes go to one thread that owns the writing connection and commits in groups
-//!   (`writer.rs`): many publishes, one commit. The file is in WAL mode, so readers never wait
-//!   for the writer.
+//!   (`writer.rs`): many publishes, one commit. A publish appends a row in order of arrival;
+//!   the events are indexed by log a step at a time (`schema.rs` says why, `upkeep.rs` how).
+//!   The file is in WAL mode, so readers never wait for the writer.
 //! - Reads older than the hub's in-memory rings ([`Engine::read`]) go to a small pool of
 //!   read-only connections, on tokio's blocking threads: the runtime is never blocked on disk.
 //! - The epoch is made once, when the file is created, and kept: cursors survive restarts.
