@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `P:epoch` | the store's lifetime, made once |
 //! | `P:seq:{log}` | the last seq of a log (`INCR`) |
-//! | `P:log:{log}` | the log's events, a stream whose entry ids are `{seq}-0` |
+//! | `P:log:{log}` | the log's events, a stream whose entry ids are `{seq}-0`, trimmed to what retention keeps |
 //! | `P:ann:{log}` | channel: each append, with the whole event, for the nodes that hold the log |
 //! | `P:ack:{client}:{id}` | the seq acked for a client's message id (idempotent resends, any node) |
 //! | `P:session:{client}` | a session: user, inbox floor, rooms and floors |
@@ -53,7 +53,12 @@ if KEYS[3] ~= '' then
   if acked then return tonumber(acked) end
 end
 local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], seq .. '-0', 'e', ARGV[2], 'f', ARGV[3], 'c', ARGV[4], 's', ARGV[5], 'd', ARGV[6], 't', ARGV[7])
+local fields = {'e', ARGV[2], 'f', ARGV[3], 'c', ARGV[4], 's', ARGV[5], 'd', ARGV[6], 't', ARGV[7]}
+if ARGV[10] ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[10], seq .. '-0', unpack(fields))
+else
+  redis.call('XADD', KEYS[2], seq .. '-0', unpack(fields))
+end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq, 'EX', ARGV[9]) end
 redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[8])
 return seq
@@ -102,6 +107,8 @@ pub struct RedisEngine {
     announcements: Mutex<Option<mpsc::UnboundedReceiver<Announcement>>>,
     /// Channels of the logs this node holds: subscribed again after a reconnect.
     watched: Arc<Mutex<HashSet<String>>>,
+    /// Events kept per log (older ones are trimmed as new ones are appended); `None`: all.
+    retain_events: Option<u64>,
     /// Round trips to Redis made by this node.
     calls: std::sync::atomic::AtomicU64,
     /// Announcements (appends of any node) this node received.
@@ -157,9 +164,19 @@ impl RedisEngine {
             deaf,
             announcements: Mutex::new(Some(rx)),
             watched,
+            retain_events: None,
             calls: Default::default(),
             heard,
         })
+    }
+
+    /// Keeps at most `events` events per log: each append trims its log's stream to that many
+    /// (exactly, in the same script), and a reader behind what is left gets a `retention` gap.
+    /// `None` (the default) keeps everything. Age limits are not applied in Redis: a stream's
+    /// entry ids are seqs, not times.
+    pub fn retain_events(mut self, events: Option<u64>) -> RedisEngine {
+        self.retain_events = events;
+        self
     }
 
     fn key(&self, kind: &str, name: &str) -> String {
@@ -383,7 +400,8 @@ impl Engine for RedisEngine {
                 .arg(draft.data.get())
                 .arg(draft.ts)
                 .arg(rest)
-                .arg(ACK_TTL.as_secs());
+                .arg(ACK_TTL.as_secs())
+                .arg(self.retain_events.map(|n| n.to_string()).unwrap_or_default());
             let seq: u64 = self.call(invocation.invoke_async(&mut conn)).await?;
             Ok(Seq(seq))
         })

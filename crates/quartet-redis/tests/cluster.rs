@@ -244,3 +244,47 @@ async fn a_crowded_rooms_count_is_the_clusters() {
         }
     }
 }
+
+#[tokio::test]
+async fn retention_trims_each_log_to_the_events_kept() {
+    use quartet_core::Engine;
+    use quartet_core::engine::History;
+    use quartet_core::entry::Draft;
+    use quartet_protocol::{ClientId, EventName, LogId, RoomName, Scope, Seq, UserName};
+
+    let prefix = format!("quartet-test-retention-{}-{}", std::process::id(), rand_suffix());
+    let _cleanup = Cleanup(prefix.clone());
+    let engine = match RedisEngine::connect(&redis_url(), &prefix).await {
+        Ok(engine) => engine.retain_events(Some(5)),
+        Err(error) if std::env::var("QUARTET_REQUIRE_REDIS").as_deref() != Ok("1") => {
+            println!("skipped: needs Redis at {} ({error})", redis_url());
+            return;
+        }
+        Err(error) => panic!("QUARTET_REQUIRE_REDIS=1 and no Redis: {error}"),
+    };
+    let (lobby, other) =
+        (LogId::Room(RoomName::parse("lobby").unwrap()), LogId::Room(RoomName::parse("other").unwrap()));
+    let draft = |log: &LogId, i: u64| {
+        let data = serde_json::value::RawValue::from_string(json!({ "i": i }).to_string()).unwrap();
+        let user = UserName::parse("alice").unwrap();
+        Draft::now(
+            log.clone(),
+            EventName::parse("chat").unwrap(),
+            user,
+            ClientId::from_random([1; 16]),
+            Scope::Room,
+            data,
+        )
+    };
+    for i in 0..20 {
+        assert_eq!(engine.append(&draft(&lobby, i)).await.unwrap(), Seq(i + 1));
+    }
+    engine.append(&draft(&other, 0)).await.unwrap();
+    let seqs = |history: History| match history {
+        History::Events(events) => events.iter().map(|e| e.seq.0).collect::<Vec<_>>(),
+        History::None => panic!("redis keeps history"),
+    };
+    assert_eq!(seqs(engine.read(&lobby, Seq(0), 100).await.unwrap()), [16, 17, 18, 19, 20]);
+    assert_eq!(seqs(engine.read(&other, Seq(0), 100).await.unwrap()), [1], "each log is trimmed on its own");
+    assert_eq!(engine.head(&lobby).await.unwrap(), Seq(20), "seqs are never trimmed");
+}

@@ -19,12 +19,12 @@ pub(crate) struct ServeArgs {
     /// restart) or `memory` (nothing does).
     #[arg(long, env = "QUARTET_STORE", default_value = "sqlite:quartet.db")]
     store: String,
-    /// SQLite: most events kept per room or inbox; older ones are dropped (readers get a
-    /// `retention` gap). 0 keeps any number.
+    /// SQLite and Redis: most events kept per room or inbox; older ones are dropped (readers
+    /// get a `retention` gap). 0 keeps any number.
     #[arg(long, env = "QUARTET_RETAIN_EVENTS", default_value_t = quartet_sqlite::DEFAULT_RETAIN_EVENTS)]
     retain_events: u64,
     /// SQLite: events older than this are dropped (`30d`, `12h`, `90m`, `45s`; `0` keeps them
-    /// forever).
+    /// forever). Not applied with `--redis` (its streams are trimmed by count only).
     #[arg(long, env = "QUARTET_RETAIN_FOR", default_value = "30d", value_parser = parse_duration)]
     retain_for: Duration,
     /// SQLite: `full` syncs every commit to disk (an ack survives a power loss); `normal` leaves
@@ -59,7 +59,7 @@ async fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
     if let Some(url) = &args.redis {
         let engine =
             quartet_redis::RedisEngine::connect(url, &args.redis_prefix).await.map_err(anyhow::Error::msg)?;
-        return Ok(Arc::new(engine));
+        return Ok(Arc::new(engine.retain_events((args.retain_events > 0).then_some(args.retain_events))));
     }
     match args.store.as_str() {
         "memory" => Ok(Arc::new(MemoryEngine::new())),
