@@ -114,9 +114,9 @@ impl Hub {
                 }
             }
             if resumed {
-                beyond_head(&inbox, inbox_from)?;
+                self.not_beyond_head(&inbox, inbox_from).await?;
                 for (_, log, seq) in &rooms {
-                    beyond_head(log, seq.unwrap_or_default())?;
+                    self.not_beyond_head(log, seq.unwrap_or_default()).await?;
                 }
             }
         }
@@ -245,7 +245,38 @@ impl Hub {
     pub async fn reader(&self, client: &ClientId, cursor: Option<&str>) -> Result<Reader, Error> {
         let cursor = cursor.map(Cursor::decode).transpose()?;
         let session = self.session(client).await?;
+        if let Some(cursor) = cursor.as_ref().filter(|c| c.epoch == self.shared.engine.epoch()) {
+            // Positions in the logs this client reads must be ones the server could have issued.
+            let logs: Vec<Arc<Log>> = {
+                let state = session.state();
+                std::iter::once(session.inbox.clone())
+                    .chain(state.rooms.values().map(|(log, _)| log.clone()))
+                    .collect()
+            };
+            for log in logs {
+                if let Some(seq) = cursor.positions.get(&log.id) {
+                    self.not_beyond_head(&log, *seq).await?;
+                }
+            }
+        }
         Ok(self.open_reader(session, cursor))
+    }
+
+    /// Refuses a cursor position after its log's head: no server issued it (and a reader
+    /// there would skip every event up to it). In a cluster this node may not have heard of the
+    /// latest appends yet: past the local head, the store has the last word.
+    async fn not_beyond_head(&self, log: &Log, seq: Seq) -> Result<(), Error> {
+        if seq <= log.head() {
+            return Ok(());
+        }
+        let head = self.shared.engine.head(&log.id).await?;
+        if seq <= head {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::BadCursor,
+            format!("the cursor's position {seq} in {} is beyond its last event ({head})", log.id),
+        ))
     }
 
     fn open_reader(&self, session: Arc<Session>, cursor: Option<Cursor>) -> Reader {
@@ -785,18 +816,6 @@ enum Floor {
 /// Wall-clock time, Unix ms.
 fn wall_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Refuses a position after the log's head: no server issued it.
-fn beyond_head(log: &Log, seq: Seq) -> Result<(), Error> {
-    let head = log.head();
-    if seq > head {
-        return Err(Error::new(
-            ErrorCode::BadCursor,
-            format!("the cursor's position {seq} in {} is beyond its last event ({head})", log.id),
-        ));
-    }
-    Ok(())
 }
 
 fn not_joined(room: &RoomName) -> Error {

@@ -352,3 +352,37 @@ async fn registering_from_a_cursor_carries_on_where_it_stopped() {
     let refused = hub.register_from("mallory", Some(&forged.encode())).await.unwrap_err();
     assert_eq!(refused.code.as_str(), "bad_cursor", "{refused}");
 }
+
+/// A reader's cursor with a position past its log's head is refused `bad_cursor`, at any
+/// distance (up to the largest seq, whose `+ 1` must not wrap or panic); a position at the
+/// head is fine, and a position in a log the client does not read is not looked at.
+#[tokio::test]
+async fn a_reader_cursor_beyond_the_head_is_refused() {
+    let hub = hub();
+    let (alice, cur) = client(&hub, "alice").await;
+    run(&hub, &alice, json!({"type":"join","room":"r"})).await;
+    run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"1"})).await;
+    let mut reader = hub.reader(&alice, Some(&cur)).await.unwrap();
+    let stopped = drain(&mut reader).await.last().unwrap()["cursor"].as_str().unwrap().to_owned();
+    drop(reader);
+    let room = quartet_protocol::LogId::Room(quartet_protocol::RoomName::parse("r").unwrap());
+    let head = quartet_protocol::Cursor::decode(&stopped).unwrap().positions[&room];
+    let at = |seq: u64| {
+        let mut cursor = quartet_protocol::Cursor::decode(&stopped).unwrap();
+        cursor.positions.insert(room.clone(), quartet_protocol::Seq(seq));
+        cursor.encode()
+    };
+    for seq in [head.0 + 1, 999_999, u64::MAX] {
+        let refused = hub.reader(&alice, Some(&at(seq))).await.err().expect("a forged position is refused");
+        assert_eq!(refused.code.as_str(), "bad_cursor", "{seq}: {refused}");
+    }
+    let mut fine = hub.reader(&alice, Some(&at(head.0))).await.unwrap();
+    run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"2"})).await;
+    assert_eq!(chat(&drain(&mut fine).await), ["2"], "the room still works for everyone");
+    let mut elsewhere = quartet_protocol::Cursor::decode(&stopped).unwrap();
+    elsewhere.positions.insert(
+        quartet_protocol::LogId::Room(quartet_protocol::RoomName::parse("not-joined").unwrap()),
+        quartet_protocol::Seq(u64::MAX),
+    );
+    assert!(hub.reader(&alice, Some(&elsewhere.encode())).await.is_ok());
+}

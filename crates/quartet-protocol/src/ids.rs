@@ -141,9 +141,10 @@ impl fmt::Debug for ClientId {
 pub struct Seq(pub u64);
 
 impl Seq {
-    /// The seq right after this one.
+    /// The seq right after this one (saturating: the last seq has no next, and arithmetic on
+    /// seqs never wraps or panics, whatever a client sent).
     pub fn next(self) -> Seq {
-        Seq(self.0 + 1)
+        Seq(self.0.saturating_add(1))
     }
 }
 

@@ -169,6 +169,40 @@ async fn bad_cursor_and_bad_query() {
     api.still_serving().await;
 }
 
+/// A well-formed cursor with a position no server issued (past its log's head, up to the
+/// largest seq) is 400 `bad_cursor` on every read route, and the client keeps working.
+#[tokio::test]
+async fn a_forged_cursor_position_is_refused_on_every_route() {
+    let server = start_default().await;
+    let api = Api::new(&server).await;
+    for seq in [1_000_000, u64::MAX] {
+        let mut forged = quartet_protocol::Cursor::decode(&api.cursor).unwrap();
+        assert!(!forged.positions.is_empty(), "the client reads at least its inbox");
+        for position in forged.positions.values_mut() {
+            *position = quartet_protocol::Seq(seq);
+        }
+        let forged = forged.encode();
+        for route in ["poll", "long-poll", "sse"] {
+            let (status, body) =
+                api.get(&api.client_url(&format!("{route}?cursor={forged}&wait_ms=10"))).await;
+            assert_error(status, &body, 400, "bad_cursor");
+        }
+        let response =
+            api.http.get(api.client_url("sse")).header("last-event-id", &forged).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "Last-Event-ID");
+        let ws_url = format!("{}?cursor={forged}", api.client_url("ws").replacen("http", "ws", 1));
+        match tokio_tungstenite::connect_async(ws_url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 400)
+            }
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+    let (status, _) = api.get(&api.client_url(&format!("poll?cursor={}", api.cursor))).await;
+    assert_eq!(status, 200);
+    api.still_serving().await;
+}
+
 /// On a WebSocket, malformed, binary, oversized and unknown frames each get an error frame,
 /// and the socket stays open: a ping afterwards is answered.
 #[tokio::test]
