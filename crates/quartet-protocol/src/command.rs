@@ -11,7 +11,9 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorCode};
 use crate::ids::{EventName, RoomName, UserName};
-use crate::limits::{MAX_COMMAND_BYTES, MAX_COMMANDS_PER_REQUEST, MAX_JOIN_HISTORY, MAX_MESSAGE_ID_LEN};
+use crate::limits::{
+    MAX_COMMAND_BYTES, MAX_COMMANDS_PER_REQUEST, MAX_DATA_DEPTH, MAX_JOIN_HISTORY, MAX_MESSAGE_ID_LEN,
+};
 
 /// Who in a room receives a published event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +176,10 @@ impl WireCommand {
         {
             return Err(Error::bad_request(format!("`id` must be 1 to {MAX_MESSAGE_ID_LEN} bytes")));
         }
-        let data = || self.data.clone().unwrap_or_else(|| RawValue::NULL.to_owned());
+        let data = || match &self.data {
+            Some(data) => check_data(data).map(|()| data.clone()),
+            None => Ok(RawValue::NULL.to_owned()),
+        };
         match kind {
             "join" => Ok(Command::Join {
                 room: RoomName::parse(required(&self.room, "room", kind)?)?,
@@ -202,7 +207,7 @@ impl WireCommand {
                 Ok(Command::Publish {
                     room: RoomName::parse(room)?,
                     event: parse_event(required(&self.event, "event", kind)?)?,
-                    data: data(),
+                    data: data()?,
                     to,
                     id: self.id.clone(),
                 })
@@ -210,7 +215,7 @@ impl WireCommand {
             "direct" => Ok(Command::Direct {
                 user: UserName::parse(required(&self.user, "user", kind)?)?,
                 event: parse_event(required(&self.event, "event", kind)?)?,
-                data: data(),
+                data: data()?,
                 id: self.id.clone(),
             }),
             "ping" => Ok(Command::Ping),
@@ -219,6 +224,55 @@ impl WireCommand {
             ))),
         }
     }
+}
+
+/// Refuses `data` that is valid JSON but that clients cannot read back: nested deeper than
+/// [`MAX_DATA_DEPTH`], or with a number no `f64` holds (`1e999999`). Stored as sent, such data
+/// would make every reader of the room fail on the same event, again and again.
+fn check_data(data: &RawValue) -> Result<(), Error> {
+    let text = data.get();
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string (the text is valid JSON: it ends), escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DATA_DEPTH {
+                    return Err(Error::bad_request(format!(
+                        "`data` nests arrays and objects deeper than {MAX_DATA_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i + 1 < bytes.len()
+                    && matches!(bytes[i + 1], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let number = &text[start..=i];
+                // Short plain integers always fit; anything else is checked.
+                let plain = number.len() <= 15 && number.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+                if !plain && !number.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return Err(Error::bad_request(format!(
+                        "`data` has a number no JSON parser can hold: {}",
+                        &number[..number.len().min(40)]
+                    )));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 fn parse_event(name: &str) -> Result<EventName, Error> {
@@ -327,6 +381,43 @@ mod tests {
 
     fn one(json: &str) -> Result<Command, Error> {
         parse_commands(json.as_bytes())?.remove(0).validate()
+    }
+
+    /// Data every client can read back is taken; data nested past the limit, or with a number
+    /// no f64 holds, is refused `bad_request` (it would break every reader of the room).
+    #[test]
+    fn data_clients_cannot_read_back_is_refused() {
+        let publish =
+            |data: &str| one(&format!(r#"{{"type":"publish","room":"r","event":"chat","data":{data}}}"#));
+        let direct =
+            |data: &str| one(&format!(r#"{{"type":"direct","user":"bob","event":"dm","data":{data}}}"#));
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        for fine in [
+            nested(MAX_DATA_DEPTH),
+            r#"{"a":[1,2,{"b":-3.5e10}],"s":"[[[[ \" {{{{ 1e999999"}"#.to_owned(),
+            "1e308".into(),
+            "-12345678901234567890".into(),
+            "1e-400".into(),
+            r#""\\""#.into(),
+        ] {
+            assert!(publish(&fine).is_ok(), "{fine}: {:?}", publish(&fine));
+            assert!(direct(&fine).is_ok(), "{fine}");
+        }
+        for bad in [
+            nested(MAX_DATA_DEPTH + 1),
+            nested(200),
+            "1e999999".into(),
+            r#"{"n":[-1e400]}"#.into(),
+            "9".repeat(400),
+        ] {
+            for refused in [publish(&bad), direct(&bad)] {
+                let error = refused.err().unwrap_or_else(|| panic!("{bad} was taken"));
+                assert_eq!(error.code, ErrorCode::BadRequest, "{bad}");
+            }
+        }
+        // What is taken, a client can parse back.
+        let Ok(Command::Publish { data, .. }) = publish(&nested(MAX_DATA_DEPTH)) else { panic!() };
+        serde_json::from_str::<serde_json::Value>(data.get()).unwrap();
     }
 
     #[test]

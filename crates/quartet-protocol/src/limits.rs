@@ -8,6 +8,11 @@
 /// keeping one client from making the server buffer megabytes (Centrifugo uses the same figure).
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
+/// Deepest nesting of arrays and objects in a publish's `data`. Clients parse events with
+/// recursion limits (serde_json's is 128, browsers' far more); data deeper than that would be
+/// stored and then break every reader of the room. 64 levels is more than any real payload.
+pub const MAX_DATA_DEPTH: usize = 64;
+
 /// Most commands in one array posted to `/commands`. Bounds the work one request can queue.
 pub const MAX_COMMANDS_PER_REQUEST: usize = 64;
 

@@ -111,6 +111,14 @@ async fn bad_commands_get_error_replies() {
         assert_eq!(reply["code"], code, "{command} -> {reply}");
         assert_eq!(reply["id"], command["id"], "{command} -> {reply}");
     }
+    // Valid JSON no client could read back (it would wedge every reader of the room).
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    for data in ["1e999999", deep.as_str()] {
+        let body = format!(r#"{{"type":"publish","room":"lobby","event":"chat","data":{data},"id":"x11"}}"#);
+        let (status, reply) = api.post_raw(&api.client_url("commands"), body).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["replies"][0]["code"], "bad_request", "{reply}");
+    }
     api.still_serving().await;
 }
 
