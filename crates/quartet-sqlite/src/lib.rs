@@ -14,11 +14,14 @@
 //!   read-only connections, on tokio's blocking threads: the runtime is never blocked on disk.
 //! - The epoch is made once, when the file is created, and kept: cursors survive restarts.
 //!
-//! Durability: the WAL is synced at every commit with `synchronous=FULL` (survives power loss)
-//! or left to the OS with `NORMAL` (survives a crash of quartet, not of the machine); see
-//! [`Sync`]. The default is `FULL`.
+//! Durability: with [`Sync::Full`] (the default) the WAL is synced to disk (`fdatasync`) after
+//! every commit and before its acks, on a thread of its own (`sync.rs`), so the writer commits
+//! the next group meanwhile and one sync covers every commit before it: an ack survives a power
+//! loss. With [`Sync::Normal`] syncing is left to the OS and to checkpoints: an ack survives a
+//! crash of quartet, not of the machine.
 
 mod schema;
+mod sync;
 mod upkeep;
 mod writer;
 
@@ -53,7 +56,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// When the WAL is synced to disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Sync {
-    /// At every commit: an ack survives a power loss. One fsync per group of writes.
+    /// Before every ack: an ack survives a power loss. One sync covers every commit before it.
     #[default]
     Full,
     /// Left to the OS: an ack survives a crash of quartet, not a crash of the machine.
@@ -106,14 +109,12 @@ impl SqliteEngine {
     pub fn open(path: &Path, options: Options) -> Result<SqliteEngine, String> {
         let conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
-        let sync = match options.sync {
-            Sync::Full => "FULL",
-            Sync::Normal => "NORMAL",
-        };
-        // Checkpoints (copying the WAL back into the file) run on a thread of their own, so a
-        // commit never waits for one: the writer only appends to the WAL.
+        // The writer never syncs itself (`NORMAL`: in WAL mode, no sync at commit): with
+        // `Sync::Full` the sync thread syncs the WAL after each commit, before the acks (see
+        // `sync.rs`). Checkpoints (copying the WAL back into the file, syncing both) run on a
+        // thread of their own, so a commit never waits for one: the writer only appends.
         conn.execute_batch(&format!(
-            "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+            "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
              PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;"
         ))
         .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
@@ -127,7 +128,28 @@ impl SqliteEngine {
         let (tx, rx) = std::sync::mpsc::channel();
         let retention = Retention { events: options.retain_events, age: options.retain_for };
         let (answers, hand_out) = tokio::sync::mpsc::unbounded_channel();
-        let writer = Writer::new(conn, answers, state.clone(), retention, last_id);
+        let durable = match options.sync {
+            Sync::Normal => None,
+            Sync::Full => {
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&wal)
+                    .map_err(|e| format!("cannot open {} to sync it: {e}", Path::new(&wal).display()))?;
+                let (groups, synced) = std::sync::mpsc::channel();
+                let (answers, state) = (answers.clone(), state.clone());
+                std::thread::Builder::new()
+                    .name("quartet-sqlite-sync".into())
+                    .spawn(move || sync::run(file, synced, answers, state))
+                    .map_err(|e| format!("cannot start the sync thread: {e}"))?;
+                Some(groups)
+            }
+        };
+        let writer = Writer::new(conn, answers, durable, state.clone(), retention, last_id);
         std::thread::Builder::new()
             .name("quartet-sqlite-writer".into())
             .spawn(move || writer.run(rx))
@@ -245,6 +267,11 @@ impl Engine for SqliteEngine {
                 "quartet_sqlite_writes_total",
                 "Writes committed; divided by commits: the mean group size.",
                 writes,
+            ),
+            (
+                "quartet_sqlite_syncs_total",
+                "Syncs of the WAL to disk (--sqlite-sync full); one covers every commit before it.",
+                self.state.syncs.load(Ordering::Relaxed),
             ),
             (
                 "quartet_sqlite_index_steps_total",

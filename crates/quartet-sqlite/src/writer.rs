@@ -47,11 +47,6 @@ pub(crate) const INDEX_EVERY: Duration = Duration::from_millis(1000);
 /// history read may have to look through unindexed.
 pub(crate) const INDEX_STEP: i64 = 4096;
 
-/// Under load, how long the writer may wait for more writes before committing a group, and
-/// how long it waits for each next one: it commits as soon as a wait brings nothing.
-pub(crate) const LINGER: Duration = Duration::from_micros(500);
-pub(crate) const LINGER_STEP: Duration = Duration::from_micros(50);
-
 /// An event as stored: the draft's fields as text.
 #[derive(Debug)]
 pub(crate) struct Row {
@@ -82,6 +77,9 @@ pub(crate) struct State {
     pub(crate) committed_writes: AtomicU64,
     pub(crate) index_steps: AtomicU64,
     pub(crate) indexed_events: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    /// Set for good when a sync of the WAL failed (see `sync.rs`): why.
+    pub(crate) sync_failed: Mutex<Option<String>>,
 }
 
 impl Default for State {
@@ -92,6 +90,8 @@ impl Default for State {
             committed_writes: AtomicU64::new(0),
             index_steps: AtomicU64::new(0),
             indexed_events: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            sync_failed: Mutex::new(None),
         }
     }
 }
@@ -103,6 +103,10 @@ impl State {
 
     pub(crate) fn report(&self, outcome: Result<(), rusqlite::Error>) {
         let mut health = self.health.lock().expect("health lock");
+        if let Some(why) = self.sync_failed.lock().expect("sync lock").as_ref() {
+            *health = Health::Failing(format!("sqlite: {why}; restart quartet"));
+            return;
+        }
         match outcome {
             Ok(()) => {
                 if !matches!(*health, Health::Ok) {
@@ -134,6 +138,11 @@ enum Done {
 pub(crate) struct Answer(Op, Result<Done, Error>);
 
 impl Answer {
+    /// The same write, answered `unavailable` (its group could not be made durable).
+    pub(crate) fn failed(self, why: &str) -> Answer {
+        Answer(self.0, Err(unavailable(why)))
+    }
+
     /// Hands the answer to the caller (a caller that gave up no longer listens: nothing to do).
     pub(crate) fn send(self) {
         let Answer(op, done) = self;
@@ -165,6 +174,9 @@ pub(crate) async fn hand_out(mut groups: tokio::sync::mpsc::UnboundedReceiver<Ve
 pub(crate) struct Writer {
     conn: Connection,
     answers: Answers,
+    /// With `--sqlite-sync full`: where committed groups go to be synced before they are
+    /// answered (see `sync.rs`); `None`: answered at once.
+    durable: Option<std::sync::mpsc::Sender<Vec<Answer>>>,
     state: Arc<State>,
     retention: Retention,
     /// The head of every log appended to since start (and of the others asked for). Every log
@@ -175,8 +187,6 @@ pub(crate) struct Writer {
     /// The last id indexed.
     indexed: i64,
     last_index: Instant,
-    /// Writes in the last group taken.
-    last_group: usize,
 }
 
 impl Writer {
@@ -184,6 +194,7 @@ impl Writer {
     pub(crate) fn new(
         conn: Connection,
         answers: Answers,
+        durable: Option<std::sync::mpsc::Sender<Vec<Answer>>>,
         state: Arc<State>,
         retention: Retention,
         last_id: i64,
@@ -191,13 +202,13 @@ impl Writer {
         Writer {
             conn,
             answers,
+            durable,
             state,
             retention,
             heads: HashMap::new(),
             next_id: last_id + 1,
             indexed: last_id,
             last_index: Instant::now(),
-            last_group: 0,
         }
     }
 
@@ -247,36 +258,17 @@ impl Writer {
         }
     }
 
-    /// Takes what else is queued into `group`. Under load (the last group had several writes),
-    /// first lets the writers that are about to send run, and takes what they send while it
-    /// keeps coming (up to [`LINGER`]): one commit, and its sync, then serve them all. Waiting
-    /// costs no throughput when the core is busy, and never happens to a lone write.
+    /// Takes what else is queued into `group`, after letting whatever else is ready on this
+    /// core run first (on a busy core, the runtime threads about to send more writes): the
+    /// group gets bigger, and one commit serves more writes. Free on an idle core.
     fn gather(&mut self, ops: &Receiver<Op>, group: &mut Vec<Op>) {
-        let drain = |group: &mut Vec<Op>| {
-            let before = group.len();
-            while group.len() < MAX_GROUP {
-                match ops.try_recv() {
-                    Ok(op) => group.push(op),
-                    Err(_) => break,
-                }
-            }
-            group.len() > before
-        };
-        // Whatever else is ready on this core runs first (free on an idle core).
         std::thread::yield_now();
-        drain(group);
-        if self.last_group < 2 {
-            self.last_group = group.len();
-            return;
-        }
-        let until = Instant::now() + LINGER;
-        while group.len() < MAX_GROUP && Instant::now() < until {
-            std::thread::sleep(LINGER_STEP);
-            if !drain(group) {
-                break;
+        while group.len() < MAX_GROUP {
+            match ops.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
             }
         }
-        self.last_group = group.len();
     }
 
     /// Indexes every event appended so far, a step at a time.
@@ -307,6 +299,11 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Op>) {
+        if let Some(why) = self.state.sync_failed.lock().expect("sync lock").clone() {
+            // After a failed sync nothing written since can be trusted to reach the disk.
+            self.deliver(group.into_iter().map(|op| Answer(op, Err(unavailable(&why)))).collect());
+            return;
+        }
         // What to give back if the group is not committed: the heads it moved, the ids it took.
         let mut undo: HashMap<String, u64> = HashMap::new();
         let first_id = self.next_id;
@@ -317,7 +314,18 @@ impl Writer {
                 self.state.commits.fetch_add(1, Ordering::Relaxed);
                 self.state.committed_writes.fetch_add(writes, Ordering::Relaxed);
                 self.state.report(Ok(()));
-                self.deliver(group.into_iter().zip(done).map(|(op, done)| Answer(op, Ok(done))).collect());
+                let answers = group.into_iter().zip(done).map(|(op, done)| Answer(op, Ok(done))).collect();
+                match &self.durable {
+                    // Synced on the sync thread while this one goes on with the next group.
+                    Some(durable) => {
+                        if let Err(unsent) = durable.send(answers) {
+                            self.deliver(
+                                unsent.0.into_iter().map(|a| a.failed("the sync thread stopped")).collect(),
+                            );
+                        }
+                    }
+                    None => self.deliver(answers),
+                }
             }
             Err(error) => {
                 self.heads.extend(undo);
