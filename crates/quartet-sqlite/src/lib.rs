@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quartet_core::engine::{BoxFuture, Health, History, SessionRecord};
-use quartet_core::entry::{Draft, Entry, StoredEvent, scope_number};
+use quartet_core::entry::{Draft, Entry, StoredEvent};
 use quartet_core::{Engine, limits::REMEMBERED_MESSAGE_IDS};
 use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
 use rusqlite::{Connection, OpenFlags, params};
@@ -287,16 +287,7 @@ impl Engine for SqliteEngine {
     }
 
     fn append<'a>(&'a self, draft: &'a Draft) -> BoxFuture<'a, Result<Seq, Error>> {
-        let row = Row {
-            log: draft.log.to_string(),
-            event: draft.event.to_string(),
-            from_user: draft.from.to_string(),
-            from_client: draft.from_client.to_string(),
-            scope: scope_number(draft.scope),
-            data: draft.data.get().to_owned(),
-            ts: draft.ts as i64,
-            msg_id: draft.id.clone(),
-        };
+        let row = Row::new(draft);
         Box::pin(async move { self.write(|reply| Op::Append(row, reply)).await.map(Seq) })
     }
 

@@ -17,12 +17,14 @@
 //! [`RETENTION_EVERY`]).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quartet_core::engine::{Health, SessionRecord};
+use quartet_core::entry::{Draft, scope_number};
 use quartet_protocol::{Error, ErrorCode};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -47,17 +49,50 @@ pub(crate) const INDEX_EVERY: Duration = Duration::from_millis(1000);
 /// history read may have to look through unindexed.
 pub(crate) const INDEX_STEP: i64 = 4096;
 
-/// An event as stored: the draft's fields as text.
+/// An event as stored: the draft's text fields in one buffer (one allocation per publish, not
+/// one per field), with where each ends.
 #[derive(Debug)]
 pub(crate) struct Row {
-    pub(crate) log: String,
-    pub(crate) event: String,
-    pub(crate) from_user: String,
-    pub(crate) from_client: String,
-    pub(crate) scope: i64,
-    pub(crate) data: String,
-    pub(crate) ts: i64,
-    pub(crate) msg_id: Option<String>,
+    text: String,
+    /// Ends of the log, event, user, client and data fields; the message id, if any, is the
+    /// rest of `text`.
+    ends: [usize; 5],
+    has_id: bool,
+    scope: i64,
+    ts: i64,
+}
+
+impl Row {
+    pub(crate) fn new(draft: &Draft) -> Row {
+        let id = draft.id.as_deref();
+        let mut text = String::with_capacity(96 + draft.data.get().len() + id.map_or(0, str::len));
+        let mut ends = [0; 5];
+        let _ = write!(text, "{}", draft.log);
+        ends[0] = text.len();
+        for (i, field) in
+            [draft.event.as_str(), draft.from.as_str(), draft.from_client.as_str(), draft.data.get()]
+                .into_iter()
+                .enumerate()
+        {
+            text.push_str(field);
+            ends[i + 1] = text.len();
+        }
+        text.push_str(id.unwrap_or_default());
+        Row { text, ends, has_id: id.is_some(), scope: scope_number(draft.scope), ts: draft.ts as i64 }
+    }
+
+    fn field(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    pub(crate) fn log(&self) -> &str {
+        self.field(0)
+    }
+
+    fn msg_id(&self) -> Option<&str> {
+        self.has_id.then(|| &self.text[self.ends[4]..])
+    }
 }
 
 /// One write, with where its answer goes.
@@ -391,7 +426,8 @@ fn apply(
 ) -> Result<Done, rusqlite::Error> {
     match op {
         Op::Append(row, _) => {
-            let before = head(tx, heads, &row.log)?;
+            let log = row.log();
+            let before = head(tx, heads, log)?;
             let seq = before + 1;
             tx.prepare_cached(
                 "INSERT INTO events (id, log, seq, event, from_user, from_client, scope, data, ts, msg_id)
@@ -399,21 +435,21 @@ fn apply(
             )?
             .execute(params![
                 *next_id,
-                row.log,
+                log,
                 seq as i64,
-                row.event,
-                row.from_user,
-                row.from_client,
+                row.field(1),
+                row.field(2),
+                row.field(3),
                 row.scope,
-                row.data,
+                row.field(4),
                 row.ts,
-                row.msg_id
+                row.msg_id()
             ])?;
             *next_id += 1;
-            if !undo.contains_key(&row.log) {
-                undo.insert(row.log.clone(), before);
+            if !undo.contains_key(log) {
+                undo.insert(log.to_owned(), before);
             }
-            if let Some(head) = heads.get_mut(&row.log) {
+            if let Some(head) = heads.get_mut(log) {
                 *head = seq;
             }
             Ok(Done::Seq(seq))
