@@ -66,6 +66,42 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Turns every error response the framework makes by itself (a path segment that is not
+/// UTF-8, a method a route does not take, a failed WebSocket upgrade, …: plain text or empty)
+/// into the protocol's error frame, keeping its status and headers (`Allow` on a 405) and its
+/// text as the message. Responses that are already JSON, and successes, pass as they are.
+pub(crate) async fn json_error_frames(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    };
+    let message = match (text.trim(), status) {
+        ("", StatusCode::METHOD_NOT_ALLOWED) => {
+            let allowed = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
+            format!("this route does not take that method (it takes {allowed})")
+        }
+        ("", status) => status.canonical_reason().unwrap_or("error").to_owned(),
+        (text, _) => text.to_owned(),
+    };
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(Reply::error_json(Error::new(code, message))))
+}
+
 /// The answer when a handler panics (a bug): a JSON 500, and the server goes on serving.
 pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");

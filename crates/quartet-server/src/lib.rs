@@ -64,6 +64,7 @@ fn app(state: AppState) -> Router {
         .route("/v1/clients/{client}/ws", get(transport::ws::ws))
         .route("/v1/rooms/{room}", get(api::room))
         .fallback(web::asset)
+        .layer(axum::middleware::map_response(error::json_error_frames))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .with_state(state)
 }

@@ -211,6 +211,36 @@ async fn a_forged_cursor_position_is_refused_on_every_route() {
     api.still_serving().await;
 }
 
+/// The errors the framework makes by itself are the protocol's error frame too: a path segment
+/// that is not UTF-8, a method a route does not take (405, with `Allow`); a `Last-Event-ID`
+/// that is not text is `bad_cursor`, not silently ignored.
+#[tokio::test]
+async fn every_error_is_a_json_error_frame() {
+    let server = start_default().await;
+    let api = Api::new(&server).await;
+    let (status, body) = api.get(&format!("{}/v1/clients/%FF/poll", api.url)).await;
+    assert_error(status, &body, 400, "bad_request");
+    for (method, route) in [("POST", "poll"), ("GET", "commands"), ("PUT", "sse")] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = api.http.request(method.clone(), api.client_url(route)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 405, "{method} {route}");
+        assert!(response.headers().contains_key("allow"), "{method} {route}");
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (body["type"].as_str(), body["code"].as_str()),
+            (Some("error"), Some("bad_request")),
+            "{body}"
+        );
+    }
+    let not_text = reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap();
+    let response =
+        api.http.get(api.client_url("sse")).header("last-event-id", not_text).send().await.unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(status, 400, "a stream was opened instead of refusing the header");
+    assert_error(status, &response.json().await.unwrap_or(Value::Null), 400, "bad_cursor");
+    api.still_serving().await;
+}
+
 /// On a WebSocket, malformed, binary, oversized and unknown frames each get an error frame,
 /// and the socket stays open: a ping afterwards is answered.
 #[tokio::test]

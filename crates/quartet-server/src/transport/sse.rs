@@ -27,7 +27,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use quartet_core::{EncodedFrame, Sink};
-use quartet_protocol::Reply;
+use quartet_protocol::{Error, ErrorCode, Reply};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -46,7 +46,18 @@ pub(crate) async fn sse(
     query: Result<Query<CursorQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let last_event_id = match headers.get("last-event-id").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(id)) => Some(id).filter(|id| !id.is_empty()),
+        // Not silently dropped (the stream would start from now, losing what was missed).
+        Some(Err(_)) => {
+            return Err(Error::new(
+                ErrorCode::BadCursor,
+                "Last-Event-ID is not a cursor (not visible ASCII)",
+            )
+            .into());
+        }
+    };
     let cursor = last_event_id.or(query.cursor.as_deref());
     let mut reader = open_reader(&state.hub, &client, cursor).await?;
     let keep_alive = state.hub.config().heartbeat / 2;

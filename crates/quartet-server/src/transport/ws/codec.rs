@@ -48,6 +48,18 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The server cannot go on (here: its store failed a read); reconnect from the cursor.
     pub const SERVER_ERROR: u16 = 1011;
+
+    /// The code to answer a peer's close with (RFC 6455 §5.5.1, §7.4): its own code if it may
+    /// be sent in a close frame, 1000 for a close with no code, 1002 for a code no endpoint may
+    /// send (1005, 1006 and 1015 are for reporting only; 0–999, 1004, 1016–2999 and 5000 up
+    /// are not codes).
+    pub fn answer(peer: Option<u16>) -> u16 {
+        match peer {
+            None => NORMAL,
+            Some(code @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => code,
+            Some(_) => PROTOCOL,
+        }
+    }
 }
 
 /// Longest header of a server frame: 2 bytes and a 64-bit length.
@@ -256,6 +268,22 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     }
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
         *byte ^= mask[i];
+    }
+}
+
+#[cfg(test)]
+mod close_tests {
+    use super::close_code::{NORMAL, PROTOCOL, answer};
+
+    #[test]
+    fn a_close_is_echoed_only_with_a_code_that_may_be_sent() {
+        assert_eq!(answer(None), NORMAL);
+        for code in [1000, 1001, 1003, 1008, 1011, 3000, 4999] {
+            assert_eq!(answer(Some(code)), code);
+        }
+        for code in [0, 999, 1004, 1005, 1006, 1015, 2999, 5000, u16::MAX] {
+            assert_eq!(answer(Some(code)), PROTOCOL, "{code}");
+        }
     }
 }
 

@@ -276,9 +276,9 @@ async fn decode(
             // A pong only proves life, which any frame does.
             Ok(Some(Incoming::Pong)) => {}
             Ok(Some(Incoming::Close(code))) => {
-                // Echo the code, as the closing handshake asks; then the socket is dropped.
-                let code = code.filter(|c| (1000..5000).contains(c)).unwrap_or(close_code::NORMAL);
-                codec::put_close(&mut out.0, code, "");
+                // Echo the code, as the closing handshake asks (1002 for one no endpoint may
+                // send); then the socket is dropped.
+                codec::put_close(&mut out.0, close_code::answer(code), "");
                 return Some(End::Peer);
             }
             Err(violation) => {
