@@ -100,6 +100,8 @@ pub struct SqliteEngine {
     /// The receiving end of the writer's answers, until the first write starts the task that
     /// hands them out (on the runtime of that write: `open` may run outside any).
     hand_out: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Vec<writer::Answer>>>>,
+    /// Done once that task runs (a check of one atomic on every later write, no lock).
+    handing_out: std::sync::Once,
     state: Arc<State>,
     reads: Arc<Mutex<Vec<Connection>>>,
 }
@@ -166,6 +168,7 @@ impl SqliteEngine {
             epoch,
             writes: tx,
             hand_out: Mutex::new(Some(hand_out)),
+            handing_out: std::sync::Once::new(),
             state,
             reads: Arc::new(Mutex::new(reads)),
         })
@@ -183,9 +186,11 @@ impl SqliteEngine {
 
     /// Sends a write to the writer thread and waits for its commit.
     async fn write<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Op) -> Result<T, Error> {
-        if let Some(answers) = self.hand_out.lock().expect("hand-out lock").take() {
-            tokio::spawn(writer::hand_out(answers));
-        }
+        self.handing_out.call_once(|| {
+            if let Some(answers) = self.hand_out.lock().expect("hand-out lock").take() {
+                tokio::spawn(writer::hand_out(answers));
+            }
+        });
         let (reply, answer) = oneshot::channel();
         self.writes.send(op(reply)).map_err(|_| unavailable("the writer thread stopped"))?;
         answer.await.map_err(|_| unavailable("the writer thread stopped"))?

@@ -36,8 +36,7 @@ pub(crate) fn run(wal: File, groups: Receiver<Vec<Answer>>, answers: Answers, st
             Err(error) => {
                 let why = format!("cannot sync the WAL: {error}");
                 tracing::error!(%error, "cannot sync the WAL: refusing every write until quartet is restarted");
-                *state.sync_failed.lock().expect("sync lock") = Some(why.clone());
-                state.report(Ok(()));
+                state.fail_for_good(why.clone());
                 batch.into_iter().map(|answer| answer.failed(&why)).collect()
             }
         };

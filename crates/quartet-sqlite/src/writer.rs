@@ -132,15 +132,21 @@ impl Default for State {
 }
 
 impl State {
+    /// A sync of the WAL failed: every write is refused from now on (see `sync.rs`).
+    pub(crate) fn fail_for_good(&self, why: String) {
+        *self.health.lock().expect("health lock") =
+            Health::Failing(format!("sqlite: {why}; restart quartet"));
+        *self.sync_failed.lock().expect("sync lock") = Some(why);
+    }
+
     pub(crate) fn failing(&self) -> bool {
         !matches!(*self.health.lock().expect("health lock"), Health::Ok)
     }
 
     pub(crate) fn report(&self, outcome: Result<(), rusqlite::Error>) {
         let mut health = self.health.lock().expect("health lock");
-        if let Some(why) = self.sync_failed.lock().expect("sync lock").as_ref() {
-            *health = Health::Failing(format!("sqlite: {why}; restart quartet"));
-            return;
+        if self.sync_failed.lock().expect("sync lock").is_some() {
+            return; // failing for good (`fail_for_good` said why)
         }
         match outcome {
             Ok(()) => {
@@ -271,37 +277,14 @@ impl Writer {
             } else {
                 RETENTION_EVERY.saturating_sub(last_retention.elapsed())
             };
-            let mut group = Vec::new();
             match ops.recv_timeout(wait) {
-                Ok(op) => group.push(op),
+                Ok(first) => self.commit(gather(&ops, first)),
+                Err(RecvTimeoutError::Timeout) if failing => self.state.report(probe(&self.conn)),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.index_all();
                     return;
                 }
-            }
-            if !group.is_empty() {
-                self.gather(&ops, &mut group);
-            }
-            if group.is_empty() {
-                if failing {
-                    self.state.report(probe(&self.conn));
-                }
-            } else {
-                self.commit(group);
-            }
-        }
-    }
-
-    /// Takes what else is queued into `group`, after letting whatever else is ready on this
-    /// core run first (on a busy core, the runtime threads about to send more writes): the
-    /// group gets bigger, and one commit serves more writes. Free on an idle core.
-    fn gather(&mut self, ops: &Receiver<Op>, group: &mut Vec<Op>) {
-        std::thread::yield_now();
-        while group.len() < MAX_GROUP {
-            match ops.try_recv() {
-                Ok(op) => group.push(op),
-                Err(_) => break,
             }
         }
     }
@@ -392,6 +375,21 @@ impl Writer {
         tx.commit()?;
         Ok(done)
     }
+}
+
+/// `first` and what else is queued, after letting whatever else is ready on this core run
+/// first (on a busy core, the runtime threads about to send more writes): the group gets
+/// bigger, and one commit serves more writes. Free on an idle core.
+fn gather(ops: &Receiver<Op>, first: Op) -> Vec<Op> {
+    std::thread::yield_now();
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP {
+        match ops.try_recv() {
+            Ok(op) => group.push(op),
+            Err(_) => break,
+        }
+    }
+    group
 }
 
 /// A write that changes nothing, to see whether the file takes writes again.
