@@ -79,6 +79,28 @@ pub async fn delete_prefix(url: &str, prefix: &str) -> Result<u64, String> {
     redis::cmd("DEL").arg(keys).query_async(&mut conn).await.map_err(|e| e.to_string())
 }
 
+/// For test suites: the Redis they run against, `QUARTET_TEST_REDIS` or the local default.
+pub fn test_redis_url() -> String {
+    std::env::var("QUARTET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// For test suites: [`test_redis_url`] if a Redis answers there. If none does, prints a
+/// "skipped" line and returns `None`, unless `QUARTET_REQUIRE_REDIS=1` (as `.ci/run` sets):
+/// then it panics, so that CI never skips a Redis test silently. Blocks for one round trip.
+pub fn test_redis() -> Option<String> {
+    let url = test_redis_url();
+    match delete_prefix_blocking(&url, "quartet-test-probe") {
+        Ok(_) => Some(url),
+        Err(error) if std::env::var("QUARTET_REQUIRE_REDIS").as_deref() == Ok("1") => {
+            panic!("QUARTET_REQUIRE_REDIS=1 and no Redis at {url}: {error}")
+        }
+        Err(error) => {
+            println!("skipped: needs Redis at {url} ({error})");
+            None
+        }
+    }
+}
+
 /// [`delete_prefix`] for code that cannot wait asynchronously (a test's `Drop`).
 pub fn delete_prefix_blocking(url: &str, prefix: &str) -> Result<u64, String> {
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;

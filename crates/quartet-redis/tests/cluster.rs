@@ -15,16 +15,12 @@ use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn redis_url() -> String {
-    std::env::var("QUARTET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// Deletes a test's keys when it ends, pass or fail.
 struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = quartet_redis::delete_prefix_blocking(&redis_url(), &self.0);
+        let _ = quartet_redis::delete_prefix_blocking(&quartet_redis::test_redis_url(), &self.0);
     }
 }
 
@@ -36,16 +32,10 @@ async fn cluster(name: &str) -> Option<(Vec<String>, Cleanup)> {
 /// [`cluster`] with every node on `config`.
 async fn cluster_with(name: &str, config: Config) -> Option<(Vec<String>, Cleanup)> {
     let prefix = format!("quartet-test-{name}-{}-{}", std::process::id(), rand_suffix());
+    let redis = quartet_redis::test_redis()?;
     let mut urls = Vec::new();
     for _ in 0..3 {
-        let engine = match RedisEngine::connect(&redis_url(), &prefix).await {
-            Ok(engine) => engine,
-            Err(error) if std::env::var("QUARTET_REQUIRE_REDIS").as_deref() != Ok("1") => {
-                println!("skipped: needs Redis at {} ({error})", redis_url());
-                return None;
-            }
-            Err(error) => panic!("QUARTET_REQUIRE_REDIS=1 and no Redis: {error}"),
-        };
+        let engine = RedisEngine::connect(&redis, &prefix).await.unwrap();
         let hub = Hub::new(Arc::new(engine), config.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         urls.push(format!("http://{}", listener.local_addr().unwrap()));
@@ -254,14 +244,8 @@ async fn retention_trims_each_log_to_the_events_kept() {
 
     let prefix = format!("quartet-test-retention-{}-{}", std::process::id(), rand_suffix());
     let _cleanup = Cleanup(prefix.clone());
-    let engine = match RedisEngine::connect(&redis_url(), &prefix).await {
-        Ok(engine) => engine.retain_events(Some(5)),
-        Err(error) if std::env::var("QUARTET_REQUIRE_REDIS").as_deref() != Ok("1") => {
-            println!("skipped: needs Redis at {} ({error})", redis_url());
-            return;
-        }
-        Err(error) => panic!("QUARTET_REQUIRE_REDIS=1 and no Redis: {error}"),
-    };
+    let Some(redis) = quartet_redis::test_redis() else { return };
+    let engine = RedisEngine::connect(&redis, &prefix).await.unwrap().retain_events(Some(5));
     let (lobby, other) =
         (LogId::Room(RoomName::parse("lobby").unwrap()), LogId::Room(RoomName::parse("other").unwrap()));
     let draft = |log: &LogId, i: u64| {

@@ -16,8 +16,7 @@ use tokio::task::AbortHandle;
 const PATIENCE: Duration = Duration::from_secs(15);
 
 fn redis_address() -> String {
-    let url = std::env::var("QUARTET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    url.trim_start_matches("redis://").trim_end_matches('/').to_owned()
+    quartet_redis::test_redis_url().trim_start_matches("redis://").trim_end_matches('/').to_owned()
 }
 
 /// A TCP proxy to Redis that can be cut (every connection closed, new ones refused) and mended.
@@ -93,13 +92,7 @@ fn texts(frames: &[Frame]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_refuses_writes_and_heals_by_itself() {
-    if TcpStream::connect(redis_address()).await.is_err() {
-        assert_ne!(
-            std::env::var("QUARTET_REQUIRE_REDIS").as_deref(),
-            Ok("1"),
-            "QUARTET_REQUIRE_REDIS=1 and no Redis"
-        );
-        println!("skipped: needs Redis at {}", redis_address());
+    if quartet_redis::test_redis().is_none() {
         return;
     }
     let proxy = Proxy::start().await;

@@ -4,17 +4,13 @@
 
 use std::process::Command;
 
-fn redis_url() -> String {
-    std::env::var("QUARTET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 #[test]
 fn tiny_bench_reports_every_transport_complete() {
     let out = std::env::temp_dir().join(format!("quartet-bench-test-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_quartet"))
         .args(["bench", "--sizes", "3", "--seconds", "0.5", "--idle", "10", "--poll-interval-ms", "100"])
         .args(["--saturation", "60", "--saturation-subscribers", "3", "--store-publishers", "1,4"])
-        .args(["--redis-url", &redis_url(), "--fanout-subscribers", "9"])
+        .args(["--redis-url", &quartet_redis::test_redis_url(), "--fanout-subscribers", "9"])
         .arg("--out")
         .arg(&out)
         .status()

@@ -14,10 +14,6 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_quartet");
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn redis_url() -> String {
-    std::env::var("QUARTET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// A `quartet serve --redis` process; SIGKILLed when dropped.
 struct Node {
     child: Child,
@@ -27,7 +23,15 @@ struct Node {
 impl Node {
     fn start(prefix: &str) -> Option<Node> {
         let child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--redis", &redis_url(), "--redis-prefix", prefix])
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--redis",
+                &quartet_redis::test_redis_url(),
+                "--redis-prefix",
+                prefix,
+            ])
             .args(["--heartbeat-ms", "1000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -82,15 +86,10 @@ fn texts(frames: &[Frame]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_clients_carry_on_elsewhere_or_expire_everywhere() {
     let prefix = format!("quartet-test-kill-{}", std::process::id());
-    let Some(a) = Node::start(&prefix) else {
-        assert_ne!(
-            std::env::var("QUARTET_REQUIRE_REDIS").as_deref(),
-            Ok("1"),
-            "QUARTET_REQUIRE_REDIS=1 and no Redis"
-        );
-        println!("skipped: needs Redis at {}", redis_url());
+    if quartet_redis::test_redis().is_none() {
         return;
-    };
+    }
+    let a = Node::start(&prefix).expect("a node starts");
     let b = Node::start(&prefix).expect("a second node starts");
     let http = reqwest::Client::new();
 
@@ -139,5 +138,5 @@ async fn a_killed_nodes_clients_carry_on_elsewhere_or_expire_everywhere() {
     assert_eq!(room["online"], 2, "{room}");
     bob_alive.abort();
 
-    quartet_redis::delete_prefix(&redis_url(), &prefix).await.unwrap();
+    quartet_redis::delete_prefix(&quartet_redis::test_redis_url(), &prefix).await.unwrap();
 }

@@ -35,7 +35,7 @@ impl Drop for Server {
             let _ = stop.send(());
         }
         if let Some(prefix) = &self.prefix {
-            let _ = quartet_redis::delete_prefix_blocking(&redis_url(), prefix);
+            let _ = quartet_redis::delete_prefix_blocking(&quartet_redis::test_redis_url(), prefix);
         }
     }
 }
@@ -45,22 +45,10 @@ tokio::task_local! {
     static CLUSTER: bool;
 }
 
-/// The Redis the cluster runs use.
-pub fn redis_url() -> String {
-    std::env::var("QUARTET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// Runs `scenario` with every `start` in it making a three-node cluster; prints one "skipped"
 /// line instead when there is no Redis (a failure with `QUARTET_REQUIRE_REDIS=1`).
 pub async fn on_a_cluster(scenario: impl std::future::Future<Output = ()>) {
-    let reachable = quartet_redis::delete_prefix_blocking(&redis_url(), "quartet-test-probe").is_ok();
-    if !reachable {
-        assert_ne!(
-            std::env::var("QUARTET_REQUIRE_REDIS").as_deref(),
-            Ok("1"),
-            "QUARTET_REQUIRE_REDIS=1 and no Redis"
-        );
-        println!("skipped: needs Redis at {}", redis_url());
+    if quartet_redis::test_redis().is_none() {
         return;
     }
     CLUSTER.scope(true, scenario).await;
@@ -82,7 +70,8 @@ async fn start_cluster(config: Config) -> Server {
     let mut nodes = Vec::new();
     let mut stops = Vec::new();
     for _ in 0..3 {
-        let engine = quartet_redis::RedisEngine::connect(&redis_url(), &prefix).await.unwrap();
+        let engine =
+            quartet_redis::RedisEngine::connect(&quartet_redis::test_redis_url(), &prefix).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         nodes.push(listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
