@@ -35,6 +35,17 @@ impl Api {
         (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Opens this client's WebSocket with `query` and expects the upgrade refused with a 400.
+    async fn websocket_refused_400(&self, query: &str) {
+        let url = format!("{}?{query}", self.client_url("ws").replacen("http", "ws", 1));
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 400, "{query}")
+            }
+            other => panic!("expected a 400 for {query}, got {other:?}"),
+        }
+    }
+
     async fn get(&self, url: &str) -> (u16, Value) {
         let response = self.http.get(url).send().await.unwrap();
         (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
@@ -158,13 +169,7 @@ async fn bad_cursor_and_bad_query() {
     let response =
         api.http.get(api.client_url("sse")).header("last-event-id", "garbage!").send().await.unwrap();
     assert_eq!(response.status().as_u16(), 400);
-    let ws_url = format!("{}?cursor=zz!", api.client_url("ws").replacen("http", "ws", 1));
-    match tokio_tungstenite::connect_async(ws_url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status().as_u16(), 400)
-        }
-        other => panic!("expected a 400, got {other:?}"),
-    }
+    api.websocket_refused_400("cursor=zz!").await;
     let (status, body) = api.get(&api.client_url("long-poll?wait_ms=soon")).await;
     assert_error(status, &body, 400, "bad_request");
     let (status, body) = api.get(&format!("{}/v1/rooms/bad%20room", api.url)).await;
@@ -198,13 +203,7 @@ async fn a_forged_cursor_position_is_refused_on_every_route() {
         let response =
             api.http.get(api.client_url("sse")).header("last-event-id", &forged).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 400, "Last-Event-ID");
-        let ws_url = format!("{}?cursor={forged}", api.client_url("ws").replacen("http", "ws", 1));
-        match tokio_tungstenite::connect_async(ws_url).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status().as_u16(), 400)
-            }
-            other => panic!("expected a 400, got {other:?}"),
-        }
+        api.websocket_refused_400(&format!("cursor={forged}")).await;
     }
     let (status, _) = api.get(&api.client_url(&format!("poll?cursor={}", api.cursor))).await;
     assert_eq!(status, 200);
