@@ -50,6 +50,9 @@ const READ_CONNECTIONS: usize = 2;
 /// publishes to many rooms change one page per room: smaller pages write less for the same rows.
 const PAGE_SIZE: usize = 1024;
 
+/// What a WAL file is cut back to when it starts over (after a burst grew it), in bytes.
+const WAL_SIZE_LIMIT: u64 = 64 << 20;
+
 /// How long a connection waits for a lock before failing (only checkpoints contend in WAL).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -107,17 +110,21 @@ pub struct SqliteEngine {
 }
 
 impl SqliteEngine {
-    /// Opens (creating if needed) the store at `path` and starts its writer thread.
+    /// Opens (creating if needed) the store at `path` and starts its threads: `sqlite-writer`,
+    /// `sqlite-sync` (with `--sqlite-sync full`) and `sqlite-checkpt` (names of at most 15
+    /// bytes, what Linux keeps: `top -H`, `ps -L` and `quartet bench` tell them apart by it).
     pub fn open(path: &Path, options: Options) -> Result<SqliteEngine, String> {
         let conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
         // The writer never syncs itself (`NORMAL`: in WAL mode, no sync at commit): with
         // `Sync::Full` the sync thread syncs the WAL after each commit, before the acks (see
         // `sync.rs`). Checkpoints (copying the WAL back into the file, syncing both) run on a
-        // thread of their own, so a commit never waits for one: the writer only appends.
+        // thread of their own, so commits rarely wait for one; once a second the writer copies
+        // what is left after a pass itself, so that the WAL starts over (`upkeep::restart_wal`).
         conn.execute_batch(&format!(
             "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;"
+             PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY; \
+             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
         ))
         .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
         let epoch = Epoch(schema::prepare(&conn)?);
@@ -145,7 +152,7 @@ impl SqliteEngine {
                 let (groups, synced) = std::sync::mpsc::channel();
                 let (answers, state) = (answers.clone(), state.clone());
                 std::thread::Builder::new()
-                    .name("quartet-sqlite-sync".into())
+                    .name("sqlite-sync".into())
                     .spawn(move || sync::run(file, synced, answers, state))
                     .map_err(|e| format!("cannot start the sync thread: {e}"))?;
                 Some(groups)
@@ -153,14 +160,14 @@ impl SqliteEngine {
         };
         let writer = Writer::new(conn, answers, durable, state.clone(), retention, last_id);
         std::thread::Builder::new()
-            .name("quartet-sqlite-writer".into())
+            .name("sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
         let checkpoints =
             Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let alive = std::sync::Arc::downgrade(&state);
         std::thread::Builder::new()
-            .name("quartet-sqlite-checkpoint".into())
+            .name("sqlite-checkpt".into())
             .spawn(move || upkeep::checkpoint_while(&checkpoints, &alive))
             .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
         Ok(SqliteEngine {
@@ -277,6 +284,11 @@ impl Engine for SqliteEngine {
                 "quartet_sqlite_syncs_total",
                 "Syncs of the WAL to disk (--sqlite-sync full); one covers every commit before it.",
                 self.state.syncs.load(Ordering::Relaxed),
+            ),
+            (
+                "quartet_sqlite_wal_restarts_total",
+                "Times the WAL was fully copied into the file by the writer and started over.",
+                self.state.wal_restarts.load(Ordering::Relaxed),
             ),
             (
                 "quartet_sqlite_index_steps_total",

@@ -127,13 +127,34 @@ fn drop_older_than(conn: &Connection, cutoff: i64) -> Result<usize, rusqlite::Er
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Copies the WAL back into the file every [`CHECKPOINT_EVERY`] (PASSIVE: never waits for the
-/// writer, never makes it wait), until the engine is gone.
+/// writer, never makes it wait), until the engine is gone. Counts the passes in
+/// `State::checkpoints`, which tells the writer when to restart the WAL ([`restart_wal`]).
 pub(crate) fn checkpoint_while(conn: &Connection, engine: &std::sync::Weak<crate::writer::State>) {
     let _ = conn.busy_timeout(Duration::from_millis(100));
-    while engine.strong_count() > 0 {
+    loop {
         std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(%error, "checkpoint skipped");
+        let Some(state) = engine.upgrade() else { return };
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => {
+                state.checkpoints.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(error) => tracing::debug!(%error, "checkpoint skipped"),
         }
     }
+}
+
+/// Lets the WAL start over from its beginning. SQLite writes from the start of the WAL again
+/// only once a checkpoint has copied every frame of it into the file; a checkpoint on another
+/// thread never gets there under steady writes (commits land while it copies), and the WAL
+/// then grows for as long as the writes go on: gigabytes an hour at a few thousand publishes a
+/// second, every sync extending the file. So the writer itself checkpoints, between two
+/// groups, just after a background pass: only what was committed since that pass is left to
+/// copy, and with no commit in between, its next transaction restarts the WAL.
+/// True if every frame is now copied (the next transaction starts the WAL over); false if a
+/// reader still held some.
+pub(crate) fn restart_wal(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        let (frames, copied): (i64, i64) = (row.get(1)?, row.get(2)?);
+        Ok(frames == copied)
+    })
 }

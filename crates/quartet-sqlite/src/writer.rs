@@ -49,6 +49,10 @@ pub(crate) const INDEX_EVERY: Duration = Duration::from_millis(1000);
 /// history read may have to look through unindexed.
 pub(crate) const INDEX_STEP: i64 = 4096;
 
+/// How often, at most, the writer lets the WAL start over ([`upkeep::restart_wal`]): the
+/// WAL stays near what this much time of writes takes.
+pub(crate) const RESTART_WAL_EVERY: Duration = Duration::from_secs(1);
+
 /// An event as stored: the draft's text fields in one buffer (one allocation per publish, not
 /// one per field), with where each ends.
 #[derive(Debug)]
@@ -113,6 +117,10 @@ pub(crate) struct State {
     pub(crate) index_steps: AtomicU64,
     pub(crate) indexed_events: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    /// Checkpoint passes of the checkpoint thread (see `upkeep::checkpoint_while`).
+    pub(crate) checkpoints: AtomicU64,
+    /// Times the writer let the WAL start over (see `upkeep::restart_wal`).
+    pub(crate) wal_restarts: AtomicU64,
     /// Set for good when a sync of the WAL failed (see `sync.rs`): why.
     pub(crate) sync_failed: Mutex<Option<String>>,
 }
@@ -126,6 +134,8 @@ impl Default for State {
             index_steps: AtomicU64::new(0),
             indexed_events: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            wal_restarts: AtomicU64::new(0),
             sync_failed: Mutex::new(None),
         }
     }
@@ -228,6 +238,9 @@ pub(crate) struct Writer {
     /// The last id indexed.
     indexed: i64,
     last_index: Instant,
+    last_wal_restart: Instant,
+    /// `State::checkpoints` when the WAL was last restarted.
+    checkpoints_seen: u64,
 }
 
 impl Writer {
@@ -250,6 +263,8 @@ impl Writer {
             next_id: last_id + 1,
             indexed: last_id,
             last_index: Instant::now(),
+            last_wal_restart: Instant::now(),
+            checkpoints_seen: 0,
         }
     }
 
@@ -265,6 +280,7 @@ impl Writer {
                     tracing::warn!(%error, "retention failed; will try again");
                 }
             }
+            self.restart_wal_when_due();
             let unindexed = self.next_id - 1 - self.indexed;
             if unindexed >= INDEX_STEP || (unindexed > 0 && self.last_index.elapsed() >= INDEX_EVERY) {
                 self.index();
@@ -286,6 +302,24 @@ impl Writer {
                     return;
                 }
             }
+        }
+    }
+
+    /// Lets the WAL start over ([`upkeep::restart_wal`]) once [`RESTART_WAL_EVERY`] has passed
+    /// and the checkpoint thread has made a pass since the last time: little is left to copy.
+    fn restart_wal_when_due(&mut self) {
+        let checkpoints = self.state.checkpoints.load(Ordering::Relaxed);
+        if checkpoints == self.checkpoints_seen || self.last_wal_restart.elapsed() < RESTART_WAL_EVERY {
+            return;
+        }
+        self.checkpoints_seen = checkpoints;
+        self.last_wal_restart = Instant::now();
+        match upkeep::restart_wal(&self.conn) {
+            Ok(true) => {
+                self.state.wal_restarts.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => tracing::debug!("WAL restart held back by a reader; will try again"),
+            Err(error) => tracing::debug!(%error, "WAL restart skipped; will try again"),
         }
     }
 

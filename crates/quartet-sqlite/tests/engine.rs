@@ -187,3 +187,36 @@ async fn a_read_finds_events_on_both_sides_of_the_index() {
     }
     panic!("every attempt was indexed before it was read: the unindexed part was never read");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_starts_over_while_writes_never_pause() {
+    let path = file("wal");
+    let engine = Arc::new(SqliteEngine::open(&path, Options::default()).unwrap());
+    let text = "x".repeat(1000);
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = std::time::Instant::now();
+    // 20 appenders that never stop until the WAL has started over three times: a checkpoint
+    // on another thread alone never gets to copy all of it.
+    let appenders = (0..20).map(|i| {
+        let (engine, text, written) = (engine.clone(), text.clone(), written.clone());
+        tokio::spawn(async move {
+            let log = room(&format!("r{i}"));
+            while metric(&engine, "quartet_sqlite_wal_restarts_total") < 3 {
+                assert!(started.elapsed().as_secs() < 20, "the WAL never started over three times");
+                engine.append(&draft(&log, &text)).await.unwrap();
+                written.fetch_add(text.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    });
+    for appender in futures_util::future::join_all(appenders).await {
+        appender.unwrap();
+    }
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::fs::metadata(&wal).unwrap().len();
+    let written = written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        wal < written / 4 * 3,
+        "the WAL holds {wal} B after {written} B of events were written: it did not start over"
+    );
+}
