@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::AsyncReadExt as _;
 
-use super::server::{cpu_count, which};
+use super::server::{cpu_count, cpu_us_of_stat, which};
 
 /// Sockets written to, as many as a 1 000-subscriber room has.
 const SOCKETS: usize = 1000;
@@ -115,12 +115,73 @@ fn pin_this_thread_to_cpu0() -> bool {
 
 /// This thread's CPU time (user + system) in microseconds, from /proc (Linux, 10 ms ticks).
 fn thread_cpu_us() -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    match (tick(11), tick(12)) {
-        (Some(user), Some(system)) => Ok((user + system) * 10_000),
-        _ => anyhow::bail!("cannot read this thread's CPU time from /proc"),
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|stat| cpu_us_of_stat(&stat))
+        .ok_or_else(|| anyhow::anyhow!("cannot read this thread's CPU time from /proc"))
+}
+
+/// Syncs measured for the [`SyncFloor`].
+const SYNCS: usize = 300;
+/// Bytes written before each sync: about what one commit of a busy group adds to the WAL.
+const SYNC_BYTES: usize = 8 * 1024;
+
+/// What making a write durable costs on this machine's disk, no store involved: `SYNC_BYTES`
+/// written in place into a preallocated file (as a reused WAL is), then `fdatasync`, repeated.
+/// A durable store pays at least this CPU per sync; group commit divides it by the writes a
+/// sync covers.
+#[derive(Debug, Serialize)]
+pub(crate) struct SyncFloor {
+    pub(crate) syncs: usize,
+    pub(crate) bytes_per_sync: usize,
+    /// CPU time (user + system) per write + sync, in microseconds; `None` where
+    /// /proc/thread-self/schedstat is missing.
+    pub(crate) cpu_us_per_sync: Option<f64>,
+    /// Wall time of one write + sync, median, in microseconds.
+    pub(crate) wall_us_p50: f64,
+}
+
+/// Measures the sync floor in `dir` (where the bench's SQLite files go), on a thread of its own.
+pub(crate) async fn measure_sync(dir: &std::path::Path) -> anyhow::Result<SyncFloor> {
+    let path = dir.join(format!("quartet-bench-sync-{}.tmp", std::process::id()));
+    let result = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || sync_rounds(&path)
+    })
+    .await?;
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+fn sync_rounds(path: &std::path::Path) -> anyhow::Result<SyncFloor> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
+    let chunk = vec![b'x'; SYNC_BYTES];
+    for _ in 0..SYNCS {
+        file.write_all(&chunk)?;
     }
+    file.sync_all()?;
+    file.seek(SeekFrom::Start(0))?;
+    let cpu_start = thread_cpu_ns();
+    let mut walls = Vec::with_capacity(SYNCS);
+    for _ in 0..SYNCS {
+        let started = std::time::Instant::now();
+        file.write_all(&chunk)?;
+        file.sync_data()?;
+        walls.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    let cpu = cpu_start.zip(thread_cpu_ns()).map(|(a, b)| (b - a) as f64 / 1e3 / SYNCS as f64);
+    walls.sort_by(f64::total_cmp);
+    Ok(SyncFloor {
+        syncs: SYNCS,
+        bytes_per_sync: SYNC_BYTES,
+        cpu_us_per_sync: cpu,
+        wall_us_p50: walls[SYNCS / 2],
+    })
+}
+
+/// This thread's CPU time in nanoseconds (the first field of /proc/thread-self/schedstat), far
+/// finer than the 10 ms ticks of `stat`: a few hundred syncs take only tens of milliseconds.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
 }

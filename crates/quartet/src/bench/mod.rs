@@ -310,6 +310,16 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             }
         }
     }
+    if stores.iter().any(|s| s == "sqlite") {
+        progress.begin("sync floor: write + fdatasync, no store".into());
+        let sync = floor::measure_sync(&scratch).await?;
+        progress.line(&format!(
+            "sync floor: {} µs of CPU, {:.0} µs of wall time per write + fdatasync",
+            sync.cpu_us_per_sync.map_or("–".into(), |us| format!("{us:.1}")),
+            sync.wall_us_p50
+        ));
+        store_report.sync_floor = Some(sync);
+    }
     progress.begin("kernel floor: bare write() calls to 1000 loopback sockets".into());
     let floor = floor::measure().await?;
     progress.line(&format!(

@@ -34,6 +34,8 @@ pub(crate) struct Stores {
     pub(crate) cross_node: Option<super::store::CrossNodeRun>,
     /// Redis: what one room's fan-out costs each node in Redis traffic.
     pub(crate) traffic: Vec<super::store::TrafficRun>,
+    /// With `sqlite`: what one sync costs on this disk, no store involved.
+    pub(crate) sync_floor: Option<super::floor::SyncFloor>,
 }
 
 #[derive(Debug, Serialize)]
@@ -281,6 +283,30 @@ impl Report {
                 opt(r.server_cpu_percent.map(|p| p * 1e4 / r.acked_per_s), 1),
                 opt(r.loadgen_cpu_percent, 0),
                 opt(r.writes_per_commit, 1),
+            );
+        }
+        for r in self.stores.acked.iter().filter(|r| !r.server_cpu_us_per_publish_by_thread.is_empty()) {
+            let threads: Vec<String> = r
+                .server_cpu_us_per_publish_by_thread
+                .iter()
+                .map(|(name, us)| format!("{name} {us:.1}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "\n{} × {} publishers, server CPU µs per publish by thread: {}.",
+                r.store,
+                r.publishers,
+                threads.join(", ")
+            );
+        }
+        if let Some(f) = &self.stores.sync_floor {
+            let _ = writeln!(
+                md,
+                "\nSync floor, no store involved: {} B written in place then `fdatasync`, {} times in the bench's temp directory: {} µs of CPU and {:.0} µs (median) of wall time per sync. A durable store pays at least this per sync; group commit divides it by the writes one sync covers.",
+                f.bytes_per_sync,
+                f.syncs,
+                opt(f.cpu_us_per_sync, 1),
+                f.wall_us_p50
             );
         }
         if let Some(c) = &self.stores.cross_node {

@@ -1,7 +1,7 @@
 //! The server under test: a `quartet serve` child process started by the bench itself, pinned
 //! to CPU 0 when the machine has two or more, so its CPU time and memory can be read from /proc.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -69,6 +69,11 @@ impl ServerUnderTest {
         process_cpu_us(self.child.id())
     }
 
+    /// The server's CPU time so far by thread name (see [`thread_cpu_us`]).
+    pub(crate) fn thread_cpu_us(&self) -> BTreeMap<String, u64> {
+        thread_cpu_us(self.child.id())
+    }
+
     /// The server's resident memory, in bytes.
     pub(crate) fn rss_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -87,10 +92,34 @@ impl Drop for ServerUnderTest {
 
 /// CPU time of process `pid` (user + system), in microseconds, from /proc (Linux).
 pub(crate) fn process_cpu_us(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_us_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// CPU time (user + system, µs) of each thread of process `pid`, summed by thread name with
+/// any trailing digits dropped (`tokio-rt-worker`, `sqlite-writer`, ...), from /proc (Linux).
+/// Threads that ended are not counted: take it twice around a run and subtract.
+pub(crate) fn thread_cpu_us(pid: u32) -> BTreeMap<String, u64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(stat), Ok(name)) =
+            (std::fs::read_to_string(path.join("stat")), std::fs::read_to_string(path.join("comm")))
+        else {
+            continue;
+        };
+        let Some(us) = cpu_us_of_stat(&stat) else { continue };
+        let name = name.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_owned();
+        *by_name.entry(name).or_default() += us;
+    }
+    by_name
+}
+
+/// User + system CPU time in a `/proc/.../stat` line, in microseconds (100 ticks a second).
+pub(crate) fn cpu_us_of_stat(stat: &str) -> Option<u64> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 10_000) // 100 ticks per second on Linux
+    Some(ticks * 10_000)
 }
 
 /// Whether servers are started pinned to CPU 0.

@@ -8,6 +8,7 @@
 //!   200 messages/s), on that store.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,9 @@ pub(crate) struct AckRun {
     pub(crate) loadgen_cpu_percent: Option<f64>,
     /// SQLite: writes per commit over the run (the group commit's mean group).
     pub(crate) writes_per_commit: Option<f64>,
+    /// The server's CPU time per acked publish, by thread name (the runtime's workers, the
+    /// SQLite writer, sync and checkpoint threads), in microseconds.
+    pub(crate) server_cpu_us_per_publish_by_thread: BTreeMap<String, f64>,
 }
 
 /// Publish→delivery on one store.
@@ -133,6 +137,7 @@ pub(crate) async fn acked(
     }
     let histogram = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let (server_cpu0, self_cpu0) = (server.cpu_us(), self_cpu_us());
+    let threads0 = server.thread_cpu_us();
     let commits0 = commit_counters(&server.url).await?;
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
@@ -162,6 +167,15 @@ pub(crate) async fn acked(
     let elapsed = started.elapsed().as_secs_f64();
     let acked = results.into_iter().collect::<anyhow::Result<Vec<u64>>>()?.into_iter().sum::<u64>();
     let (server_cpu1, self_cpu1) = (server.cpu_us(), self_cpu_us());
+    let by_thread = server
+        .thread_cpu_us()
+        .into_iter()
+        .map(|(name, us)| {
+            let spent = us.saturating_sub(threads0.get(&name).copied().unwrap_or(0));
+            (name, spent as f64 / acked.max(1) as f64)
+        })
+        .filter(|(_, us)| *us > 0.0)
+        .collect();
     let percent = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| (b - a) as f64 / 1e4 / elapsed);
     let latency = percentiles(&histogram.borrow());
     let commits1 = commit_counters(&server.url).await?;
@@ -176,6 +190,7 @@ pub(crate) async fn acked(
         server_cpu_percent: percent(server_cpu0, server_cpu1),
         loadgen_cpu_percent: percent(self_cpu0, self_cpu1),
         writes_per_commit,
+        server_cpu_us_per_publish_by_thread: by_thread,
     })
 }
 
