@@ -139,22 +139,29 @@ pub(crate) struct SyncFloor {
     pub(crate) cpu_us_per_sync: Option<f64>,
     /// Wall time of one write + sync, median, in microseconds.
     pub(crate) wall_us_p50: f64,
+    /// Whether the syncing thread ran on CPU 0, where the server runs.
+    pub(crate) pinned_to_cpu0: bool,
 }
 
 /// Measures the sync floor in `dir` (where the bench's SQLite files go), on a thread of its own.
 pub(crate) async fn measure_sync(dir: &std::path::Path) -> anyhow::Result<SyncFloor> {
     let path = dir.join(format!("quartet-bench-sync-{}.tmp", std::process::id()));
-    let result = tokio::task::spawn_blocking({
+    let syncer = std::thread::spawn({
         let path = path.clone();
         move || sync_rounds(&path)
-    })
-    .await?;
+    });
+    let result = tokio::task::spawn_blocking(move || syncer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the sync floor's thread panicked"))?;
     let _ = std::fs::remove_file(&path);
     result
 }
 
+/// On its own thread, pinned to CPU 0 where the server runs (the disk's interrupts are then
+/// counted as they are for the server).
 fn sync_rounds(path: &std::path::Path) -> anyhow::Result<SyncFloor> {
     use std::io::{Seek as _, SeekFrom};
+    let pinned = pin_this_thread_to_cpu0();
     let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
     let chunk = vec![b'x'; SYNC_BYTES];
     for _ in 0..SYNCS {
@@ -177,6 +184,7 @@ fn sync_rounds(path: &std::path::Path) -> anyhow::Result<SyncFloor> {
         bytes_per_sync: SYNC_BYTES,
         cpu_us_per_sync: cpu,
         wall_us_p50: walls[SYNCS / 2],
+        pinned_to_cpu0: pinned,
     })
 }
 
