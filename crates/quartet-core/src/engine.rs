@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
 
 use crate::entry::{Draft, Entry};
+use crate::grant::Grant;
 
 /// A boxed, sendable future: what the engine's async methods return, so the engine can be a
 /// trait object chosen at start-up (`--store memory`, `--store sqlite:PATH`, `--redis URL`).
@@ -53,6 +54,8 @@ pub struct SessionRecord {
     pub client: ClientId,
     /// Its user.
     pub user: UserName,
+    /// What it may do.
+    pub grant: Grant,
     /// The earliest position its inbox is read from.
     pub inbox_from: Seq,
     /// Joined rooms, each with the earliest position it is read from (its floor).

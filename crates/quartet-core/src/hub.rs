@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::config::{Config, Stats};
 use crate::engine::{Announcement, Engine, History, SessionRecord};
 use crate::entry::{Draft, Entry};
+use crate::grant::Grant;
 use crate::limits::{MAX_CLIENTS, MAX_EVENTS_PER_BATCH, MAX_LOGS, MAX_ROOMS_PER_CLIENT};
 use crate::log::Log;
 use crate::reader::Reader;
@@ -88,6 +89,18 @@ impl Hub {
     /// no longer keeps. A cursor from another store lifetime rejoins the rooms from now, and the
     /// first read says so with `reset` gaps.
     pub async fn register_from(&self, name: &str, cursor: Option<&str>) -> Result<Registration, Error> {
+        self.register_as(name, cursor, Grant::open()).await
+    }
+
+    /// Registers a client for user `name` with the rights of `grant` (from a verified token):
+    /// as [`Hub::register_from`], and a cursor naming a room the grant does not allow is
+    /// refused `forbidden` whole.
+    pub async fn register_as(
+        &self,
+        name: &str,
+        cursor: Option<&str>,
+        grant: Grant,
+    ) -> Result<Registration, Error> {
         let user = UserName::parse(name)?;
         let cursor = cursor.filter(|c| !c.is_empty()).map(Cursor::decode).transpose()?;
         if self.client_count() >= MAX_CLIENTS {
@@ -106,6 +119,9 @@ impl Hub {
             for (log_id, seq) in &cursor.positions {
                 match log_id {
                     LogId::Room(room) => {
+                        if !grant.may_join(room) {
+                            return Err(may_not_join(room));
+                        }
                         let log = self.log(log_id.clone()).await?;
                         rooms.push((room.clone(), log, resumed.then_some(*seq)));
                     }
@@ -124,6 +140,7 @@ impl Hub {
         let session = Arc::new(Session::new(
             ClientId::from_random(rand::random()),
             user,
+            grant,
             inbox.clone(),
             inbox_from,
             config.command_rate,
@@ -137,11 +154,14 @@ impl Hub {
             return Err(error);
         }
         for (room, _, from) in rooms.into_iter().take(MAX_ROOMS_PER_CLIENT) {
-            match from {
-                Some(from) => self.join_at(&session, room, from).await?,
-                None => {
-                    self.join(&session, room, 0).await?;
-                }
+            let joined = match from {
+                Some(from) => self.join_at(&session, room, from).await,
+                None => self.join(&session, room, 0).await.map(|_| ()),
+            };
+            if let Err(error) = joined {
+                // A registration that fails leaves no client behind.
+                let _ = self.remove(&session.id).await;
+                return Err(error);
             }
         }
         let cursor = match (cursor, resumed) {
@@ -178,6 +198,7 @@ impl Hub {
             SessionRecord {
                 client: session.id.clone(),
                 user: session.user.clone(),
+                grant: session.grant.clone(),
                 inbox_from: state.inbox_from,
                 rooms: state.rooms.iter().map(|(room, (_, floor))| (room.clone(), *floor)).collect(),
                 last_seen_ms: wall_ms(),
@@ -211,6 +232,7 @@ impl Hub {
         let session = Arc::new(Session::new(
             record.client,
             record.user,
+            record.grant,
             inbox.clone(),
             record.inbox_from,
             config.command_rate,
@@ -314,6 +336,9 @@ impl Hub {
                 self.catch_up(session, &room).await?;
                 self.leave(session, &room).await
             }
+            Command::Publish { .. } | Command::Direct { .. } if !session.grant.role.may_publish() => {
+                Err(Error::new(ErrorCode::Forbidden, "a viewer may join and read, not publish"))
+            }
             Command::Publish { room, event, data, to, id } => {
                 self.catch_up(session, &room).await?;
                 let log = session.state().rooms.get(&room).map(|(log, _)| log.clone());
@@ -383,6 +408,9 @@ impl Hub {
     }
 
     async fn join_from(&self, session: &Arc<Session>, room: RoomName, from: Floor) -> Result<Reply, Error> {
+        if !session.grant.may_join(&room) {
+            return Err(may_not_join(&room));
+        }
         let joined = session.state().rooms.get(&room).map(|(log, _)| log.clone());
         if let Some(log) = joined {
             let online = self.shared.engine.online(&room).await?.unwrap_or_else(|| log.reader_count());
@@ -549,21 +577,21 @@ impl Hub {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(%error, %client, "cannot tell whether a silent client is alive; keeping it");
+                    tracing::warn!(%error, client = %client.redacted(), "cannot tell whether a silent client is alive; keeping it");
                     continue;
                 }
             }
             match self.shared.engine.claim_expiry(client).await {
                 Ok(true) => {
                     if self.remove(client).await.is_ok() {
-                        tracing::info!(%client, "client timed out");
+                        tracing::info!(client = %client.redacted(), "client timed out");
                         self.shared.stats.expired.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 // Another node expires it (and announces its leaves): drop this node's copy.
                 Ok(false) => self.forget(client),
                 Err(error) => {
-                    tracing::warn!(%error, %client, "cannot expire a silent client; will try again")
+                    tracing::warn!(%error, client = %client.redacted(), "cannot expire a silent client; will try again")
                 }
             }
         }
@@ -578,7 +606,7 @@ impl Hub {
                     if let Ok(true) = self.shared.engine.claim_expiry(&client).await
                         && self.remove(&client).await.is_ok()
                     {
-                        tracing::info!(%client, "client timed out (its node is gone)");
+                        tracing::info!(client = %client.redacted(), "client timed out (its node is gone)");
                         self.shared.stats.expired.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -641,7 +669,7 @@ impl Hub {
                 }
                 Announcement::SessionChanged(client) => {
                     if let Err(error) = self.refresh(&client).await {
-                        tracing::warn!(%error, %client, "cannot reload a session changed elsewhere");
+                        tracing::warn!(%error, client = %client.redacted(), "cannot reload a session changed elsewhere");
                     }
                 }
                 Announcement::Resync => {
@@ -816,6 +844,10 @@ enum Floor {
 /// Wall-clock time, Unix ms.
 fn wall_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn may_not_join(room: &RoomName) -> Error {
+    Error::new(ErrorCode::Forbidden, format!("this client's token does not allow room {room}"))
 }
 
 fn not_joined(room: &RoomName) -> Error {

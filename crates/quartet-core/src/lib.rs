@@ -22,7 +22,8 @@
 //! Each module uses only the modules of the layers below it (`tests/layers.rs` checks it):
 //!
 //! 1. model: [`limits`] (every bound), [`config`] (tunables, counters), [`frame`] (how a
-//!    reader hands over an event), [`entry`] (an event, encoded once).
+//!    reader hands over an event), [`grant`] (what a client may do), [`entry`] (an event,
+//!    encoded once).
 //! 2. store: [`ring`] (the bounded tail of a log), `log` (a ring and its readers' wake
 //!    handles), [`engine`] (the storage seam: memory now; SQLite and Redis next).
 //! 3. clients: `session` (who a client is, what it reads), [`reader`] (reading by cursor).
@@ -34,6 +35,7 @@ pub mod config;
 pub mod engine;
 pub mod entry;
 pub mod frame;
+pub mod grant;
 pub mod hub;
 pub mod limits;
 mod log;
@@ -46,5 +48,6 @@ pub mod testing;
 pub use config::{Config, Stats};
 pub use engine::{Engine, History, MemoryEngine};
 pub use frame::{EncodedFrame, Sink};
+pub use grant::{Grant, Role};
 pub use hub::Hub;
 pub use reader::Reader;

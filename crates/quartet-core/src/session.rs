@@ -12,6 +12,7 @@ use quartet_protocol::{ClientId, Reply, RoomName, Seq, UserName};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::grant::Grant;
 use crate::limits::REMEMBERED_MESSAGE_IDS;
 use crate::log::{Log, Wake};
 
@@ -19,6 +20,8 @@ use crate::log::{Log, Wake};
 pub(crate) struct Session {
     pub(crate) id: ClientId,
     pub(crate) user: UserName,
+    /// What it may do (from its token, or everything on an open server).
+    pub(crate) grant: Grant,
     /// The user's inbox, read by every client of that user.
     pub(crate) inbox: Arc<Log>,
     /// Woken whenever something this session reads may have changed: a new entry in one of its
@@ -69,6 +72,7 @@ impl Session {
     pub(crate) fn new(
         id: ClientId,
         user: UserName,
+        grant: Grant,
         inbox: Arc<Log>,
         inbox_from: Seq,
         rate: f64,
@@ -78,6 +82,7 @@ impl Session {
         Session {
             id,
             user,
+            grant,
             inbox,
             wake: Arc::new(Notify::new()),
             state: Mutex::new(SessionState {

@@ -9,6 +9,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("limits", 0),
     ("config", 1),
     ("frame", 1),
+    ("grant", 1),
     ("entry", 2),
     ("ring", 3),
     ("log", 4),

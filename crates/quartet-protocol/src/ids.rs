@@ -121,7 +121,35 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id for logs: its first characters only. The id is the session's bearer secret (any
+    /// request carrying it acts as the client), so it is never logged whole.
+    pub fn redacted(&self) -> Redacted<'_> {
+        Redacted(&self.0)
+    }
 }
+
+/// A client id shortened for logs (see [`ClientId::redacted`]); also for ids read from
+/// storage that may not be valid.
+#[derive(Clone, Copy)]
+pub struct Redacted<'a>(pub &'a str);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: String = self.0.chars().take(REDACTED_CHARS).collect();
+        write!(f, "{shown}…")
+    }
+}
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Characters of a client id shown in logs: 36 of its 128 random bits, enough to tell clients
+/// apart in a log, far too few to act as one.
+const REDACTED_CHARS: usize = 6;
 
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,7 +159,7 @@ impl fmt::Display for ClientId {
 
 impl fmt::Debug for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClientId({})", &*self.0)
+        write!(f, "ClientId({})", self.redacted())
     }
 }
 

@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use quartet_core::Engine;
 use quartet_core::engine::{Announcement, BoxFuture, Health, History, SessionRecord};
 use quartet_core::entry::{Draft, Entry, StoredEvent, scope_number};
+use quartet_core::{Engine, Grant};
 use quartet_protocol::{ClientId, Epoch, Error, ErrorCode, LogId, RoomName, Seq, UserName};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -485,6 +485,7 @@ impl Engine for RedisEngine {
                         ("user", s.user.to_string()),
                         ("inbox_from", s.inbox_from.0.to_string()),
                         ("rooms", serde_json::Value::Object(rooms).to_string()),
+                        ("access", s.grant.to_json()),
                     ],
                 )
                 .ignore()
@@ -543,6 +544,11 @@ impl Engine for RedisEngine {
             let Some(user) = fields.get("user").and_then(|u| UserName::parse(u).ok()) else {
                 return Ok(None);
             };
+            // A grant that cannot be read: no session (never widen a client's rights).
+            let Ok(grant) = Grant::from_stored(fields.get("access").map(String::as_str)) else {
+                tracing::warn!(client = %client.redacted(), "a stored session's grant is unreadable; ignoring it");
+                return Ok(None);
+            };
             let inbox_from = Seq(fields.get("inbox_from").and_then(|v| v.parse().ok()).unwrap_or(0));
             let rooms = fields
                 .get("rooms")
@@ -554,6 +560,7 @@ impl Engine for RedisEngine {
             Ok(Some(SessionRecord {
                 client: client.clone(),
                 user,
+                grant,
                 inbox_from,
                 rooms,
                 last_seen_ms: last_seen.unwrap_or(0.0) as u64,

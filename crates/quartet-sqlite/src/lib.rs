@@ -32,9 +32,11 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use quartet_core::Grant;
 use quartet_core::engine::{BoxFuture, Health, History, SessionRecord};
 use quartet_core::entry::{Draft, Entry, StoredEvent};
 use quartet_core::{Engine, limits::REMEMBERED_MESSAGE_IDS};
+use quartet_protocol::ids::Redacted;
 use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
 use rusqlite::{Connection, OpenFlags, params};
 use serde_json::value::RawValue;
@@ -392,9 +394,15 @@ fn read_log(
 fn load_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, rusqlite::Error> {
     let tx = conn.unchecked_transaction()?;
     let mut kept = Vec::new();
-    let mut select = tx.prepare("SELECT client, user, inbox_from, last_seen FROM sessions")?;
+    let mut select = tx.prepare("SELECT client, user, inbox_from, last_seen, access FROM sessions")?;
     let rows = select.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, i64>(3)?,
+            row.get::<_, Option<String>>(4)?,
+        ))
     })?;
     for row in rows {
         kept.push(row?);
@@ -402,9 +410,12 @@ fn load_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, rusqlite::Erro
     let mut acks = recent_acks(&tx, kept.iter().map(|(client, ..)| client.as_str()))?;
     let mut rooms = tx.prepare("SELECT room, floor FROM memberships WHERE client = ?1")?;
     let mut sessions = Vec::with_capacity(kept.len());
-    for (client, user, inbox_from, last_seen) in kept {
-        let (Ok(id), Ok(user)) = (ClientId::from_wire(&client), UserName::parse(&user)) else {
-            tracing::warn!(client, "skipping a stored session quartet cannot read");
+    for (client, user, inbox_from, last_seen, access) in kept {
+        // A grant that cannot be read drops the session: never widen a client's rights.
+        let (Ok(id), Ok(user), Ok(grant)) =
+            (ClientId::from_wire(&client), UserName::parse(&user), Grant::from_stored(access.as_deref()))
+        else {
+            tracing::warn!(client = %Redacted(&client), "skipping a stored session quartet cannot read");
             continue;
         };
         let rooms = rooms
@@ -415,6 +426,7 @@ fn load_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, rusqlite::Erro
         sessions.push(SessionRecord {
             client: id,
             user,
+            grant,
             inbox_from: Seq(inbox_from.max(0) as u64),
             rooms,
             last_seen_ms: last_seen.max(0) as u64,

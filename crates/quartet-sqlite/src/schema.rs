@@ -18,7 +18,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema this build writes. A file with a newer one is refused (written by a newer quartet).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 pub(crate) const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     client     TEXT    PRIMARY KEY,
     user       TEXT    NOT NULL,
     inbox_from INTEGER NOT NULL,
+    -- What the client may do (its token's role and rooms, JSON); NULL: everything (open server).
+    access     TEXT,
     last_seen  INTEGER NOT NULL
 ) WITHOUT ROWID;
 
@@ -87,6 +89,14 @@ pub(crate) fn prepare(conn: &Connection) -> Result<u64, String> {
                 .map_err(|e| format!("cannot write meta: {e}"))?;
         }
         Some(version) if version.parse::<i64>().is_ok_and(|v| v == SCHEMA_VERSION) => {}
+        // Version 3 had no grants: every session it kept was an open server's.
+        Some(version) if version == "3" => {
+            conn.execute_batch(
+                "BEGIN; ALTER TABLE sessions ADD COLUMN access TEXT; \
+                 UPDATE meta SET value = '4' WHERE key = 'schema'; COMMIT;",
+            )
+            .map_err(|e| format!("cannot upgrade the file from schema version 3: {e}"))?;
+        }
         Some(version) if version.parse::<i64>().is_ok_and(|v| v < SCHEMA_VERSION) => {
             return Err(format!(
                 "the file has schema version {version}, from a development build of quartet; this one writes {SCHEMA_VERSION}: start on a new file"

@@ -490,9 +490,16 @@ fn apply(
         Op::SaveSession(s, _) => {
             let client = s.client.as_str();
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO sessions (client, user, inbox_from, last_seen) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO sessions (client, user, inbox_from, last_seen, access)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![client, s.user.as_str(), s.inbox_from.0 as i64, s.last_seen_ms as i64])?;
+            .execute(params![
+                client,
+                s.user.as_str(),
+                s.inbox_from.0 as i64,
+                s.last_seen_ms as i64,
+                s.grant.to_json()
+            ])?;
             tx.prepare_cached("DELETE FROM memberships WHERE client = ?1")?.execute([client])?;
             let mut insert =
                 tx.prepare_cached("INSERT INTO memberships (client, room, floor) VALUES (?1, ?2, ?3)")?;

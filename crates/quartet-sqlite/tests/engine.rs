@@ -7,7 +7,7 @@ use std::sync::Arc;
 use quartet_core::engine::SessionRecord;
 use quartet_core::entry::Draft;
 use quartet_core::testing::read_now;
-use quartet_core::{Config, Engine, History, Hub};
+use quartet_core::{Config, Engine, Grant, History, Hub, Role};
 use quartet_protocol::{ClientId, EventName, Frame, GapReason, LogId, RoomName, Scope, Seq, UserName};
 use quartet_sqlite::{Options, SqliteEngine};
 use serde_json::json;
@@ -59,6 +59,8 @@ async fn a_reopened_file_keeps_epoch_seqs_events_sessions_and_acks() {
     let session = SessionRecord {
         client: ClientId::from_random([9; 16]),
         user: UserName::parse("alice").unwrap(),
+        // Not the open grant: what a token gave must come back as it was.
+        grant: Grant::new(Role::Viewer, Some(vec!["lobby".into(), "live-*".into()])).unwrap(),
         inbox_from: Seq(3),
         rooms: vec![(RoomName::parse("lobby").unwrap(), Seq(1))],
         last_seen_ms: 1_764_150_000_000,
