@@ -46,16 +46,21 @@ use quartet_protocol::api::NewClient;
 pub use quartet_protocol::{Command, ErrorCode, Event, Frame, Gap, GapReason, Registration, Reply, Scope};
 pub use transport::{AnyTransport, Options, Transport, TransportKind};
 
-/// `POST /v1/clients`.
+/// `POST /v1/clients`, as `name` or, with a token (a server with `--auth-secret`), as the
+/// token's user.
 async fn register(
     http: &reqwest::Client,
     base: &str,
-    name: &str,
+    name: Option<&str>,
     cursor: Option<&str>,
+    token: Option<&str>,
 ) -> Result<Registration, ClientError> {
-    let body = NewClient { name: Some(name.to_owned()), cursor: cursor.map(str::to_owned) };
-    let response = http.post(format!("{base}/v1/clients")).json(&body).send().await?;
-    error::json_or_error(response).await
+    let body = NewClient { name: name.map(str::to_owned), cursor: cursor.map(str::to_owned) };
+    let mut request = http.post(format!("{base}/v1/clients")).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    error::json_or_error(request.send().await?).await
 }
 
 /// A registered client on one transport at a time.
@@ -65,6 +70,8 @@ pub struct Client {
     registration: Registration,
     options: Options,
     transport: AnyTransport,
+    /// The token it registered with, for registering again.
+    token: Option<String>,
 }
 
 impl Client {
@@ -108,8 +115,25 @@ impl Client {
         options: Options,
     ) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
-        let registration = register(&http, &base, name, cursor).await?;
+        let registration = register(&http, &base, Some(name), cursor, None).await?;
         Client::resume(http, base, registration.clone(), kind, &registration.cursor, options).await
+    }
+
+    /// Registers with `token` on a server started with `--auth-secret` (the token names the
+    /// user and what it may do) and opens `kind`.
+    pub async fn connect_with_token(
+        http: reqwest::Client,
+        base: &str,
+        token: &str,
+        kind: TransportKind,
+        options: Options,
+    ) -> Result<Client, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        let registration = register(&http, &base, None, None, Some(token)).await?;
+        let mut client =
+            Client::resume(http, base, registration.clone(), kind, &registration.cursor, options).await?;
+        client.token = Some(token.to_owned());
+        Ok(client)
     }
 
     /// Registers again from this client's cursor, on the same transport: what to do when the
@@ -117,7 +141,9 @@ impl Client {
     /// is lost: the new client reads on from where this one stopped.
     pub async fn register_again(&mut self) -> Result<(), ClientError> {
         let cursor = self.cursor().to_owned();
-        let registration = register(&self.http, &self.base, &self.registration.name, Some(&cursor)).await?;
+        let name = self.token.is_none().then_some(self.registration.name.as_str());
+        let registration =
+            register(&self.http, &self.base, name, Some(&cursor), self.token.as_deref()).await?;
         let kind = self.kind();
         self.transport = AnyTransport::open(
             kind,
@@ -143,7 +169,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let transport =
             AnyTransport::open(kind, &http, &base, &registration.client, cursor, &options).await?;
-        Ok(Client { http, base, registration, options, transport })
+        Ok(Client { http, base, registration, options, transport, token: None })
     }
 
     /// The registration (id, name, heartbeat).

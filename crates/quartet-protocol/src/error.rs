@@ -33,6 +33,10 @@ pub enum ErrorCode {
     NotFound,
     /// A bound of the server was reached (clients, rooms, rooms per client).
     LimitReached,
+    /// Registering needs a token (`--auth-secret`): it is missing, malformed or badly signed.
+    Unauthorized,
+    /// The token's `exp` has passed: get a new one.
+    TokenExpired,
     /// The storage engine failed; nothing was acknowledged.
     Unavailable,
     /// The server hit a bug while answering; it keeps serving.
@@ -44,7 +48,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (for docs and tests).
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::BadCursor,
         ErrorCode::NotJoined,
@@ -55,6 +59,8 @@ impl ErrorCode {
         ErrorCode::UnknownUser,
         ErrorCode::NotFound,
         ErrorCode::LimitReached,
+        ErrorCode::Unauthorized,
+        ErrorCode::TokenExpired,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
         ErrorCode::Unknown,
@@ -73,6 +79,8 @@ impl ErrorCode {
             ErrorCode::UnknownUser => "unknown_user",
             ErrorCode::NotFound => "not_found",
             ErrorCode::LimitReached => "limit_reached",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",

@@ -8,8 +8,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use quartet_core::Grant;
 use quartet_core::engine::Health;
 use quartet_protocol::api::{NewClient, Replies};
 use quartet_protocol::limits::MAX_COMMAND_BYTES;
@@ -17,6 +18,7 @@ use quartet_protocol::{ClientId, Error, ErrorCode};
 use serde_json::json;
 
 use crate::AppState;
+use crate::auth;
 use crate::error::ApiError;
 
 /// Reads a body of at most [`MAX_COMMAND_BYTES`], or explains why not.
@@ -33,16 +35,45 @@ fn bounded(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// `POST /v1/clients {"name":"alice"}` → 201 with the client id, cursor and heartbeat.
+/// With `--auth-secret`, the `Authorization: Bearer <token>` header names the user (`sub`) and
+/// what it may do; a `name` in the body must then be the token's.
 pub(crate) async fn register(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = bounded(body)?;
     let request: NewClient =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    let name = request.name.unwrap_or_else(|| "guest".to_owned());
-    let registration = state.hub.register_from(&name, request.cursor.as_deref()).await?;
+    let (name, grant) = match &state.auth {
+        None => (request.name.unwrap_or_else(|| "guest".to_owned()), Grant::open()),
+        Some(auth) => {
+            let (user, grant) = auth.verify(bearer(&headers)?, auth::now())?;
+            if let Some(name) = request.name.filter(|name| name != user.as_str()) {
+                return Err(Error::new(
+                    ErrorCode::Forbidden,
+                    format!("the token is for user {user}, not {name}: leave `name` out or make it match"),
+                )
+                .into());
+            }
+            (user.to_string(), grant)
+        }
+    };
+    let registration = state.hub.register_as(&name, request.cursor.as_deref(), grant).await?;
     Ok((StatusCode::CREATED, Json(registration)).into_response())
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
+    let unauthorized = |message: &str| Error::new(ErrorCode::Unauthorized, message);
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("this server needs a token: send Authorization: Bearer <token>"))?;
+    let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not text"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(unauthorized("the Authorization header must be: Bearer <token>")),
+    }
 }
 
 /// `POST /v1/clients/{client}/commands` with one command or an array → `{"replies":[...]}`.
@@ -82,13 +113,16 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     let (store, durable) = (engine.name(), engine.durable());
     let keeps =
         if durable { "events, rooms and clients survive a restart" } else { "nothing: all is lost at stop" };
+    // `open`: anyone may register under any name (a demo); `token`: a signed token is needed.
+    let auth = if state.auth.is_some() { "token" } else { "open" };
+    let mut body =
+        json!({ "status": "ok", "store": store, "durable": durable, "keeps": keeps, "auth": auth });
     match engine.health() {
-        Health::Ok => Json(json!({ "status": "ok", "store": store, "durable": durable, "keeps": keeps }))
-            .into_response(),
-        Health::Failing(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "store": store, "durable": durable, "keeps": keeps, "reason": reason })),
-        )
-            .into_response(),
+        Health::Ok => Json(body).into_response(),
+        Health::Failing(reason) => {
+            body["status"] = "unavailable".into();
+            body["reason"] = reason.into();
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }

@@ -29,6 +29,7 @@ pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::NotJoined => StatusCode::CONFLICT,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Unauthorized | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::UnknownClient | ErrorCode::UnknownUser | ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::LimitReached | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -61,8 +62,16 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status;
         let body = Reply::error_json(self.error);
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -18,6 +18,7 @@
 //! its sinks, which the criterion benches drive without HTTP.
 
 mod api;
+pub mod auth;
 mod error;
 mod meter;
 mod metrics;
@@ -34,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::auth::Auth;
 use crate::meter::{Meter, MeteredListener};
 use crate::metrics::TransportStats;
 
@@ -48,6 +50,16 @@ pub(crate) struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Bytes on the wire, all connections.
     pub(crate) meter: Arc<Meter>,
+    /// With `--auth-secret`: registering needs a token signed with it. `None`: open server.
+    pub(crate) auth: Option<Arc<Auth>>,
+}
+
+/// How a server is run, beyond its core.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Tokens required to register (`--auth-secret`); `None`: anyone may register under any
+    /// name (a demo server).
+    pub auth: Option<Auth>,
 }
 
 /// The whole HTTP API as a router.
@@ -69,17 +81,34 @@ fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `hub` on `listener` until `shutdown` completes, then closes streams and drains.
+/// Serves `hub` on `listener` until `shutdown` completes, then closes streams and drains; an
+/// open server (no tokens: see [`serve_with`]).
 pub async fn serve(
     listener: TcpListener,
     hub: Hub,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, hub, Options::default(), shutdown).await
+}
+
+/// [`serve`], with `options`.
+pub async fn serve_with(
+    listener: TcpListener,
+    hub: Hub,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let meter = Arc::new(Meter::default());
     // A client that takes none of our bytes for as long as a silent client is allowed is gone.
     let patience = hub.config().client_timeout();
-    let state = AppState { hub: hub.clone(), stats: Arc::default(), shutdown: stop_rx, meter: meter.clone() };
+    let state = AppState {
+        hub: hub.clone(),
+        stats: Arc::default(),
+        shutdown: stop_rx,
+        meter: meter.clone(),
+        auth: options.auth.map(Arc::new),
+    };
     let reaper = tokio::spawn(hub.clone().run_reaper());
     let follower = tokio::spawn(hub.clone().follow());
     let listener = MeteredListener::new(listener, meter, patience);

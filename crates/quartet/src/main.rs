@@ -1,8 +1,9 @@
-//! The `quartet` command: `serve` (the default), `chat` and `bench`. See `quartet --help`.
+//! The `quartet` command: `serve` (the default), `chat`, `bench` and `token`. See `quartet --help`.
 
 mod bench;
 mod chat;
 mod serve;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Compare the four transports side by side: latency, load, bytes, memory.
     Bench(bench::BenchArgs),
+    /// Mint a token for a server started with --auth-secret.
+    Token(token::TokenArgs),
 }
 
 /// File descriptors the bench asks for (when allowed to): a 10 000-subscriber run holds 10 000
@@ -41,14 +44,16 @@ fn main() -> anyhow::Result<()> {
         // the limit); as root it may raise the hard limit too.
         let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, BENCH_NOFILE, BENCH_NOFILE);
     }
-    if let Some(Command::Bench(args)) = cli.command {
-        return bench::run(args); // builds its own single-threaded runtime, pinned
+    match cli.command {
+        Some(Command::Bench(args)) => return bench::run(args), // its own runtime, pinned
+        Some(Command::Token(args)) => return token::run(args),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         None => runtime.block_on(serve::run(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),
         Some(Command::Chat(args)) => runtime.block_on(chat::run(args)),
-        Some(Command::Bench(_)) => unreachable!("handled above"),
+        Some(Command::Bench(_) | Command::Token(_)) => unreachable!("handled above"),
     }
 }

@@ -1,5 +1,6 @@
 //! `quartet serve`: parse the flags, pick the engine, run the server until Ctrl-C or SIGTERM.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use quartet_core::{Config, Engine, Hub, MemoryEngine};
+use quartet_server::auth::Auth;
 use tokio::net::TcpListener;
 
 /// Flags of `quartet serve`.
@@ -45,17 +47,16 @@ pub(crate) struct ServeArgs {
     /// Commands per second each client may send (bursts of twice that pass).
     #[arg(long, env = "QUARTET_RATE_LIMIT", default_value_t = quartet_core::limits::COMMANDS_PER_SECOND)]
     rate_limit: f64,
-    /// Secret for client tokens; when set, `POST /v1/clients` needs `Authorization: Bearer T`.
+    /// Secret for client tokens (HS256; 32 bytes or more, else called weak at start; mint
+    /// tokens with `quartet token`).
+    /// When set, `POST /v1/clients` needs `Authorization: Bearer <token>`, which names the user
+    /// and what it may do. Unset: an open demo server, anyone registers under any name. Prefer
+    /// the environment variable: a flag shows in `ps`.
     #[arg(long, env = "QUARTET_AUTH_SECRET", hide_env_values = true)]
     auth_secret: Option<String>,
 }
 
 async fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
-    if args.auth_secret.is_some() {
-        bail!(
-            "--auth-secret: client authentication is not built yet; refusing to run open while asked for auth"
-        );
-    }
     if let Some(url) = &args.redis {
         let engine =
             quartet_redis::RedisEngine::connect(url, &args.redis_prefix).await.map_err(anyhow::Error::msg)?;
@@ -83,7 +84,7 @@ async fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
 }
 
 /// `30d`, `12h`, `90m`, `45s` or a number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: u64 =
@@ -104,6 +105,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    let auth = args
+        .auth_secret
+        .as_deref()
+        .map(|secret| Auth::new(secret).map_err(|e| anyhow::anyhow!("--auth-secret: {e}")))
+        .transpose()?;
     let engine = engine(&args).await?;
     let listener =
         TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -136,9 +142,23 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             engine.name()
         );
     }
+    if let Some(auth) = &auth {
+        println!("auth: tokens required (HS256, --auth-secret); mint one with `quartet token`");
+        if auth.is_weak() {
+            println!(
+                "auth: WEAK SECRET — under {} bytes, tokens may be forged by guessing it (`openssl rand -base64 48` makes a good one)",
+                quartet_server::auth::STRONG_SECRET_BYTES
+            );
+        }
+    } else {
+        println!(
+            "auth: OPEN — anyone may register under any name (a demo); set --auth-secret to require tokens"
+        );
+    }
     println!("web demo: http://{addr}/   API: docs/protocol.md   stop: Ctrl-C");
-    quartet_server::serve(listener, hub, shutdown_signal()).await?;
-    println!("quartet stopped");
+    quartet_server::serve_with(listener, hub, quartet_server::Options { auth }, shutdown_signal()).await?;
+    // Stdout may be gone by now (a closed pipe): stopping must not fail on it.
+    let _ = writeln!(std::io::stdout(), "quartet stopped");
     Ok(())
 }
 

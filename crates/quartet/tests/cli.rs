@@ -1,5 +1,5 @@
 //! The `quartet` binary end to end: `serve` on an ephemeral port, two `quartet chat` processes on
-//! different transports talking through it, and flags of unbuilt features being refused.
+//! different transports talking through it, and a server that needs tokens.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -84,14 +84,47 @@ fn two_chats_talk_through_a_server() {
     expect_line(&alice_out, "bob left");
 }
 
-/// A flag for a feature that does not exist yet (client auth) fails loudly rather than being
-/// ignored: a server asked for auth never runs open.
+/// `POST /v1/clients` over a bare socket, with an optional bearer token: the status line.
+fn register_status(url: &str, token: Option<&str>) -> String {
+    let address = url.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        socket,
+        "POST /v1/clients HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{authorization}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut status = String::new();
+    BufReader::new(socket).read_line(&mut status).unwrap();
+    status
+}
+
+/// With `--auth-secret` the server says it needs tokens (and that this secret is weak), takes a
+/// token minted by `quartet token` with the same secret, and refuses a request without one.
 #[test]
-fn unbuilt_auth_is_refused() {
-    let output = Command::new(BIN)
-        .args(["--auth-secret", "s3cret", "--addr", "127.0.0.1:0", "--store", "memory"])
+fn a_server_with_a_secret_takes_the_tokens_quartet_token_mints() {
+    let (_server, out) = spawn(&["--auth-secret", "s3cret", "--addr", "127.0.0.1:0", "--store", "memory"]);
+    let url = expect_line(&out, "listening on").rsplit(' ').next().unwrap().to_owned();
+    expect_line(&out, "auth: tokens required");
+    expect_line(&out, "WEAK SECRET");
+    let minted = Command::new(BIN)
+        .args(["token", "--secret", "s3cret", "--sub", "alice", "--ttl", "5m"])
         .output()
         .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    assert!(register_status(&url, Some(&token)).contains(" 201 "), "a minted token registers");
+    assert!(register_status(&url, None).contains(" 401 "), "no token: 401");
+    let bad_role = Command::new(BIN)
+        .args(["token", "--secret", "s3cret", "--sub", "alice", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert!(!bad_role.status.success(), "a token the server would refuse is not minted");
+}
+
+/// Without a secret the server says it is open.
+#[test]
+fn an_open_server_says_so_at_start() {
+    let (_server, out) = spawn(&["--addr", "127.0.0.1:0", "--store", "memory"]);
+    expect_line(&out, "auth: OPEN");
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use quartet_client::{Client, Command, Event, Frame, Options, Reply, Scope, TransportKind};
 use quartet_core::{Config, Hub, MemoryEngine};
+pub use quartet_server::Options as ServeOptions;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -55,16 +56,21 @@ pub async fn on_a_cluster(scenario: impl std::future::Future<Output = ()>) {
 }
 
 pub async fn start(config: Config) -> Server {
+    start_with(config, ServeOptions::default()).await
+}
+
+/// [`start`], with the server's `options` (tokens).
+pub async fn start_with(config: Config, options: ServeOptions) -> Server {
     if CLUSTER.try_with(|c| *c).unwrap_or(false) {
-        return start_cluster(config).await;
+        return start_cluster(config, options).await;
     }
-    start_on(Arc::new(MemoryEngine::new()), config).await
+    start_on_with(Arc::new(MemoryEngine::new()), config, options).await
 }
 
 static CLUSTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Three nodes on one Redis prefix, behind a proxy that picks a node at random per connection.
-async fn start_cluster(config: Config) -> Server {
+async fn start_cluster(config: Config, options: ServeOptions) -> Server {
     let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let prefix = format!("quartet-test-scenario-{}-{n}-{}", std::process::id(), rand::random::<u32>());
     let mut nodes = Vec::new();
@@ -76,9 +82,10 @@ async fn start_cluster(config: Config) -> Server {
         nodes.push(listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         stops.push(stop);
-        tokio::spawn(quartet_server::serve(
+        tokio::spawn(quartet_server::serve_with(
             listener,
             Hub::new(Arc::new(engine), config.clone()),
+            options.clone(),
             async move {
                 let _ = stopped.await;
             },
@@ -102,11 +109,20 @@ async fn start_cluster(config: Config) -> Server {
 
 /// A server over `engine`.
 pub async fn start_on(engine: Arc<dyn quartet_core::Engine>, config: Config) -> Server {
+    start_on_with(engine, config, ServeOptions::default()).await
+}
+
+/// A server over `engine`, with `options`.
+pub async fn start_on_with(
+    engine: Arc<dyn quartet_core::Engine>,
+    config: Config,
+    options: ServeOptions,
+) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let hub = Hub::new(engine, config);
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(quartet_server::serve(listener, hub, async move {
+    tokio::spawn(quartet_server::serve_with(listener, hub, options, async move {
         let _ = stopped.await;
     }));
     Server { url, http: reqwest::Client::new(), stop: vec![stop], prefix: None }

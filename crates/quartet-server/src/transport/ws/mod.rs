@@ -245,7 +245,7 @@ where
             input = BytesMut::with_capacity(WS_READ_BUFFER); // a large message is over: let go
         }
     };
-    tracing::debug!(%client, ?end, "websocket closed");
+    tracing::debug!(client = %client.redacted(), ?end, "websocket closed");
 }
 
 /// Room to make before the next read: what the frame in progress still lacks, but at least a
@@ -282,7 +282,7 @@ async fn decode(
                 return Some(End::Peer);
             }
             Err(violation) => {
-                tracing::debug!(%client, reason = violation.reason, "websocket protocol error");
+                tracing::debug!(client = %client.redacted(), reason = violation.reason, "websocket protocol error");
                 codec::put_close(&mut out.0, violation.code, violation.reason);
                 return Some(End::Peer);
             }
