@@ -222,3 +222,39 @@ async fn the_wal_starts_over_while_writes_never_pause() {
         "the WAL holds {wal} B after {written} B of events were written: it did not start over"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_schema_3_is_upgraded_and_its_sessions_are_open() {
+    let path = file("schema3");
+    let session = SessionRecord {
+        client: ClientId::from_random([3; 16]),
+        user: UserName::parse("alice").unwrap(),
+        grant: Grant::open(),
+        inbox_from: Seq(0),
+        rooms: vec![(RoomName::parse("lobby").unwrap(), Seq(0))],
+        last_seen_ms: 1_764_150_000_000,
+        acks: Vec::new(),
+    };
+    {
+        let engine = SqliteEngine::open(&path, Options::default()).unwrap();
+        engine.save_session(&session).await.unwrap();
+    }
+    // What schema 3 looked like: no grants.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE sessions DROP COLUMN access; UPDATE meta SET value = '3' WHERE key = 'schema';",
+    )
+    .unwrap();
+    drop(conn);
+    let engine = SqliteEngine::open(&path, Options::default()).expect("a schema 3 file opens");
+    let loaded = engine.load_sessions().await.unwrap();
+    assert_eq!(loaded, [session]);
+    // And it is schema 4 now: a viewer's grant is kept.
+    let viewer = SessionRecord {
+        client: ClientId::from_random([4; 16]),
+        grant: Grant::new(Role::Viewer, None).unwrap(),
+        ..loaded[0].clone()
+    };
+    engine.save_session(&viewer).await.unwrap();
+    assert!(engine.load_sessions().await.unwrap().contains(&viewer));
+}
