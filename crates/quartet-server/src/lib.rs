@@ -19,6 +19,7 @@
 
 mod api;
 pub mod auth;
+pub mod connections;
 mod error;
 mod meter;
 mod metrics;
@@ -60,6 +61,8 @@ pub struct Options {
     /// Tokens required to register (`--auth-secret`); `None`: anyone may register under any
     /// name (a demo server).
     pub auth: Option<Auth>,
+    /// Header timeout and connection caps.
+    pub limits: connections::Limits,
 }
 
 /// The whole HTTP API as a router.
@@ -111,15 +114,15 @@ pub async fn serve_with(
     };
     let reaper = tokio::spawn(hub.clone().run_reaper());
     let follower = tokio::spawn(hub.clone().follow());
-    let listener = MeteredListener::new(listener, meter, patience);
-    let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing streams");
-            let _ = stop_tx.send(true);
-        })
-        .await;
+    let listener = MeteredListener::new(listener, meter.clone(), patience);
+    let stopping = stop_tx.subscribe();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing streams");
+        let _ = stop_tx.send(true);
+    });
+    connections::serve(listener, app(state), options.limits, meter, stopping).await;
     reaper.abort();
     follower.abort();
-    result
+    Ok(())
 }

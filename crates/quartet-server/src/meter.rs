@@ -14,6 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
+
+use crate::connections::Slot;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
@@ -29,6 +31,8 @@ pub(crate) struct Meter {
     pub(crate) connections: AtomicU64,
     /// Connections given up on because the peer stopped taking bytes (see [`Metered`]).
     pub(crate) stalled: AtomicU64,
+    /// Connections closed at once because a connection cap was reached.
+    pub(crate) refused: AtomicU64,
 }
 
 /// A listener whose connections report to a [`Meter`], with Nagle's delay turned off (events are
@@ -55,8 +59,13 @@ impl Listener for MeteredListener {
         let (stream, addr) = Listener::accept(&mut self.inner).await;
         let _ = stream.set_nodelay(true);
         self.meter.connections.fetch_add(1, Ordering::Relaxed);
-        let metered =
-            Metered { stream, meter: self.meter.clone(), write_patience: self.write_patience, stalled: None };
+        let metered = Metered {
+            stream,
+            meter: self.meter.clone(),
+            write_patience: self.write_patience,
+            stalled: None,
+            slot: None,
+        };
         (metered, addr)
     }
 
@@ -78,9 +87,16 @@ pub(crate) struct Metered {
     write_patience: Duration,
     /// Armed while a write waits for the peer; cleared by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Its place under the connection caps, given back when the connection is dropped.
+    slot: Option<Slot>,
 }
 
 impl Metered {
+    /// Keeps `slot` for as long as the connection lives (an upgraded WebSocket too).
+    pub(crate) fn hold(&mut self, slot: Slot) {
+        self.slot = Some(slot);
+    }
+
     /// Counts what was written, and turns a wait longer than `write_patience` into an error.
     fn account(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         match poll {

@@ -147,6 +147,12 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Connections given up on because the client stopped reading for the client timeout.",
         &one(meter.stalled.load(Ordering::Relaxed)),
     );
+    metric(
+        "quartet_tcp_refused_total",
+        "counter",
+        "Connections closed at once because a connection cap (--max-connections, --max-connections-per-ip) was reached.",
+        &one(meter.refused.load(Ordering::Relaxed)),
+    );
     // The store's own counters (commit groups, Redis round trips and announcements).
     for (name, help, value) in state.hub.engine().metrics() {
         metric(name, "counter", help, &one(value));

@@ -27,7 +27,7 @@ fn token(sub: &str, role: Option<&str>, rooms: Option<&[&str]>) -> String {
 }
 
 async fn server() -> Server {
-    start_with(Config::default(), ServeOptions { auth: Some(auth()) }).await
+    start_with(Config::default(), ServeOptions { auth: Some(auth()), ..ServeOptions::default() }).await
 }
 
 /// `POST /v1/clients` with `authorization` (a whole header value) and `body`: status, JSON.

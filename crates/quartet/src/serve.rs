@@ -54,6 +54,36 @@ pub(crate) struct ServeArgs {
     /// the environment variable: a flag shows in `ps`.
     #[arg(long, env = "QUARTET_AUTH_SECRET", hide_env_values = true)]
     auth_secret: Option<String>,
+    /// Time a request has to send its headers, from the connection's opening or the previous
+    /// response; also how long an idle keep-alive connection is kept: `20s`, `1m`.
+    #[arg(long, env = "QUARTET_HEADER_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// Open connections at most [default: the descriptor limit less 256, kept for the store and
+    /// the server's own sockets]; past it a new connection is closed at once.
+    #[arg(long, env = "QUARTET_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Open connections per client address at most [default: no cap]. Set it when quartet
+    /// faces clients directly; behind a proxy every client has the proxy's address: cap there.
+    #[arg(long, env = "QUARTET_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+}
+
+/// Descriptors kept out of the connection cap: the store's files, Redis, the listener, logs.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// The connection limits of `args`, the default cap from this process's descriptor limit.
+fn limits(args: &ServeArgs) -> anyhow::Result<quartet_server::connections::Limits> {
+    if args.header_timeout < Duration::from_millis(100) {
+        bail!("--header-timeout must be at least 100ms");
+    }
+    let descriptors = rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft).unwrap_or(1024);
+    let max_connections =
+        args.max_connections.unwrap_or(descriptors.saturating_sub(RESERVED_DESCRIPTORS).max(64) as usize);
+    Ok(quartet_server::connections::Limits {
+        header_timeout: args.header_timeout,
+        max_connections: Some(max_connections),
+        max_connections_per_ip: args.max_connections_per_ip,
+    })
 }
 
 async fn engine(args: &ServeArgs) -> anyhow::Result<Arc<dyn Engine>> {
@@ -110,6 +140,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|secret| Auth::new(secret).map_err(|e| anyhow::anyhow!("--auth-secret: {e}")))
         .transpose()?;
+    let limits = limits(&args)?;
     let engine = engine(&args).await?;
     let listener =
         TcpListener::bind(args.addr).await.with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -156,7 +187,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     println!("web demo: http://{addr}/   API: docs/protocol.md   stop: Ctrl-C");
-    quartet_server::serve_with(listener, hub, quartet_server::Options { auth }, shutdown_signal()).await?;
+    println!(
+        "connections: at most {}{}; headers within {:?}, idle keep-alive closed after as long",
+        limits.max_connections.map_or("unlimited".into(), |n| n.to_string()),
+        limits.max_connections_per_ip.map_or(String::new(), |n| format!(", {n} per address")),
+        limits.header_timeout
+    );
+    quartet_server::serve_with(listener, hub, quartet_server::Options { auth, limits }, shutdown_signal())
+        .await?;
     // Stdout may be gone by now (a closed pipe): stopping must not fail on it.
     let _ = writeln!(std::io::stdout(), "quartet stopped");
     Ok(())
