@@ -326,8 +326,20 @@ impl Hub {
         if matches!(command, Command::Ping) {
             return Ok(Reply::Pong);
         }
-        if !session.state().bucket.take(Instant::now()) {
-            return Err(Error::new(ErrorCode::RateLimited, "too many commands; slow down"));
+        let taken = {
+            let mut state = session.state();
+            state.bucket.take(Instant::now()).map_err(|wait| (wait, state.bucket.rate()))
+        };
+        if let Err((wait, rate)) = taken {
+            // Refused, never dropped: the reply says when the next command will go through.
+            return Err(Error::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many commands: {rate} a second at most; the next goes through in {} ms",
+                    wait.as_millis().max(1)
+                ),
+            )
+            .retry_after(wait));
         }
         match command {
             Command::Ping => Ok(Reply::Pong),

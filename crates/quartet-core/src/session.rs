@@ -133,17 +133,22 @@ impl TokenBucket {
         TokenBucket { tokens: burst, last: now, rate, burst }
     }
 
-    /// Takes one token if there is one.
-    pub(crate) fn take(&mut self, now: Instant) -> bool {
+    /// Takes one token if there is one; else how long until there is.
+    pub(crate) fn take(&mut self, now: Instant) -> Result<(), std::time::Duration> {
         let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + refill).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
         }
+    }
+
+    /// Commands per second it lets through, sustained.
+    pub(crate) fn rate(&self) -> f64 {
+        self.rate
     }
 }
 

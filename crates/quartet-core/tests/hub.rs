@@ -249,6 +249,12 @@ async fn command_flood_is_rate_limited() {
     assert!(codes[..100].iter().all(|c| c == "joined"));
     assert!(codes[100..].iter().all(|c| c == "errorrate_limited"), "{codes:?}");
     assert_eq!(run(&hub, &alice, json!({"type":"ping"})).await["type"], "pong");
+    // The refusal says when to try again (50 a second: one every 20 ms), and then it works.
+    let refused = run(&hub, &alice, json!({"type":"join","room":"r"})).await;
+    let wait = refused["retry_after_ms"].as_u64().expect("a retry hint");
+    assert!((1..=20).contains(&wait), "{refused}");
+    tokio::time::advance(std::time::Duration::from_millis(wait)).await;
+    assert_eq!(run(&hub, &alice, json!({"type":"join","room":"r"})).await["type"], "joined");
 }
 
 /// Above the crowd size, joins and leaves are folded into one `count` event per interval, so a

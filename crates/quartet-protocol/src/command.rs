@@ -351,13 +351,16 @@ pub enum Reply {
         code: ErrorCode,
         /// Human-readable explanation.
         message: String,
+        /// With `rate_limited`: milliseconds to wait before the next command goes through.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
 impl Reply {
     /// The error frame for `error`, echoing `id`.
     pub fn error(id: Option<String>, error: Error) -> Reply {
-        Reply::Error { id, code: error.code, message: error.message }
+        Reply::Error { id, code: error.code, message: error.message, retry_after_ms: error.retry_after_ms }
     }
 
     /// The error frame's JSON, for an error that answers no particular command.
@@ -368,7 +371,9 @@ impl Reply {
     /// The error this reply carries, if it is one.
     pub fn as_error(&self) -> Option<Error> {
         match self {
-            Reply::Error { code, message, .. } => Some(Error::new(*code, message.clone())),
+            Reply::Error { code, message, retry_after_ms, .. } => {
+                Some(Error { code: *code, message: message.clone(), retry_after_ms: *retry_after_ms })
+            }
             _ => None,
         }
     }

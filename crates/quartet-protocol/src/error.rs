@@ -101,12 +101,21 @@ pub struct Error {
     pub code: ErrorCode,
     /// Human-readable explanation; safe to show to the user.
     pub message: String,
+    /// For an error that passes by itself (`rate_limited`): how long to wait before trying again.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Error {
     /// An error with the given code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), retry_after_ms: None }
+    }
+
+    /// The same error, saying when trying again will work.
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        // Rounded up: trying again exactly then must work.
+        self.retry_after_ms = Some(wait.as_micros().div_ceil(1000).max(1) as u64);
+        self
     }
 
     /// A `bad_request` error.

@@ -96,7 +96,7 @@ impl Transport for Ws {
             match self.next_incoming().await? {
                 Incoming::Frame(frame) => self.pending.push_back(frame),
                 // An error for the whole message (malformed, too large) answers all of it.
-                Incoming::Reply(Reply::Error { id: None, code, message }) if wanted > 1 => {
+                Incoming::Reply(Reply::Error { id: None, code, message, .. }) if wanted > 1 => {
                     return Err(ClientError::Server { status: 0, code, message });
                 }
                 Incoming::Reply(reply) => replies.push(reply),
