@@ -118,7 +118,8 @@ pub(crate) async fn serve(
             Some(slot) => io.hold(slot),
             None => {
                 meter.refused.fetch_add(1, Ordering::Relaxed);
-                continue; // dropped: closed at once
+                io.close_now();
+                continue;
             }
         }
         let service = TowerToHyperService::new(app.clone());

@@ -60,11 +60,12 @@ impl Listener for MeteredListener {
         let _ = stream.set_nodelay(true);
         self.meter.connections.fetch_add(1, Ordering::Relaxed);
         let metered = Metered {
-            stream,
+            stream: Some(stream),
             meter: self.meter.clone(),
             write_patience: self.write_patience,
             stalled: None,
             slot: None,
+            peer_done: false,
         };
         (metered, addr)
     }
@@ -82,16 +83,68 @@ impl Listener for MeteredListener {
 /// which ends the connection for whichever transport was writing (an SSE stream, a long-poll
 /// answer, a WebSocket). The client resumes from its cursor like after any disconnection.
 pub(crate) struct Metered {
-    stream: TcpStream,
+    /// `None` only once dropped (handed to [`linger`]).
+    stream: Option<TcpStream>,
     meter: Arc<Meter>,
     write_patience: Duration,
     /// Armed while a write waits for the peer; cleared by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
     /// Its place under the connection caps, given back when the connection is dropped.
     slot: Option<Slot>,
+    /// The peer closed its side (a read saw the end): nothing to linger for.
+    peer_done: bool,
+}
+
+/// How long a connection the server ends is kept reading (and discarding) what the peer still
+/// sends, at most, and how much of it (see [`linger`]).
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Ends a connection the way careful servers do: a FIN after everything written (the peer reads
+/// all of it, the last answer included: a WebSocket close frame, a 413), then reading and
+/// discarding what the peer still sends until it closes too, for at most [`LINGER`]. Closing
+/// at once while the peer's bytes still arrive makes the kernel answer them with a reset, which
+/// can destroy the answer before the peer has read it (RFC 6455 §7.1.1; nginx's lingering
+/// close does the same for HTTP).
+async fn linger(stream: TcpStream, slot: Option<Slot>) {
+    let Ok(stream) = stream.into_std() else { return };
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let Ok(mut stream) = TcpStream::from_std(stream) else { return };
+    let mut discard = vec![0u8; 16 * 1024];
+    let mut budget = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER, async {
+        use tokio::io::AsyncReadExt as _;
+        while let Ok(n @ 1..) = stream.read(&mut discard).await {
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    drop(slot);
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else { return };
+        if self.peer_done {
+            return;
+        }
+        // A runtime is there whenever a connection is dropped by the server; if not, close.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(stream, self.slot.take()));
+        }
+    }
 }
 
 impl Metered {
+    /// Closes at once, without lingering: a connection refused at accept must give its
+    /// descriptor back now (see [`linger`]).
+    pub(crate) fn close_now(mut self) {
+        self.peer_done = true;
+    }
+
     /// Keeps `slot` for as long as the connection lives (an upgraded WebSocket too).
     pub(crate) fn hold(&mut self, slot: Slot) {
         self.slot = Some(slot);
@@ -126,16 +179,19 @@ impl AsyncRead for Metered {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let poll = Pin::new(self.stream.as_mut().expect("a live connection")).poll_read(cx, buf);
         let read = buf.filled().len() - before;
         self.meter.received.fetch_add(read as u64, Ordering::Relaxed);
+        if matches!(poll, Poll::Ready(Ok(()))) && read == 0 && buf.remaining() > 0 {
+            self.peer_done = true;
+        }
         poll
     }
 }
 
 impl AsyncWrite for Metered {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.stream).poll_write(cx, data);
+        let poll = Pin::new(self.stream.as_mut().expect("a live connection")).poll_write(cx, data);
         self.account(cx, poll)
     }
 
@@ -144,19 +200,19 @@ impl AsyncWrite for Metered {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        let poll = Pin::new(self.stream.as_mut().expect("a live connection")).poll_write_vectored(cx, bufs);
         self.account(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.as_ref().is_some_and(TcpStream::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        Pin::new(self.stream.as_mut().expect("a live connection")).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        Pin::new(self.stream.as_mut().expect("a live connection")).poll_shutdown(cx)
     }
 }
