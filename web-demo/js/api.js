@@ -35,16 +35,20 @@ export async function fetchJson(url, init = {}) {
   return { body, bytes };
 }
 
+/** The token of a `?token=` link (`quartet token --demo-link URL` prints one). */
+const TOKEN = new URLSearchParams(location.search).get('token');
+
 /**
- * POST /v1/clients: a new client for user `name`. With the `cursor` of a client the server
+ * POST /v1/clients: a new client for user `name` (or, opened with `?token=`, the token's user). With the `cursor` of a client the server
  * forgot, the new one rejoins its rooms and reads on from there: nothing missed.
  */
 export async function register(name, cursor) {
-  const { body } = await fetchJson('/v1/clients', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(cursor ? { name, cursor } : { name }),
-  });
+  const headers = { 'content-type': 'application/json' };
+  const request = cursor ? { cursor } : {};
+  // On a server with --auth-secret the token names the user (and what it may do).
+  if (TOKEN) headers.authorization = `Bearer ${TOKEN}`;
+  else request.name = name;
+  const { body } = await fetchJson('/v1/clients', { method: 'POST', headers, body: JSON.stringify(request) });
   return body; // { client, name, cursor, heartbeat_ms, timeout_ms }
 }
 

@@ -27,11 +27,15 @@ export function describeError(error) {
   const text = {
     rate_limited: 'Slow down: too many messages per second.',
     too_large: 'That message is too large.',
-    forbidden: 'Not allowed.',
+    unauthorized: 'This server needs a valid token: open the demo with a ?token= link (quartet token --demo-link).',
+    token_expired: 'The token of this link has expired: ask for a new link.',
     not_joined: 'Join the room first.',
     unknown_user: 'Nobody by that name is online.',
     bad_request: 'The server could not understand that.',
   }[error.code];
+  // A refusal's own sentence says what is not allowed (a viewer publishing, a room outside
+  // the token's rooms).
+  if (error.code === 'forbidden') return `Not allowed: ${error.message} (forbidden)`;
   return text ? `${text} (${error.code})` : `${error.code}: ${error.message}`;
 }
 

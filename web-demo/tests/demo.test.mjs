@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ROOT, chatTexts, connected, freshRoom, launchBrowser, openPage, startServer } from './harness.mjs';
+import { ROOT, chatTexts, connected, freshRoom, launchBrowser, mintToken, openPage, startServer } from './harness.mjs';
 
 const TRANSPORTS = ['short-poll', 'long-poll', 'sse', 'ws'];
 let server;
@@ -230,5 +230,24 @@ describe('resilience', () => {
     const networkNoise = /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)|WebSocket connection to .* failed|status of 404/;
     const unexpected = local.filter((e) => !networkNoise.test(e));
     assert.deepEqual(unexpected, []);
+  });
+});
+
+describe('tokens', () => {
+  test('a ?token= link registers as the token\'s user, with its rights', async () => {
+    // A server of its own that needs tokens; the link is what `quartet token --demo-link` prints.
+    const secret = 'the-secret-of-the-browser-suite-32-bytes';
+    const own = await startServer('127.0.0.1:0', ['--auth-secret', secret]);
+    const token = mintToken(['--secret', secret, '--sub', 'vicky', '--role', 'viewer', '--rooms', 'stage-*']);
+    const room = freshRoom('stage');
+    const page = await openPage(browser, `${own.url}/?room=${room}&transport=ws&name=ignored&token=${token}`, errors);
+    await connected(page);
+    // The token's name, not the link's `name`.
+    await page.locator('#messages li.presence', { hasText: 'vicky joined' }).waitFor();
+    // A viewer reads but may not publish: the server's reason shows.
+    await say(page, 'may I?');
+    await page.locator('.toast.error', { hasText: 'a viewer may join and read, not publish' }).waitFor();
+    await page.context().close();
+    await own.stop();
   });
 });

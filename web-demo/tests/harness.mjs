@@ -1,7 +1,7 @@
 // Test harness: starts the real quartet binary on an ephemeral port and Debian's Chromium
 // through playwright-core (never a downloaded browser), and watches every page for console
 // errors.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,10 +14,10 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const BIN = process.env.QUARTET_BIN ?? join(ROOT, 'target', 'debug', 'quartet');
 
-/** Starts `quartet serve` on `addr` (default: any free port); resolves with { url, stop }. */
-export async function startServer(addr = '127.0.0.1:0') {
+/** Starts `quartet serve` on `addr` (default: any free port) with `extra` flags; resolves with { url, stop }. */
+export async function startServer(addr = '127.0.0.1:0', extra = []) {
   if (!existsSync(BIN)) throw new Error(`no quartet binary at ${BIN}: run cargo build first (or set QUARTET_BIN)`);
-  const child = spawn(BIN, ['serve', '--addr', addr, '--store', 'memory'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(BIN, ['serve', '--addr', addr, '--store', 'memory', ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout });
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('quartet did not start within 20 s')), 20000);
@@ -35,6 +35,13 @@ export async function startServer(addr = '127.0.0.1:0') {
       await once(child, 'exit');
     },
   };
+}
+
+/** A token from `quartet token` (the binary under test) with `args`. */
+export function mintToken(args) {
+  const result = spawnSync(BIN, ['token', ...args], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`quartet token failed: ${result.stderr}`);
+  return result.stdout.trim().split('\n')[0];
 }
 
 export async function launchBrowser() {
