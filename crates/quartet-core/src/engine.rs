@@ -186,6 +186,13 @@ pub trait Engine: Send + Sync + 'static {
         Box::pin(async { Ok(true) })
     }
 
+    /// Makes what is stored final before the process exits, after the last write: a durable
+    /// engine finishes its upkeep (SQLite: indexes the last events and copies its WAL into the
+    /// file, which then holds everything by itself). Called once, at shutdown.
+    fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Counts `client` in (`present`) or out of `room` across the cluster and returns the
     /// room's online count, when the engine keeps membership beyond this node.
     fn presence<'a>(

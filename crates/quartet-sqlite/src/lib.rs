@@ -341,6 +341,10 @@ impl Engine for SqliteEngine {
     fn load_sessions(&self) -> BoxFuture<'_, Result<Vec<SessionRecord>, Error>> {
         Box::pin(self.read_with(load_sessions))
     }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(self.write(Op::Close))
+    }
 }
 
 /// Up to `limit` events of `log` after `after`: the indexed ones, then those not indexed yet,

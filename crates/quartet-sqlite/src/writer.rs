@@ -106,6 +106,8 @@ pub(crate) enum Op {
     SaveSession(SessionRecord, oneshot::Sender<Result<(), Error>>),
     DeleteSession(String, oneshot::Sender<Result<(), Error>>),
     Touch(Vec<(String, u64)>, oneshot::Sender<Result<(), Error>>),
+    /// Shutdown, after the last write: index everything, copy the WAL into the file.
+    Close(oneshot::Sender<Result<(), Error>>),
 }
 
 /// What the writer publishes about itself.
@@ -201,7 +203,10 @@ impl Answer {
             Op::Append(_, reply) | Op::Head(_, reply) => {
                 let _ = reply.send(done.map(|d| if let Done::Seq(seq) = d { seq } else { 0 }));
             }
-            Op::SaveSession(_, reply) | Op::DeleteSession(_, reply) | Op::Touch(_, reply) => {
+            Op::SaveSession(_, reply)
+            | Op::DeleteSession(_, reply)
+            | Op::Touch(_, reply)
+            | Op::Close(reply) => {
                 let _ = reply.send(done.map(|_| ()));
             }
         }
@@ -350,7 +355,35 @@ impl Writer {
         }
     }
 
+    /// Commits the writes of `group`, then carries out the closes in it.
     fn commit(&mut self, group: Vec<Op>) {
+        let (closes, writes): (Vec<Op>, Vec<Op>) =
+            group.into_iter().partition(|op| matches!(op, Op::Close(_)));
+        if !writes.is_empty() {
+            self.commit_writes(writes);
+        }
+        for close in closes {
+            if let Op::Close(reply) = close {
+                let _ = reply.send(self.close());
+            }
+        }
+    }
+
+    /// Indexes everything, then copies the WAL into the file and empties it (TRUNCATE: waits
+    /// for readers to finish, which at shutdown are done): the file alone then holds it all.
+    fn close(&mut self) -> Result<(), Error> {
+        self.index_all();
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(|e| unavailable(format!("cannot checkpoint at close: {e}")))?;
+        if busy != 0 {
+            return Err(unavailable("the WAL could not be copied whole at close: a reader held it"));
+        }
+        Ok(())
+    }
+
+    fn commit_writes(&mut self, group: Vec<Op>) {
         if let Some(why) = self.state.sync_failed.lock().expect("sync lock").clone() {
             // After a failed sync nothing written since can be trusted to reach the disk.
             self.deliver(group.into_iter().map(|op| Answer(op, Err(unavailable(&why)))).collect());
@@ -487,6 +520,7 @@ fn apply(
             Ok(Done::Seq(seq))
         }
         Op::Head(log, _) => Ok(Done::Seq(head(tx, heads, log)?)),
+        Op::Close(_) => Ok(Done::Unit), // taken out of the group before (see `Writer::commit`)
         Op::SaveSession(s, _) => {
             let client = s.client.as_str();
             tx.prepare_cached(

@@ -258,3 +258,28 @@ async fn a_file_of_schema_3_is_upgraded_and_its_sessions_are_open() {
     engine.save_session(&viewer).await.unwrap();
     assert!(engine.load_sessions().await.unwrap().contains(&viewer));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_leaves_the_whole_store_in_the_file() {
+    let path = file("close");
+    let engine = SqliteEngine::open(&path, Options::default()).unwrap();
+    let lobby = room("lobby");
+    for i in 0..50 {
+        engine.append(&draft(&lobby, &format!("m{i}"))).await.unwrap();
+    }
+    engine.close().await.unwrap();
+    assert_eq!(
+        metric(&engine, "quartet_sqlite_indexed_events_total"),
+        50,
+        "the last events indexed at close"
+    );
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0, "the WAL copied into the file and emptied");
+    drop(engine);
+    // The file alone (as a copy of quartet.db without its -wal would be) has every event.
+    let copy = path.with_file_name("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    let reopened = SqliteEngine::open(&copy, Options::default()).unwrap();
+    assert_eq!(seqs(reopened.read(&lobby, Seq(0), 100).await.unwrap()), (1..=50).collect::<Vec<_>>());
+}

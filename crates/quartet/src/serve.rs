@@ -195,6 +195,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     quartet_server::serve_with(listener, hub, quartet_server::Options { auth, limits }, shutdown_signal())
         .await?;
+    // Everything acked is on disk already; this makes the store's file whole by itself.
+    match tokio::time::timeout(Duration::from_secs(30), engine.close()).await {
+        Ok(Ok(())) if engine.name() == "sqlite" => {
+            let _ = writeln!(std::io::stdout(), "store closed: everything is in {}", args.store);
+        }
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the store did not close cleanly; it recovers at next start")
+        }
+        Err(_) => tracing::warn!("the store took over 30 s to close; it recovers at next start"),
+    }
     // Stdout may be gone by now (a closed pipe): stopping must not fail on it.
     let _ = writeln!(std::io::stdout(), "quartet stopped");
     Ok(())
