@@ -19,7 +19,9 @@ use crate::config::{Config, Stats};
 use crate::engine::{Announcement, Engine, History, SessionRecord};
 use crate::entry::{Draft, Entry};
 use crate::grant::Grant;
-use crate::limits::{MAX_CLIENTS, MAX_EVENTS_PER_BATCH, MAX_LOGS, MAX_ROOMS_PER_CLIENT};
+use crate::limits::{
+    MAX_CLIENTS, MAX_EVENTS_PER_BATCH, MAX_LOGS, MAX_READERS_PER_CLIENT, MAX_ROOMS_PER_CLIENT,
+};
 use crate::log::Log;
 use crate::reader::Reader;
 use crate::session::Session;
@@ -267,6 +269,14 @@ impl Hub {
     pub async fn reader(&self, client: &ClientId, cursor: Option<&str>) -> Result<Reader, Error> {
         let cursor = cursor.map(Cursor::decode).transpose()?;
         let session = self.session(client).await?;
+        if session.state().streams as usize >= MAX_READERS_PER_CLIENT {
+            return Err(Error::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "this client already has {MAX_READERS_PER_CLIENT} streams or polls open: close one first (one per tab is enough)"
+                ),
+            ));
+        }
         if let Some(cursor) = cursor.as_ref().filter(|c| c.epoch == self.shared.engine.epoch()) {
             // Positions in the logs this client reads must be ones the server could have issued.
             let logs: Vec<Arc<Log>> = {

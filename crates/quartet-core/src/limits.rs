@@ -11,6 +11,12 @@ pub use quartet_protocol::limits::*;
 /// Most live clients one server holds. Past it, registration answers `limit_reached`.
 pub const MAX_CLIENTS: usize = 200_000;
 
+/// Most readers one client may have open at once: SSE streams, WebSockets, parked long polls
+/// and polls being answered, all transports together. A tab uses one, a transport switch two
+/// for a moment; past it, opening one more answers `limit_reached`, so one client id cannot
+/// hold thousands of streams.
+pub const MAX_READERS_PER_CLIENT: usize = 8;
+
 /// Most logs (rooms and inboxes) one server keeps. A log's counter is tiny, but a client could
 /// otherwise create rooms forever by joining random names.
 pub const MAX_LOGS: usize = 200_000;

@@ -392,3 +392,23 @@ async fn a_reader_cursor_beyond_the_head_is_refused() {
     );
     assert!(hub.reader(&alice, Some(&elsewhere.encode())).await.is_ok());
 }
+
+/// One client may hold a bounded number of readers (streams, parked polls); closing one makes
+/// room for the next.
+#[tokio::test]
+async fn a_client_may_hold_only_so_many_readers() {
+    use quartet_core::limits::MAX_READERS_PER_CLIENT;
+    let hub = hub();
+    let (alice, cursor) = client(&hub, "alice").await;
+    let mut open = Vec::new();
+    for _ in 0..MAX_READERS_PER_CLIENT {
+        open.push(hub.reader(&alice, Some(&cursor)).await.unwrap());
+    }
+    let refused = hub.reader(&alice, Some(&cursor)).await.err().expect("one reader too many");
+    assert_eq!(refused.code, quartet_protocol::ErrorCode::LimitReached, "{refused}");
+    // Another client is not affected.
+    let (bob, bob_cursor) = client(&hub, "bob").await;
+    assert!(hub.reader(&bob, Some(&bob_cursor)).await.is_ok());
+    drop(open.pop());
+    assert!(hub.reader(&alice, Some(&cursor)).await.is_ok(), "a closed reader frees its place");
+}
