@@ -23,6 +23,15 @@ pub enum ClientError {
     },
     /// The server sent something this client does not understand, or closed the stream.
     Protocol(String),
+    /// An event this client cannot read (data its JSON parser cannot hold, from an older
+    /// server's store) was skipped: the cursor has moved past it, and the next `receive` goes
+    /// on after it. Report it; nothing needs to be done.
+    Unreadable {
+        /// The cursor after the skipped event(s).
+        cursor: String,
+        /// Why it could not be read.
+        why: String,
+    },
 }
 
 impl ClientError {
@@ -56,6 +65,9 @@ impl fmt::Display for ClientError {
                 write!(f, "server said {code} ({status}): {message}")
             }
             ClientError::Protocol(why) => write!(f, "protocol: {why}"),
+            ClientError::Unreadable { why, .. } => {
+                write!(f, "skipped an event this client cannot read: {why}")
+            }
         }
     }
 }
@@ -72,6 +84,16 @@ impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
     fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
         ClientError::WebSocket(Box::new(e))
     }
+}
+
+/// The cursor at the end of a frame or poll body the server wrote (`…,"cursor":"C"}`), found
+/// without parsing the rest: how a client moves past a frame it cannot parse.
+pub(crate) fn trailing_cursor(text: &str) -> Option<&str> {
+    const KEY: &str = "\"cursor\":\"";
+    let body = text.trim_end().strip_suffix("\"}")?;
+    let cursor = &body[body.rfind(KEY)? + KEY.len()..];
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    (!cursor.is_empty() && cursor.bytes().all(base64url)).then_some(cursor)
 }
 
 /// Decodes a success body as `T`, or the error body as [`ClientError::Server`].

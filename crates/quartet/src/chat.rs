@@ -77,6 +77,8 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
             }
             frames = client.receive() => match frames {
                 Ok(frames) => frames.iter().for_each(show_frame),
+                // Said, and gone past: the next receive reads on after it.
+                Err(skipped @ ClientError::Unreadable { .. }) => println!("!! {skipped}"),
                 Err(ClientError::Server { code: ErrorCode::UnknownClient, .. }) => {
                     // The server forgot this client (it expired, or a memory store restarted):
                     // carry on as a new client from the cursor, missing nothing.

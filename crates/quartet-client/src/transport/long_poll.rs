@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use super::{Command, Endpoint, PollBody, Reply, Transport, TransportKind};
 use crate::Frame;
-use crate::error::{ClientError, json_or_error};
+use crate::error::ClientError;
 
 /// See the module doc.
 pub struct LongPoll {
     endpoint: Endpoint,
     cursor: String,
     wait: Duration,
+    /// Events skipped as unreadable, reported by the next `receive`.
+    unreadable: Option<ClientError>,
 }
 
 impl LongPoll {
     pub(crate) fn new(endpoint: Endpoint, cursor: String, wait: Duration) -> LongPoll {
-        LongPoll { endpoint, cursor, wait }
+        LongPoll { endpoint, cursor, wait, unreadable: None }
     }
 }
 
@@ -35,6 +37,9 @@ impl Transport for LongPoll {
 
     async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
         loop {
+            if let Some(skipped) = self.unreadable.take() {
+                return Err(skipped);
+            }
             // Let the HTTP client put the previous poll's connection back in its pool, so this
             // one reuses it. Yielding before the request (never between storing a cursor and
             // returning its events) keeps `receive` safe to cancel.
@@ -46,9 +51,10 @@ impl Transport for LongPoll {
                 self.cursor,
                 self.wait.as_millis()
             );
-            let body: PollBody = json_or_error(self.endpoint.http.get(url).send().await?).await?;
+            let body = PollBody::read(self.endpoint.http.get(url).send().await?).await?;
             // No await from here to the return: the cursor and the events go together.
             self.cursor = body.cursor;
+            self.unreadable = body.skipped;
             if !body.events.is_empty() {
                 return Ok(body.events);
             }

@@ -79,11 +79,68 @@ impl Endpoint {
     }
 }
 
-/// A polling response: `{"events":[...],"cursor":".."}`.
-#[derive(serde::Deserialize)]
+/// A polling response: `{"events":[...],"cursor":".."}`, read so that an event this client
+/// cannot parse is skipped and reported (the body's cursor is after it), never a poll that
+/// fails forever from the same cursor.
 pub(crate) struct PollBody {
     pub(crate) events: Vec<Frame>,
     pub(crate) cursor: String,
+    /// Set when events were skipped: why, as [`ClientError::Unreadable`] says it.
+    pub(crate) skipped: Option<ClientError>,
+}
+
+impl PollBody {
+    pub(crate) async fn read(response: reqwest::Response) -> Result<PollBody, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Whole {
+            events: Vec<Frame>,
+            cursor: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct EachApart<'a> {
+            #[serde(borrow)]
+            events: Vec<&'a serde_json::value::RawValue>,
+            cursor: String,
+        }
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            return Err(ClientError::from_body(status.as_u16(), &body));
+        }
+        if let Ok(Whole { events, cursor }) = serde_json::from_slice(&body) {
+            return Ok(PollBody { events, cursor, skipped: None });
+        }
+        let unreadable =
+            |cursor: &str, why: String| ClientError::Unreadable { cursor: cursor.to_owned(), why };
+        match serde_json::from_slice::<EachApart<'_>>(&body) {
+            // The events one by one: the readable ones are kept.
+            Ok(apart) => {
+                let mut events = Vec::with_capacity(apart.events.len());
+                let mut why = None;
+                for event in apart.events {
+                    match serde_json::from_str::<Frame>(event.get()) {
+                        Ok(frame) => events.push(frame),
+                        Err(error) => {
+                            why.get_or_insert_with(|| error.to_string());
+                        }
+                    }
+                }
+                let skipped = why.map(|why| unreadable(&apart.cursor, why));
+                Ok(PollBody { events, cursor: apart.cursor, skipped })
+            }
+            // Not even the list parses: the whole batch is skipped, by its cursor.
+            Err(error) => {
+                let text = String::from_utf8_lossy(&body);
+                let cursor = crate::error::trailing_cursor(&text)
+                    .ok_or_else(|| ClientError::Protocol(format!("unexpected body: {error}")))?;
+                Ok(PollBody {
+                    events: Vec::new(),
+                    cursor: cursor.to_owned(),
+                    skipped: Some(unreadable(cursor, error.to_string())),
+                })
+            }
+        }
+    }
 }
 
 /// Any of the four, chosen at run time.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Command, Endpoint, PollBody, Reply, Transport, TransportKind};
 use crate::Frame;
-use crate::error::{ClientError, json_or_error};
+use crate::error::ClientError;
 
 /// See the module doc.
 pub struct ShortPoll {
@@ -13,11 +13,13 @@ pub struct ShortPoll {
     interval: Duration,
     /// Whether the last poll came back empty: then wait an interval before the next.
     idle: bool,
+    /// Events skipped as unreadable, reported by the next `receive`.
+    unreadable: Option<ClientError>,
 }
 
 impl ShortPoll {
     pub(crate) fn new(endpoint: Endpoint, cursor: String, interval: Duration) -> ShortPoll {
-        ShortPoll { endpoint, cursor, interval, idle: false }
+        ShortPoll { endpoint, cursor, interval, idle: false, unreadable: None }
     }
 }
 
@@ -36,6 +38,9 @@ impl Transport for ShortPoll {
 
     async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
         loop {
+            if let Some(skipped) = self.unreadable.take() {
+                return Err(skipped);
+            }
             if self.idle {
                 tokio::time::sleep(self.interval).await;
             }
@@ -48,10 +53,11 @@ impl Transport for ShortPoll {
             // Cursors are base64url: safe in a query string as they are.
             let request =
                 self.endpoint.http.get(format!("{}?cursor={}", self.endpoint.url("poll"), self.cursor));
-            let body: PollBody = json_or_error(request.send().await?).await?;
+            let body = PollBody::read(request.send().await?).await?;
             // No await from here to the return: the cursor and the events go together.
             self.cursor = body.cursor;
             self.idle = body.events.is_empty();
+            self.unreadable = body.skipped;
             if !body.events.is_empty() {
                 return Ok(body.events);
             }

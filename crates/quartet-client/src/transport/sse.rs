@@ -20,11 +20,13 @@ pub struct Sse {
     cursor: String,
     stream: Option<ByteStream>,
     buffer: BytesMut,
+    /// An event skipped as unreadable, reported by the next `receive`.
+    unreadable: Option<ClientError>,
 }
 
 impl Sse {
     pub(crate) async fn open(endpoint: Endpoint, cursor: String) -> Result<Sse, ClientError> {
-        let mut sse = Sse { endpoint, cursor, stream: None, buffer: BytesMut::new() };
+        let mut sse = Sse { endpoint, cursor, stream: None, buffer: BytesMut::new(), unreadable: None };
         sse.connect().await?;
         Ok(sse)
     }
@@ -63,7 +65,18 @@ impl Sse {
                 Err(_) if serde_json::from_str::<Reply>(&data).is_ok() => {
                     return Err(ClientError::from_body(0, data.as_bytes()));
                 }
-                Err(error) => return Err(ClientError::Protocol(format!("bad SSE frame: {error}"))),
+                // An event this client cannot read: move past it by its id (the cursor after
+                // it), give what came before, and report it next.
+                Err(error) => match id {
+                    Some(id) => {
+                        self.cursor.clear();
+                        self.cursor.push_str(id);
+                        let why = error.to_string();
+                        self.unreadable = Some(ClientError::Unreadable { cursor: id.to_owned(), why });
+                        return Ok(frames);
+                    }
+                    None => return Err(ClientError::Protocol(format!("bad SSE frame: {error}"))),
+                },
             };
             if let Some(id) = id {
                 self.cursor.clear();
@@ -112,6 +125,9 @@ impl Transport for Sse {
 
     async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
         loop {
+            if let Some(skipped) = self.unreadable.take() {
+                return Err(skipped);
+            }
             let frames = self.parse_blocks()?;
             if !frames.is_empty() {
                 return Ok(frames);

@@ -22,13 +22,16 @@ const READ_BUFFER: usize = 8 * 1024;
 pub struct Ws {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     cursor: String,
-    pending: VecDeque<Frame>,
+    /// Events met while waiting for replies, and events skipped as unreadable, in order.
+    pending: VecDeque<Result<Frame, ClientError>>,
 }
 
 /// What one text frame from the server was.
 enum Incoming {
     Frame(Frame),
     Reply(Reply),
+    /// An event this client cannot parse: [`ClientError::Unreadable`], with the cursor after it.
+    Unreadable(ClientError),
 }
 
 impl Ws {
@@ -67,9 +70,17 @@ impl Ws {
             if let Ok(frame) = serde_json::from_str::<Frame>(&text) {
                 return Ok(Incoming::Frame(frame));
             }
-            let reply = serde_json::from_str::<Reply>(&text)
-                .map_err(|e| ClientError::Protocol(format!("neither an event nor a reply ({e}): {text}")))?;
-            return Ok(Incoming::Reply(reply));
+            if let Ok(reply) = serde_json::from_str::<Reply>(&text) {
+                return Ok(Incoming::Reply(reply));
+            }
+            // An event this client cannot parse (an event frame ends with its cursor): skipped.
+            let why = serde_json::from_str::<Frame>(&text).err().map(|e| e.to_string()).unwrap_or_default();
+            return match crate::error::trailing_cursor(&text) {
+                Some(cursor) => {
+                    Ok(Incoming::Unreadable(ClientError::Unreadable { cursor: cursor.to_owned(), why }))
+                }
+                None => Err(ClientError::Protocol(format!("neither an event nor a reply ({why}): {text}"))),
+            };
         }
     }
 }
@@ -94,7 +105,8 @@ impl Transport for Ws {
         let mut replies = Vec::with_capacity(wanted);
         while replies.len() < wanted {
             match self.next_incoming().await? {
-                Incoming::Frame(frame) => self.pending.push_back(frame),
+                Incoming::Frame(frame) => self.pending.push_back(Ok(frame)),
+                Incoming::Unreadable(skipped) => self.pending.push_back(Err(skipped)),
                 // An error for the whole message (malformed, too large) answers all of it.
                 Incoming::Reply(Reply::Error { id: None, code, message, .. }) if wanted > 1 => {
                     return Err(ClientError::Server { status: 0, code, message });
@@ -108,7 +120,8 @@ impl Transport for Ws {
     async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
         while self.pending.is_empty() {
             match self.next_incoming().await? {
-                Incoming::Frame(frame) => self.pending.push_back(frame),
+                Incoming::Frame(frame) => self.pending.push_back(Ok(frame)),
+                Incoming::Unreadable(skipped) => self.pending.push_back(Err(skipped)),
                 // The server's last word before closing (the client was removed).
                 Incoming::Reply(Reply::Error { code, message, .. }) => {
                     return Err(ClientError::Server { status: 0, code, message });
@@ -117,7 +130,18 @@ impl Transport for Ws {
                 Incoming::Reply(_) => {}
             }
         }
-        let frames: Vec<Frame> = self.pending.drain(..).collect();
+        // The events up to the first unreadable one; that one is reported on its own, its
+        // cursor taken, so the next call goes on after it.
+        if matches!(self.pending.front(), Some(Err(_)))
+            && let Some(Err(skipped)) = self.pending.pop_front()
+        {
+            if let ClientError::Unreadable { cursor, .. } = &skipped {
+                self.cursor.clone_from(cursor);
+            }
+            return Err(skipped);
+        }
+        let readable = self.pending.iter().take_while(|p| p.is_ok()).count();
+        let frames: Vec<Frame> = self.pending.drain(..readable).filter_map(Result::ok).collect();
         if let Some(last) = frames.last() {
             self.cursor = last.cursor().to_owned();
         }
