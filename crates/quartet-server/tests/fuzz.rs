@@ -1,0 +1,231 @@
+//! Fuzzing every decoder a stranger reaches: command bodies, cursors, tokens, WebSocket frames.
+//!
+//! Each target starts from valid inputs and feeds its decoder thousands of mutations of them
+//! (bit flips, bytes changed, inserted, deleted, duplicated, spliced, truncated) and random
+//! bytes. A decoder must answer every input with a value or an error: never panic, never hang,
+//! never take memory an input did not bring. A failure prints the seed and the input.
+//!
+//! Bounded for CI: `QUARTET_FUZZ_SECONDS` per target (default 2); `QUARTET_FUZZ_SEED` replays
+//! one run. The long version: `QUARTET_FUZZ_SECONDS=300 cargo test --release -p quartet-server
+//! --test fuzz -- --nocapture`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use quartet_protocol::command::parse_commands;
+use quartet_protocol::{Cursor, ErrorCode};
+use quartet_server::auth::{Auth, Claims};
+use quartet_server::transport::ws::codec::Decoder;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+fn budget() -> Duration {
+    let seconds = std::env::var("QUARTET_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    Duration::from_secs_f64(seconds)
+}
+
+fn seed() -> u64 {
+    std::env::var("QUARTET_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random)
+}
+
+/// One mutation of `input`, `rounds` times over.
+fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..rng.random_range(1..=4) {
+        let at = if out.is_empty() { 0 } else { rng.random_range(0..out.len()) };
+        match rng.random_range(0..8) {
+            0 if !out.is_empty() => out[at] ^= 1 << rng.random_range(0..8),
+            1 if !out.is_empty() => out[at] = rng.random(),
+            2 => out.insert(at, rng.random()),
+            3 if !out.is_empty() => {
+                out.remove(at);
+            }
+            4 if !out.is_empty() => {
+                let end = rng.random_range(at..out.len());
+                let piece = out[at..=end].to_vec();
+                out.splice(at..at, piece);
+            }
+            5 => {
+                let other = &seeds[rng.random_range(0..seeds.len())];
+                if !other.is_empty() {
+                    let from = rng.random_range(0..other.len());
+                    out.splice(at..at, other[from..].iter().copied());
+                }
+            }
+            6 => out.truncate(at),
+            _ => {
+                let interesting: &[&[u8]] = &[
+                    b"{",
+                    b"}",
+                    b"[",
+                    b"]",
+                    b"\"",
+                    b"\\u0000",
+                    b"1e999999",
+                    b"-0",
+                    b"null",
+                    b"\xff\xfe",
+                    b":",
+                    b",",
+                ];
+                let piece = interesting[rng.random_range(0..interesting.len())];
+                out.splice(at..at, piece.iter().copied());
+            }
+        }
+    }
+    out
+}
+
+/// Feeds `decode` mutations of `seeds` (and random bytes) until the budget is spent; returns
+/// how many inputs it ran.
+fn fuzz(name: &str, seeds: &[Vec<u8>], mut decode: impl FnMut(&[u8])) -> u64 {
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let started = Instant::now();
+    let mut runs = 0u64;
+    while started.elapsed() < budget() {
+        let input = if rng.random_range(0..10) == 0 {
+            let mut random = vec![0u8; rng.random_range(0..256)];
+            rng.fill_bytes(&mut random);
+            random
+        } else {
+            let base = &seeds[rng.random_range(0..seeds.len())];
+            mutate(&mut rng, seeds, base)
+        };
+        if catch_unwind(AssertUnwindSafe(|| decode(&input))).is_err() {
+            panic!(
+                "{name}: the decoder panicked (QUARTET_FUZZ_SEED={seed}) on {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+        runs += 1;
+    }
+    println!("{name}: {runs} inputs in {:?} (seed {seed})", started.elapsed());
+    runs
+}
+
+#[test]
+fn command_bodies() {
+    let seeds: Vec<Vec<u8>> = [
+        r#"{"type":"join","room":"lobby","history":20}"#,
+        r#"{"type":"leave","room":"lobby"}"#,
+        r#"{"type":"publish","room":"lobby","event":"chat","data":{"text":"hi","n":[1,2.5,-3e2,{"a":null}]},"to":"others","id":"m-1"}"#,
+        r#"{"type":"direct","user":"bob","event":"dm","data":"x","id":"m2"}"#,
+        r#"[{"type":"ping"},{"type":"join","room":"a"},{"type":"publish","room":"a","event":"gift","data":{"gift":"rose","count":3}}]"#,
+        r#"{"type":"publish","room":"a","event":"chat","data":[[[[[[[[[[1]]]]]]]]]]}"#,
+    ]
+    .map(|s| s.as_bytes().to_vec())
+    .to_vec();
+    let runs = fuzz("commands", &seeds, |body| {
+        if let Ok(commands) = parse_commands(body) {
+            for command in commands {
+                let _ = command.validate();
+            }
+        }
+    });
+    assert!(runs > 100, "the fuzzer ran only {runs} inputs");
+}
+
+#[test]
+fn cursors() {
+    let seeds: Vec<Vec<u8>> = [
+        "MjE3ZGFkZDkyNGNiZWIzOXxAdmljOjA",
+        "NzI3MWViN2QyNTJhMmNiNHxyOjR8QHJlYWRlcjow",
+        "NzI3MWViN2QyNTJhMmNiNHxsb2JieTo5OTk5OTk5OTk5OTk5OTk5OTk5OXxAYToxOHxyb29tLTI6Mw",
+    ]
+    .map(|s| s.as_bytes().to_vec())
+    .to_vec();
+    let runs = fuzz("cursors", &seeds, |bytes| {
+        let _ = Cursor::decode(&String::from_utf8_lossy(bytes));
+    });
+    assert!(runs > 100, "the fuzzer ran only {runs} inputs");
+}
+
+#[test]
+fn tokens() {
+    let auth = Auth::new("the-secret-of-the-fuzzer-at-least-32-bytes").unwrap();
+    let claims = |role: Option<&str>, rooms: Option<Vec<String>>| Claims {
+        sub: "alice".into(),
+        exp: 4_000_000_000,
+        nbf: None,
+        role: role.map(str::to_owned),
+        rooms,
+    };
+    let seeds: Vec<Vec<u8>> = [
+        auth.mint(&claims(None, None)),
+        auth.mint(&claims(Some("host"), Some(vec!["live-*".into(), "lobby".into()]))),
+        auth.mint(&claims(Some("viewer"), Some(Vec::new()))),
+    ]
+    .map(String::into_bytes)
+    .to_vec();
+    let mut accepted_altered = Vec::new();
+    let runs = fuzz("tokens", &seeds, |bytes| {
+        let token = String::from_utf8_lossy(bytes);
+        match auth.verify(&token, 1_800_000_000) {
+            Ok(_) if !seeds.iter().any(|s| s.as_slice() == bytes) => {
+                accepted_altered.push(token.into_owned())
+            }
+            Ok(_) => {}
+            Err(error) => {
+                assert!(matches!(error.code, ErrorCode::Unauthorized | ErrorCode::TokenExpired), "{error}")
+            }
+        }
+    });
+    assert!(runs > 100, "the fuzzer ran only {runs} inputs");
+    // base64url without padding has a little slack in its last character: a token changed
+    // only there decodes to the same bytes and is the same token. Anything else is a forgery.
+    for token in accepted_altered {
+        let same = seeds.iter().any(|s| {
+            let s = String::from_utf8_lossy(s);
+            s.len() == token.len() && s[..s.len() - 1] == token[..token.len() - 1]
+        });
+        assert!(same, "an altered token was accepted: {token}");
+    }
+}
+
+#[test]
+fn websocket_frames() {
+    // Client frames are masked: a text frame, a fragmented message, a ping, a close.
+    fn masked(opcode_byte: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![opcode_byte];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    }
+    let seeds: Vec<Vec<u8>> = vec![
+        masked(0x81, br#"{"type":"ping"}"#),
+        [masked(0x01, br#"{"type":"#), masked(0x80, br#""ping"}"#)].concat(),
+        masked(0x89, b"are you there"),
+        masked(0x88, &[0x03, 0xe8, b'b', b'y', b'e']),
+        masked(0x81, &[b'x'; 300]),
+        masked(0x82, &[0, 1, 2, 3]),
+    ];
+    const LIMIT: usize = 64 * 1024;
+    let runs = fuzz("websocket", &seeds, |bytes| {
+        let mut decoder = Decoder::new(LIMIT);
+        // Fed in pieces, as reads deliver them.
+        let mut buf = BytesMut::new();
+        for piece in bytes.chunks(7) {
+            buf.extend_from_slice(piece);
+            loop {
+                match decoder.next(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(_) => return, // the connection is closed with a code
+                }
+            }
+            // What the read loop would reserve next stays bounded, whatever a header claims.
+            assert!(decoder.needed() <= LIMIT + 14, "asks for {} bytes", decoder.needed());
+        }
+    });
+    assert!(runs > 100, "the fuzzer ran only {runs} inputs");
+}
