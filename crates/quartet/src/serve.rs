@@ -186,13 +186,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "auth: OPEN — anyone may register under any name (a demo); set --auth-secret to require tokens"
         );
     }
-    println!("web demo: http://{addr}/   API: docs/protocol.md   stop: Ctrl-C");
     println!(
         "connections: at most {}{}; headers within {:?}, idle keep-alive closed after as long",
         limits.max_connections.map_or("unlimited".into(), |n| n.to_string()),
         limits.max_connections_per_ip.map_or(String::new(), |n| format!(", {n} per address")),
         limits.header_timeout
     );
+    println!("web demo: http://{addr}/   API: docs/protocol.md   stop: Ctrl-C");
     quartet_server::serve_with(listener, hub, quartet_server::Options { auth, limits }, shutdown_signal())
         .await?;
     // Everything acked is on disk already; this makes the store's file whole by itself.
