@@ -5,7 +5,6 @@
 //! grant is kept with the session (and by durable engines with its record), so a restart or
 //! another node of a cluster never widens it.
 
-use quartet_protocol::limits::MAX_NAME_LEN;
 use quartet_protocol::{Error, RoomName};
 use serde::{Deserialize, Serialize};
 
@@ -125,11 +124,13 @@ impl Grant {
     }
 }
 
+/// A room name ([`RoomName::parse`] says what one is), or a prefix of one followed by `*`.
 fn check_pattern(pattern: &str) -> Result<(), Error> {
-    let name = pattern.strip_suffix('*').unwrap_or(pattern);
-    let ok_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
-    let whole = !pattern.ends_with('*');
-    if name.len() > MAX_NAME_LEN || !name.bytes().all(ok_char) || (whole && name.is_empty()) {
+    let valid = match pattern.strip_suffix('*') {
+        Some(prefix) => prefix.is_empty() || RoomName::parse(prefix).is_ok(),
+        None => RoomName::parse(pattern).is_ok(),
+    };
+    if !valid {
         return Err(Error::bad_request(format!(
             "a room pattern is a room name or a prefix followed by *, got {pattern:?}"
         )));
@@ -139,6 +140,8 @@ fn check_pattern(pattern: &str) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    use quartet_protocol::limits::MAX_NAME_LEN;
+
     use super::*;
 
     fn room(name: &str) -> RoomName {

@@ -109,11 +109,10 @@ pub(crate) async fn serve(
     // Every connection task holds a receiver; when all are gone, the drain is over.
     let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
-        let (io, address) = tokio::select! {
+        let (mut io, address) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stopped(&mut shutdown) => break,
         };
-        let mut io = io;
         match take_slot(&open, address.ip(), &limits) {
             Some(slot) => io.hold(slot),
             None => {

@@ -14,11 +14,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::serve::Listener;
-
-use crate::connections::Slot;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
+
+use crate::connections::Slot;
 
 /// Totals over all connections.
 #[derive(Debug, Default)]
@@ -106,14 +106,11 @@ const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// at once while the peer's bytes still arrive makes the kernel answer them with a reset, which
 /// can destroy the answer before the peer has read it (RFC 6455 §7.1.1; nginx's lingering
 /// close does the same for HTTP).
-async fn linger(stream: TcpStream, slot: Option<Slot>) {
-    let Ok(stream) = stream.into_std() else { return };
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let Ok(mut stream) = TcpStream::from_std(stream) else { return };
+async fn linger(mut stream: TcpStream, slot: Option<Slot>) {
+    let _ = stream.shutdown().await; // the FIN: shuts the writing half only
     let mut discard = vec![0u8; 16 * 1024];
     let mut budget = LINGER_BYTES;
     let _ = tokio::time::timeout(LINGER, async {
-        use tokio::io::AsyncReadExt as _;
         while let Ok(n @ 1..) = stream.read(&mut discard).await {
             budget = budget.saturating_sub(n);
             if budget == 0 {

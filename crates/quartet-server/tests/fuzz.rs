@@ -16,7 +16,9 @@ use bytes::BytesMut;
 use quartet_protocol::command::parse_commands;
 use quartet_protocol::{Cursor, ErrorCode};
 use quartet_server::auth::{Auth, Claims};
-use quartet_server::transport::ws::codec::Decoder;
+use quartet_server::transport::ws::codec::{
+    Decoder, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, client_frame,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -186,28 +188,16 @@ fn tokens() {
 
 #[test]
 fn websocket_frames() {
-    // Client frames are masked: a text frame, a fragmented message, a ping, a close.
-    fn masked(opcode_byte: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut frame = vec![opcode_byte];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        frame
-    }
+    // Client frames (masked): a text frame, a fragmented message, a ping, a close, a longer
+    // text, a binary frame.
     let seeds: Vec<Vec<u8>> = vec![
-        masked(0x81, br#"{"type":"ping"}"#),
-        [masked(0x01, br#"{"type":"#), masked(0x80, br#""ping"}"#)].concat(),
-        masked(0x89, b"are you there"),
-        masked(0x88, &[0x03, 0xe8, b'b', b'y', b'e']),
-        masked(0x81, &[b'x'; 300]),
-        masked(0x82, &[0, 1, 2, 3]),
+        client_frame(true, OP_TEXT, br#"{"type":"ping"}"#),
+        [client_frame(false, OP_TEXT, br#"{"type":"#), client_frame(true, OP_CONTINUATION, br#""ping"}"#)]
+            .concat(),
+        client_frame(true, OP_PING, b"are you there"),
+        client_frame(true, OP_CLOSE, &[0x03, 0xe8, b'b', b'y', b'e']),
+        client_frame(true, OP_TEXT, &[b'x'; 300]),
+        client_frame(true, OP_BINARY, &[0, 1, 2, 3]),
     ];
     const LIMIT: usize = 64 * 1024;
     let runs = fuzz("websocket", &seeds, |bytes| {

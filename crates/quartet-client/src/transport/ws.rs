@@ -67,14 +67,15 @@ impl Ws {
                 _ => continue, // pings are answered by tungstenite
             };
             // Events are most of the traffic: try them first, in one pass.
-            if let Ok(frame) = serde_json::from_str::<Frame>(&text) {
-                return Ok(Incoming::Frame(frame));
-            }
+            let not_a_frame = match serde_json::from_str::<Frame>(&text) {
+                Ok(frame) => return Ok(Incoming::Frame(frame)),
+                Err(error) => error,
+            };
             if let Ok(reply) = serde_json::from_str::<Reply>(&text) {
                 return Ok(Incoming::Reply(reply));
             }
             // An event this client cannot parse (an event frame ends with its cursor): skipped.
-            let why = serde_json::from_str::<Frame>(&text).err().map(|e| e.to_string()).unwrap_or_default();
+            let why = not_a_frame.to_string();
             return match crate::error::trailing_cursor(&text) {
                 Some(cursor) => {
                     Ok(Incoming::Unreadable(ClientError::Unreadable { cursor: cursor.to_owned(), why }))
