@@ -31,6 +31,7 @@ use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
 
 use crate::entry::{Draft, Entry};
 use crate::grant::Grant;
+use crate::moderation::Restriction;
 
 /// A boxed, sendable future: what the engine's async methods return, so the engine can be a
 /// trait object chosen at start-up (`--store memory`, `--store sqlite:PATH`, `--redis URL`).
@@ -107,6 +108,28 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Up to `limit` stored events of `log` with seq > `after`, for reads older than the ring.
     fn read<'a>(&'a self, log: &'a LogId, after: Seq, limit: usize) -> BoxFuture<'a, Result<History, Error>>;
+
+    /// Keeps a user's mute or ban in `room` (lifts it with `until_ms` 0), so that it holds on
+    /// every node, after a restart, and after the room left memory (see
+    /// [`moderation`](crate::moderation)). Called before the `moderation` event is appended.
+    fn restrict<'a>(
+        &'a self,
+        room: &'a RoomName,
+        restriction: &'a Restriction,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The restrictions of `room` in force at `now_ms` (Unix ms), read when a node loads the room.
+    fn restrictions<'a>(
+        &'a self,
+        room: &'a RoomName,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<Restriction>, Error>>;
+
+    /// Claims a one-time task named `what` (`kick:lobby:17:CLIENT`): `true` for exactly one
+    /// node of a cluster, which then does it. Engines of one node always answer `true`.
+    fn claim<'a>(&'a self, _what: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async { Ok(true) })
+    }
 
     /// Whether several nodes share this engine (then a node's copy of a session can be behind
     /// a change made on another node for a moment, until its announcement arrives).
@@ -210,17 +233,25 @@ pub trait Engine: Send + Sync + 'static {
     }
 }
 
-/// Keeps only a counter per log; the events themselves live in the hub's rings.
+/// Wall-clock time, Unix ms: what engines store for times that must mean the same on every node
+/// and after a restart (last signs of life, the end of a mute).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Keeps only a counter per log (and the rooms' restrictions); the events themselves live in
+/// the hub's rings.
 #[derive(Debug)]
 pub struct MemoryEngine {
     epoch: Epoch,
     heads: Mutex<HashMap<LogId, Seq>>,
+    restrictions: Mutex<HashMap<RoomName, Vec<Restriction>>>,
 }
 
 impl MemoryEngine {
     /// A fresh, empty engine with a random epoch.
     pub fn new() -> MemoryEngine {
-        MemoryEngine { epoch: Epoch(rand::random()), heads: Mutex::default() }
+        MemoryEngine { epoch: Epoch(rand::random()), heads: Mutex::default(), restrictions: Mutex::default() }
     }
 }
 
@@ -263,5 +294,32 @@ impl Engine for MemoryEngine {
         _limit: usize,
     ) -> BoxFuture<'a, Result<History, Error>> {
         Box::pin(async { Ok(History::None) })
+    }
+
+    fn restrict<'a>(
+        &'a self,
+        room: &'a RoomName,
+        restriction: &'a Restriction,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let mut rooms = self.restrictions.lock().expect("engine lock");
+        let kept = rooms.entry(room.clone()).or_default();
+        kept.retain(|r| (&r.user, r.kind) != (&restriction.user, restriction.kind));
+        if restriction.until_ms > 0 {
+            kept.push(restriction.clone());
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn restrictions<'a>(
+        &'a self,
+        room: &'a RoomName,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<Restriction>, Error>> {
+        let mut rooms = self.restrictions.lock().expect("engine lock");
+        let in_force = rooms.get_mut(room).map_or_else(Vec::new, |kept| {
+            kept.retain(|r| r.until_ms > now_ms);
+            kept.clone()
+        });
+        Box::pin(async move { Ok(in_force) })
     }
 }

@@ -16,13 +16,14 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::config::{Config, Stats};
-use crate::engine::{Announcement, Engine, History, SessionRecord};
+use crate::engine::{Announcement, Engine, History, SessionRecord, wall_ms};
 use crate::entry::{Draft, Entry};
 use crate::grant::Grant;
 use crate::limits::{
     MAX_CLIENTS, MAX_EVENTS_PER_BATCH, MAX_LOGS, MAX_READERS_PER_CLIENT, MAX_ROOMS_PER_CLIENT,
 };
 use crate::log::Log;
+use crate::moderation::{Action, Notice};
 use crate::reader::Reader;
 use crate::session::Session;
 
@@ -80,6 +81,11 @@ impl Hub {
         self.shared.sessions.lock().expect("sessions lock").len()
     }
 
+    /// Rooms and inboxes held in memory now.
+    pub fn log_count(&self) -> usize {
+        self.shared.logs.lock().expect("logs lock").len()
+    }
+
     /// Registers a client for user `name`, reading from now.
     pub async fn register(&self, name: &str) -> Result<Registration, Error> {
         self.register_from(name, None).await
@@ -125,6 +131,9 @@ impl Hub {
                             return Err(may_not_join(room));
                         }
                         let log = self.log(log_id.clone()).await?;
+                        if banned_for(&log, &user).is_some() {
+                            continue; // kicked from it: the others resume, this one stays left
+                        }
                         rooms.push((room.clone(), log, resumed.then_some(*seq)));
                     }
                     LogId::Inbox(owner) if *owner == user && resumed => inbox_from = *seq,
@@ -240,8 +249,15 @@ impl Hub {
             config.command_rate,
             config.command_burst,
         ));
+        let mut kicked = false;
         for (room, floor) in record.rooms {
             let log = self.log(LogId::Room(room.clone())).await?;
+            if banned_for(&log, &session.user).is_some() {
+                // Kicked while no node held it: it left then, so it is not counted there now.
+                self.shared.engine.presence(&room, &session.id, false).await?;
+                kicked = true;
+                continue;
+            }
             log.add_reader(session.id.clone(), session.wake_handle());
             session.state().join(room, log, floor);
         }
@@ -258,6 +274,9 @@ impl Hub {
                 let ack = Reply::Ack { id: Some(id.clone()), room: log.to_string(), seq: seq.0 };
                 acks.remember(id, ack);
             }
+        }
+        if kicked {
+            self.persist(&session).await?;
         }
         let mut sessions = self.shared.sessions.lock().expect("sessions lock");
         // Two requests of one client may adopt it at once: the first one in wins.
@@ -365,6 +384,18 @@ impl Hub {
                 self.catch_up(session, &room).await?;
                 let log = session.state().rooms.get(&room).map(|(log, _)| log.clone());
                 let log = log.ok_or_else(|| not_joined(&room))?;
+                let silenced = log
+                    .restrictions
+                    .lock()
+                    .expect("restrictions lock")
+                    .silenced_for(&session.user, wall_ms());
+                if let Some(left) = silenced {
+                    return Err(Error::new(
+                        ErrorCode::Forbidden,
+                        format!("you are muted in room {room} for {} more seconds", left.div_ceil(1000)),
+                    )
+                    .retry_after(Duration::from_millis(left)));
+                }
                 self.publish_once(session, log, event, data, to, id).await
             }
             Command::Direct { user, event, data, id } => {
@@ -382,6 +413,134 @@ impl Hub {
                 };
                 self.publish_once(session, log, event, data, Scope::Room, id).await
             }
+            Command::Mute { room, user, seconds } => {
+                self.moderate(session, Action::Mute, room, user, seconds).await
+            }
+            Command::Unmute { room, user } => self.moderate(session, Action::Unmute, room, user, 0).await,
+            Command::Kick { room, user, seconds } => {
+                self.moderate(session, Action::Kick, room, user, seconds).await
+            }
+        }
+    }
+
+    /// Runs a moderation command (see [`crate::moderation`]): the engine keeps the restriction,
+    /// the room's log gets the `moderation` event (every node holding the room applies it from
+    /// there), the user's inbox gets the same notice. Acked with the room event's seq.
+    async fn moderate(
+        &self,
+        session: &Arc<Session>,
+        action: Action,
+        room: RoomName,
+        user: UserName,
+        seconds: u64,
+    ) -> Result<Reply, Error> {
+        if !session.grant.role.may_moderate() {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                "only a host or moderator may mute, unmute or kick (this client's token has another role)",
+            ));
+        }
+        if !session.grant.may_join(&room) {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this client's token does not allow room {room}: it moderates only the rooms it may join"
+                ),
+            ));
+        }
+        if user == session.user {
+            return Err(Error::bad_request("a moderator cannot mute, unmute or kick themselves"));
+        }
+        let until =
+            if action == Action::Unmute { 0 } else { wall_ms().saturating_add(seconds.saturating_mul(1000)) };
+        let notice = Notice {
+            action,
+            room: room.clone(),
+            user: user.clone(),
+            by: session.user.clone(),
+            seconds,
+            until,
+        };
+        // Kept first: from here on every node that loads the room sees it.
+        self.shared.engine.restrict(&room, &notice.restriction()).await?;
+        let log = self.log(LogId::Room(room.clone())).await?;
+        let draft = Draft::now(
+            log.id.clone(),
+            moderation_event(),
+            session.user.clone(),
+            session.id.clone(),
+            Scope::Room,
+            notice.to_data(),
+        );
+        let seq = self.append(&log, draft).await?;
+        self.apply_notice(&log, &notice, seq).await;
+        self.tell_user(session, &notice).await;
+        Ok(Reply::Ack { id: None, room: room.to_string(), seq: seq.0 })
+    }
+
+    /// Applies a moderation notice that reached the room's log here (appended by this node or
+    /// announced by another): the room's restrictions change, and on a kick the user's clients
+    /// this node holds leave the room. Running it twice changes nothing more.
+    async fn apply_notice(&self, log: &Arc<Log>, notice: &Notice, seq: Seq) {
+        log.restrictions.lock().expect("restrictions lock").set(&notice.restriction(), wall_ms());
+        if notice.action != Action::Kick {
+            return;
+        }
+        let kicked: Vec<Arc<Session>> = {
+            let sessions = self.shared.sessions.lock().expect("sessions lock");
+            sessions
+                .values()
+                .filter(|s| s.user == notice.user && s.state().rooms.contains_key(&notice.room))
+                .cloned()
+                .collect()
+        };
+        for session in kicked {
+            let Some((log, _)) = session.state().leave(&notice.room) else { continue };
+            session.wake();
+            // In a cluster several nodes may hold a copy of the session: one announces the leave
+            // and stores the session without the room; the others only drop the room here.
+            let what = format!("kick:{}:{}:{}", notice.room, seq, session.id.as_str());
+            match self.shared.engine.claim(&what).await {
+                Ok(true) => {
+                    if let Err(error) = self.leave_log(&session, &log, Some("kicked")).await {
+                        tracing::warn!(%error, room = %log.id, "could not publish a kicked client's leave");
+                    }
+                    if let Err(error) = self.persist(&session).await {
+                        tracing::warn!(%error, client = %session.id.redacted(), "could not store a kicked client's rooms");
+                    }
+                }
+                Ok(false) => {
+                    log.remove_reader(&session.id);
+                }
+                Err(error) => {
+                    log.remove_reader(&session.id);
+                    tracing::warn!(%error, client = %session.id.redacted(), "cannot claim a kick; dropping the room here only");
+                }
+            }
+        }
+    }
+
+    /// Puts a moderation notice in the user's inbox, so each of their clients learns of it, on
+    /// any node (a durable store also keeps it for a user with no client now).
+    async fn tell_user(&self, moderator: &Arc<Session>, notice: &Notice) {
+        let inbox = LogId::Inbox(notice.user.clone());
+        let log = if self.shared.engine.durable() {
+            self.log(inbox).await.ok()
+        } else {
+            self.existing_log(&inbox).filter(|log| log.reader_count() > 0)
+        };
+        let Some(log) = log else { return };
+        let draft = Draft::now(
+            log.id.clone(),
+            moderation_event(),
+            moderator.user.clone(),
+            moderator.id.clone(),
+            Scope::Room,
+            notice.to_data(),
+        );
+        if let Err(error) = self.append(&log, draft).await {
+            // The room's event and the restriction stand; only the personal notice is missing.
+            tracing::warn!(%error, user = %notice.user, "could not tell a user of a moderation");
         }
     }
 
@@ -445,11 +604,21 @@ impl Hub {
             ));
         }
         let log = self.log(LogId::Room(room.clone())).await?;
+        if let Some(left) = banned_for(&log, &session.user) {
+            return Err(Error::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "you were kicked from room {room}; you may join again in {} seconds",
+                    left.div_ceil(1000)
+                ),
+            )
+            .retry_after(Duration::from_millis(left)));
+        }
         let here = log.add_reader(session.id.clone(), session.wake_handle());
         let online = self.shared.engine.presence(&room, &session.id, true).await?.unwrap_or(here);
         // The joiner reads from its own presence event, or from now if there is none (a crowd),
         // or from earlier when it asked for history or resumes a cursor.
-        let (seq, start) = match self.presence(session, &log, "join", online).await? {
+        let (seq, start) = match self.presence(session, &log, "join", online, None).await? {
             Some(seq) => (seq, Seq(seq.0 - 1)),
             None => {
                 let now = log.head();
@@ -468,19 +637,26 @@ impl Hub {
 
     async fn leave(&self, session: &Arc<Session>, room: &RoomName) -> Result<Reply, Error> {
         let (log, _) = session.state().leave(room).ok_or_else(|| not_joined(room))?;
-        self.leave_log(session, &log).await?;
+        self.leave_log(session, &log, None).await?;
         session.wake();
         self.persist(session).await?;
         Ok(Reply::Left { room: room.to_string() })
     }
 
-    async fn leave_log(&self, session: &Arc<Session>, log: &Arc<Log>) -> Result<(), Error> {
+    /// Takes the client out of the log's readers and announces its `leave`, with a `reason`
+    /// when it did not leave by itself (`kicked`).
+    async fn leave_log(
+        &self,
+        session: &Arc<Session>,
+        log: &Arc<Log>,
+        reason: Option<&str>,
+    ) -> Result<(), Error> {
         let here = log.remove_reader(&session.id);
         let online = match &log.id {
             LogId::Room(room) => self.shared.engine.presence(room, &session.id, false).await?.unwrap_or(here),
             LogId::Inbox(_) => here,
         };
-        self.presence(session, log, "leave", online).await.map(|_| ())
+        self.presence(session, log, "leave", online, reason).await.map(|_| ())
     }
 
     /// Announces a join or leave: a presence event with the online count, or, in a room of more
@@ -492,13 +668,14 @@ impl Hub {
         log: &Arc<Log>,
         action: &str,
         online: usize,
+        reason: Option<&str>,
     ) -> Result<Option<Seq>, Error> {
         let crowd = self.shared.config.presence_crowd;
         if online > crowd || (action == "leave" && online == crowd) {
             self.schedule_count(log);
             return Ok(None);
         }
-        let data = presence_data(action, online);
+        let data = presence_data(action, online, reason);
         let draft = Draft::now(
             log.id.clone(),
             presence_event(),
@@ -526,7 +703,7 @@ impl Hub {
                 LogId::Room(room) => hub.shared.engine.online(room).await.ok().flatten(),
                 LogId::Inbox(_) => None,
             };
-            let data = presence_data("count", online.unwrap_or_else(|| log.reader_count()));
+            let data = presence_data("count", online.unwrap_or_else(|| log.reader_count()), None);
             let draft = Draft::now(
                 log.id.clone(),
                 presence_event(),
@@ -557,7 +734,7 @@ impl Hub {
         session.inbox.remove_reader(&session.id);
         session.wake();
         for (log, _) in rooms.values() {
-            if let Err(error) = self.leave_log(&session, log).await {
+            if let Err(error) = self.leave_log(&session, log, None).await {
                 tracing::warn!(%error, room = %log.id, "could not publish presence leave");
             }
         }
@@ -684,7 +861,14 @@ impl Hub {
                 Announcement::Appended(entry) => {
                     let Some(log) = self.existing_log(&entry.draft.log) else { continue };
                     let seq = entry.seq;
+                    let notice = (entry.draft.event.as_str() == "moderation"
+                        && matches!(log.id, LogId::Room(_)))
+                    .then(|| Notice::parse(&entry.draft.data))
+                    .flatten();
                     log.insert(entry);
+                    if let Some(notice) = notice {
+                        self.apply_notice(&log, &notice, seq).await;
+                    }
                     if log.head() < seq {
                         self.fill(&log, seq).await; // an announcement was missed
                     }
@@ -831,6 +1015,10 @@ impl Hub {
         // Announcements first, then the head: an append in between is announced, not missed.
         self.shared.engine.watch(&id).await?;
         let head = self.shared.engine.head(&id).await?;
+        let restrictions = match &id {
+            LogId::Room(room) => self.shared.engine.restrictions(room, wall_ms()).await?,
+            LogId::Inbox(_) => Vec::new(),
+        };
         let config = &self.shared.config;
         let mut logs = self.shared.logs.lock().expect("logs lock");
         if logs.len() >= MAX_LOGS && !logs.contains_key(&id) {
@@ -839,9 +1027,14 @@ impl Hub {
                 format!("the server holds its maximum of {MAX_LOGS} rooms"),
             ));
         }
-        let log = logs
-            .entry(id.clone())
-            .or_insert_with(|| Arc::new(Log::new(id, head, config.ring_capacity, config.ring_bytes)));
+        let log = logs.entry(id.clone()).or_insert_with(|| {
+            let log = Log::new(id, head, config.ring_capacity, config.ring_bytes);
+            let now = wall_ms();
+            let mut held = log.restrictions.lock().expect("restrictions lock");
+            restrictions.iter().for_each(|r| held.set(r, now));
+            drop(held);
+            Arc::new(log)
+        });
         Ok(log.clone())
     }
 }
@@ -850,9 +1043,21 @@ fn presence_event() -> EventName {
     EventName::parse("presence").expect("valid name")
 }
 
-fn presence_data(action: &str, online: usize) -> Box<RawValue> {
-    let data = serde_json::json!({ "action": action, "online": online }).to_string();
-    RawValue::from_string(data).expect("json value is valid JSON")
+fn moderation_event() -> EventName {
+    EventName::parse("moderation").expect("valid name")
+}
+
+fn presence_data(action: &str, online: usize, reason: Option<&str>) -> Box<RawValue> {
+    let data = match reason {
+        None => serde_json::json!({ "action": action, "online": online }),
+        Some(reason) => serde_json::json!({ "action": action, "online": online, "reason": reason }),
+    };
+    RawValue::from_string(data.to_string()).expect("json value is valid JSON")
+}
+
+/// Milliseconds before `user` may join the room of `log` again, if kicked from it.
+fn banned_for(log: &Log, user: &UserName) -> Option<u64> {
+    log.restrictions.lock().expect("restrictions lock").banned_for(user, wall_ms())
 }
 
 /// Where a joiner starts reading a room.
@@ -861,11 +1066,6 @@ enum Floor {
     History(u64),
     /// At this position (a resumed cursor's), if not after the join.
     At(Seq),
-}
-
-/// Wall-clock time, Unix ms.
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn may_not_join(room: &RoomName) -> Error {

@@ -22,8 +22,8 @@
 //! Each module uses only the modules of the layers below it (`tests/layers.rs` checks it):
 //!
 //! 1. model: [`limits`] (every bound), [`config`] (tunables, counters), [`frame`] (how a
-//!    reader hands over an event), [`grant`] (what a client may do), [`entry`] (an event,
-//!    encoded once).
+//!    reader hands over an event), [`grant`] (what a client may do), [`moderation`] (mutes,
+//!    kicks and their notices), [`entry`] (an event, encoded once).
 //! 2. store: [`ring`] (the bounded tail of a log), `log` (a ring and its readers' wake
 //!    handles), [`engine`] (the storage seam: memory now; SQLite and Redis next).
 //! 3. clients: `session` (who a client is, what it reads), [`reader`] (reading by cursor).
@@ -39,6 +39,7 @@ pub mod grant;
 pub mod hub;
 pub mod limits;
 mod log;
+pub mod moderation;
 pub mod reader;
 pub mod ring;
 mod session;

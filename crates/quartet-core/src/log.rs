@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::entry::Entry;
+use crate::moderation::Restrictions;
 use crate::ring::Ring;
 
 /// What a log keeps of each reader: the handle that wakes it.
@@ -30,6 +31,8 @@ pub(crate) struct Log {
     idle_since: Mutex<Option<Instant>>,
     /// Set while a presence `count` is scheduled for this (crowded) room.
     pub(crate) count_pending: AtomicBool,
+    /// The room's mutes and bans in force (see [`crate::moderation`]); empty for an inbox.
+    pub(crate) restrictions: Mutex<Restrictions>,
 }
 
 impl Log {
@@ -40,6 +43,7 @@ impl Log {
             readers: Mutex::default(),
             idle_since: Mutex::new(Some(Instant::now())),
             count_pending: AtomicBool::new(false),
+            restrictions: Mutex::default(),
         }
     }
 

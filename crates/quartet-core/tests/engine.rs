@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use quartet_core::engine::BoxFuture;
 use quartet_core::entry::{Draft, Entry};
+use quartet_core::moderation::Restriction;
 use quartet_core::testing::read_now;
 use quartet_core::{Config, Engine, History, Hub, MemoryEngine, Reader};
-use quartet_protocol::{ClientId, Epoch, Error, Frame, GapReason, LogId, Seq};
+use quartet_protocol::{ClientId, Epoch, Error, Frame, GapReason, LogId, RoomName, Seq};
 use serde_json::json;
 
 /// Keeps every event; `dropped_below` pretends retention removed the seqs under it.
@@ -57,6 +58,16 @@ impl Engine for Keeper {
             .cloned()
             .collect();
         Box::pin(async move { Ok(History::Events(found)) })
+    }
+    fn restrict<'a>(&'a self, room: &'a RoomName, r: &'a Restriction) -> BoxFuture<'a, Result<(), Error>> {
+        self.seqs.restrict(room, r)
+    }
+    fn restrictions<'a>(
+        &'a self,
+        room: &'a RoomName,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<Restriction>, Error>> {
+        self.seqs.restrictions(room, now_ms)
     }
 }
 

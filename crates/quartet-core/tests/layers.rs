@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 1),
     ("frame", 1),
     ("grant", 1),
+    ("moderation", 1),
     ("entry", 2),
     ("ring", 3),
     ("log", 4),

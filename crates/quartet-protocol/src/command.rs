@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 use crate::error::{Error, ErrorCode};
 use crate::ids::{EventName, RoomName, UserName};
 use crate::limits::{
-    MAX_COMMAND_BYTES, MAX_COMMANDS_PER_REQUEST, MAX_DATA_DEPTH, MAX_JOIN_HISTORY, MAX_MESSAGE_ID_LEN,
+    DEFAULT_KICK_SECONDS, DEFAULT_MUTE_SECONDS, MAX_COMMAND_BYTES, MAX_COMMANDS_PER_REQUEST, MAX_DATA_DEPTH,
+    MAX_JOIN_HISTORY, MAX_MESSAGE_ID_LEN, MAX_RESTRICTION_SECONDS,
 };
 
 /// Who in a room receives a published event.
@@ -30,7 +31,7 @@ pub enum Scope {
 }
 
 /// Event names the server itself emits; clients may not publish them.
-pub const RESERVED_EVENTS: &[&str] = &["presence"];
+pub const RESERVED_EVENTS: &[&str] = &["presence", "moderation"];
 
 /// A validated command, as the core runs it and as a client sends it.
 #[derive(Debug, Serialize)]
@@ -78,6 +79,35 @@ pub enum Command {
     },
     /// Application-level heartbeat; answered `pong`.
     Ping,
+    /// Moderation (a `host` or `moderator` of the room): `user`'s publishes to `room` are
+    /// refused for `seconds`.
+    Mute {
+        /// The room.
+        room: RoomName,
+        /// Who is muted.
+        user: UserName,
+        /// For how long ([`DEFAULT_MUTE_SECONDS`] if not given, at most
+        /// [`MAX_RESTRICTION_SECONDS`]).
+        seconds: u64,
+    },
+    /// Moderation: lifts a mute before its time.
+    Unmute {
+        /// The room.
+        room: RoomName,
+        /// Who is unmuted.
+        user: UserName,
+    },
+    /// Moderation: `user`'s clients leave `room` now (presence `leave` with reason `kicked`)
+    /// and may not join it again for `seconds`.
+    Kick {
+        /// The room.
+        room: RoomName,
+        /// Who is kicked.
+        user: UserName,
+        /// How long before the user may rejoin ([`DEFAULT_KICK_SECONDS`] if not given, at most
+        /// [`MAX_RESTRICTION_SECONDS`]).
+        seconds: u64,
+    },
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -122,6 +152,21 @@ impl Command {
         })
     }
 
+    /// `{"type":"mute","room":room,"user":user,"seconds":seconds}`.
+    pub fn mute(room: &str, user: &str, seconds: u64) -> Result<Command, Error> {
+        Ok(Command::Mute { room: RoomName::parse(room)?, user: UserName::parse(user)?, seconds })
+    }
+
+    /// `{"type":"unmute","room":room,"user":user}`.
+    pub fn unmute(room: &str, user: &str) -> Result<Command, Error> {
+        Ok(Command::Unmute { room: RoomName::parse(room)?, user: UserName::parse(user)? })
+    }
+
+    /// `{"type":"kick","room":room,"user":user,"seconds":seconds}`.
+    pub fn kick(room: &str, user: &str, seconds: u64) -> Result<Command, Error> {
+        Ok(Command::Kick { room: RoomName::parse(room)?, user: UserName::parse(user)?, seconds })
+    }
+
     /// Sets who receives a publish (other commands have no scope and are returned unchanged).
     pub fn to(mut self, scope: Scope) -> Command {
         if let Command::Publish { to, .. } = &mut self {
@@ -156,6 +201,7 @@ pub struct WireCommand {
     to: Option<String>,
     id: Option<String>,
     history: Option<u64>,
+    seconds: Option<u64>,
 }
 
 fn required<'a>(field: &'a Option<String>, name: &str, kind: &str) -> Result<&'a str, Error> {
@@ -219,8 +265,24 @@ impl WireCommand {
                 id: self.id.clone(),
             }),
             "ping" => Ok(Command::Ping),
+            "mute" | "unmute" | "kick" => {
+                let room = RoomName::parse(required(&self.room, "room", kind)?)?;
+                let user = UserName::parse(required(&self.user, "user", kind)?)?;
+                let default = if kind == "kick" { DEFAULT_KICK_SECONDS } else { DEFAULT_MUTE_SECONDS };
+                let seconds = self.seconds.unwrap_or(default);
+                if kind != "unmute" && !(1..=MAX_RESTRICTION_SECONDS).contains(&seconds) {
+                    return Err(Error::bad_request(format!(
+                        "`seconds` must be 1 to {MAX_RESTRICTION_SECONDS} (a week), got {seconds}"
+                    )));
+                }
+                Ok(match kind {
+                    "mute" => Command::Mute { room, user, seconds },
+                    "unmute" => Command::Unmute { room, user },
+                    _ => Command::Kick { room, user, seconds },
+                })
+            }
             other => Err(Error::bad_request(format!(
-                "unknown command type {other:?}: expected join, leave, publish, direct or ping"
+                "unknown command type {other:?}: expected join, leave, publish, direct, ping, mute, unmute or kick"
             ))),
         }
     }
@@ -460,6 +522,32 @@ mod tests {
         assert_eq!(code(&big), ErrorCode::TooLarge);
     }
 
+    /// Moderation commands: `seconds` has a default per kind and a stated range; room and user
+    /// are checked like everywhere else; `moderation` is the server's event name, not a client's.
+    #[test]
+    fn moderation_commands_parse_with_their_defaults_and_bounds() {
+        let parsed = one(r#"{"type":"mute","room":"r","user":"bob"}"#).unwrap();
+        assert!(matches!(parsed, Command::Mute { seconds: DEFAULT_MUTE_SECONDS, .. }), "{parsed:?}");
+        let parsed = one(r#"{"type":"kick","room":"r","user":"bob"}"#).unwrap();
+        assert!(matches!(parsed, Command::Kick { seconds: DEFAULT_KICK_SECONDS, .. }), "{parsed:?}");
+        let parsed = one(r#"{"type":"kick","room":"r","user":"bob","seconds":5}"#).unwrap();
+        assert!(matches!(parsed, Command::Kick { seconds: 5, .. }), "{parsed:?}");
+        assert!(matches!(one(r#"{"type":"unmute","room":"r","user":"bob"}"#), Ok(Command::Unmute { .. })));
+        let code = |json: &str| one(json).unwrap_err().code;
+        let too_long = MAX_RESTRICTION_SECONDS + 1;
+        for bad in [
+            r#"{"type":"mute","room":"r","user":"bob","seconds":0}"#.to_owned(),
+            format!(r#"{{"type":"kick","room":"r","user":"bob","seconds":{too_long}}}"#),
+            r#"{"type":"mute","room":"r","user":"bob","seconds":-1}"#.to_owned(),
+            r#"{"type":"mute","room":"r"}"#.to_owned(),
+            r#"{"type":"kick","user":"bob"}"#.to_owned(),
+            r#"{"type":"kick","room":"r","user":"no one"}"#.to_owned(),
+        ] {
+            assert_eq!(code(&bad), ErrorCode::BadRequest, "{bad}");
+        }
+        assert_eq!(code(r#"{"type":"publish","room":"r","event":"moderation"}"#), ErrorCode::Forbidden);
+    }
+
     /// What a client builds is what a server parses back: the two directions agree.
     #[test]
     fn built_commands_parse_back_to_themselves() {
@@ -471,6 +559,9 @@ mod tests {
             Command::publish("lobby", "gift", &json!({"kind":"rose"})).unwrap().to(Scope::SelfOnly),
             Command::direct("bob", "chat", &"psst").unwrap().id("d1"),
             Command::Ping,
+            Command::mute("lobby", "bob", 60).unwrap(),
+            Command::unmute("lobby", "bob").unwrap(),
+            Command::kick("lobby", "bob", 30).unwrap(),
         ];
         for command in commands {
             let json = serde_json::to_string(&command).unwrap();

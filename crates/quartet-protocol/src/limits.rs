@@ -35,3 +35,14 @@ pub const MAX_CURSOR_LEN: usize = 8 * 1024;
 /// Most past events a `join` may ask for (`"history": N`); a larger `N` is capped to it. A
 /// join's history is delivered like any backlog, in batches, so this bounds one join's cost.
 pub const MAX_JOIN_HISTORY: u64 = 200;
+
+/// How long a `mute` lasts when it names no `seconds`: long enough to calm a flood, short
+/// enough that a forgotten mute ends by itself.
+pub const DEFAULT_MUTE_SECONDS: u64 = 600;
+
+/// How long a kicked user may not rejoin the room when the `kick` names no `seconds`.
+pub const DEFAULT_KICK_SECONDS: u64 = 600;
+
+/// Longest mute or kick one command may set (a week); a longer `seconds` is refused. Lasting
+/// bans belong in the tokens (`rooms`), which the operator issues.
+pub const MAX_RESTRICTION_SECONDS: u64 = 7 * 24 * 3600;

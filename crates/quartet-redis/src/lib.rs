@@ -14,6 +14,8 @@
 //! | `P:session:{client}` | a session: user, inbox floor, rooms and floors |
 //! | `P:seen` | sorted set: each session's last sign of life (ms), for cluster-wide expiry |
 //! | `P:members:{room}` | set: the clients in a room, for cluster-wide online counts |
+//! | `P:restrict:{room}` | hash: `mute:{user}` / `ban:{user}` → until (ms); gone when the last ends |
+//! | `P:claim:{task}` | a one-time task (a kick's leave) claimed by one node, kept an hour |
 //! | `P:sessions` | channel: "this session changed", so nodes holding a copy reload it |
 //!
 //! An append is one atomic step (a Lua script: the ack check, `INCR`, `XADD`, the ack, the
@@ -28,8 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use quartet_core::engine::{Announcement, BoxFuture, Health, History, SessionRecord};
+use quartet_core::engine::{Announcement, BoxFuture, Health, History, SessionRecord, wall_ms};
 use quartet_core::entry::{Draft, Entry, StoredEvent, scope_number};
+use quartet_core::moderation::{Restriction, RestrictionKind};
 use quartet_core::{Engine, Grant};
 use quartet_protocol::{ClientId, Epoch, Error, ErrorCode, LogId, RoomName, Seq, UserName};
 use redis::AsyncCommands;
@@ -617,6 +620,70 @@ impl Engine for RedisEngine {
             let seen: Option<f64> =
                 self.call(conn.zscore(format!("{}:seen", self.prefix), client.as_str())).await?;
             Ok(seen.map(|s| s as u64))
+        })
+    }
+
+    fn restrict<'a>(&'a self, room: &'a RoomName, r: &'a Restriction) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let key = self.key("restrict", room.as_str());
+            let field = format!("{}:{}", r.kind.as_str(), r.user);
+            let mut conn = self.conn.clone();
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if r.until_ms > 0 {
+                pipe.hset(&key, &field, r.until_ms).ignore();
+            } else {
+                pipe.hdel(&key, &field).ignore();
+            }
+            pipe.hgetall(&key);
+            let (kept,): (std::collections::HashMap<String, u64>,) =
+                self.call(pipe.query_async(&mut conn)).await?;
+            // The hash lives as long as its longest restriction; ended ones are dropped now.
+            let now = wall_ms();
+            let ended: Vec<&String> =
+                kept.iter().filter(|(_, until)| **until <= now).map(|(f, _)| f).collect();
+            let mut tidy = redis::pipe();
+            if !ended.is_empty() {
+                tidy.hdel(&key, ended).ignore();
+            }
+            match kept.values().copied().max().filter(|last| *last > now) {
+                Some(last) => tidy.pexpire_at(&key, last as i64).ignore(),
+                None => tidy.del(&key).ignore(),
+            };
+            self.call(tidy.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn restrictions<'a>(
+        &'a self,
+        room: &'a RoomName,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<Restriction>, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let kept: std::collections::HashMap<String, u64> =
+                self.call(conn.hgetall(self.key("restrict", room.as_str()))).await?;
+            Ok(kept
+                .into_iter()
+                .filter(|(_, until)| *until > now_ms)
+                .filter_map(|(field, until_ms)| {
+                    let (kind, user) = field.split_once(':')?;
+                    let kind = RestrictionKind::parse(kind)?;
+                    Some(Restriction { user: UserName::parse(user).ok()?, kind, until_ms })
+                })
+                .collect())
+        })
+    }
+
+    fn claim<'a>(&'a self, what: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let options = redis::SetOptions::default()
+                .conditional_set(redis::ExistenceCheck::NX)
+                .with_expiration(redis::SetExpiry::EX(3600));
+            let set: Option<String> =
+                self.call(conn.set_options(self.key("claim", what), 1, options)).await?;
+            Ok(set.is_some())
         })
     }
 

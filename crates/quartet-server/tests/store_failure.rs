@@ -11,8 +11,9 @@ use common::*;
 use quartet_client::{ErrorCode, Reply, Scope, TransportKind};
 use quartet_core::engine::{BoxFuture, Health, History};
 use quartet_core::entry::Draft;
+use quartet_core::moderation::Restriction;
 use quartet_core::{Config, Engine, MemoryEngine};
-use quartet_protocol::{Epoch, Error, LogId, Seq};
+use quartet_protocol::{Epoch, Error, LogId, RoomName, Seq};
 use serde_json::Value;
 
 /// The memory engine, with a switch that makes every write fail as a full disk would, and one
@@ -59,6 +60,19 @@ impl Engine for Failing {
             return Box::pin(async { Err(Error::new(ErrorCode::Unavailable, "the store cannot be read")) });
         }
         self.inner.read(log, after, limit)
+    }
+    fn restrict<'a>(&'a self, room: &'a RoomName, r: &'a Restriction) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            self.refuse()?;
+            self.inner.restrict(room, r).await
+        })
+    }
+    fn restrictions<'a>(
+        &'a self,
+        room: &'a RoomName,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<Restriction>, Error>> {
+        self.inner.restrictions(room, now_ms)
     }
 }
 

@@ -33,8 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quartet_core::Grant;
-use quartet_core::engine::{BoxFuture, Health, History, SessionRecord};
+use quartet_core::engine::{BoxFuture, Health, History, SessionRecord, wall_ms};
 use quartet_core::entry::{Draft, Entry, StoredEvent};
+use quartet_core::moderation::{Restriction, RestrictionKind};
 use quartet_core::{Engine, limits::REMEMBERED_MESSAGE_IDS};
 use quartet_protocol::ids::Redacted;
 use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
@@ -43,7 +44,7 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::upkeep::Retention;
-use crate::writer::{Op, Row, State, Writer, unavailable};
+use crate::writer::{Op, Restricted, Row, State, Writer, unavailable};
 
 /// Read-only connections kept open for reads older than the rings.
 const READ_CONNECTIONS: usize = 2;
@@ -342,9 +343,47 @@ impl Engine for SqliteEngine {
         Box::pin(self.read_with(load_sessions))
     }
 
+    fn restrict<'a>(&'a self, room: &'a RoomName, r: &'a Restriction) -> BoxFuture<'a, Result<(), Error>> {
+        let restricted = Restricted {
+            room: room.to_string(),
+            user: r.user.to_string(),
+            kind: r.kind.as_str(),
+            until_ms: r.until_ms,
+            now_ms: wall_ms(),
+        };
+        Box::pin(async move { self.write(|reply| Op::Restrict(restricted, reply)).await })
+    }
+
+    fn restrictions<'a>(
+        &'a self,
+        room: &'a RoomName,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<Restriction>, Error>> {
+        let room = room.to_string();
+        Box::pin(self.read_with(move |conn| restrictions(conn, &room, now_ms)))
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(self.write(Op::Close))
     }
+}
+
+/// The restrictions of `room` in force at `now_ms`.
+fn restrictions(conn: &Connection, room: &str, now_ms: u64) -> Result<Vec<Restriction>, rusqlite::Error> {
+    let mut query = conn
+        .prepare_cached("SELECT user, kind, until_ms FROM restrictions WHERE room = ?1 AND until_ms > ?2")?;
+    let rows = query.query_map(params![room, now_ms as i64], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+    })?;
+    let mut kept = Vec::new();
+    for row in rows {
+        let (user, kind, until) = row?;
+        // A row this build cannot read (a name or kind from elsewhere) is skipped, not fatal.
+        if let (Ok(user), Some(kind)) = (UserName::parse(&user), RestrictionKind::parse(&kind)) {
+            kept.push(Restriction { user, kind, until_ms: until as u64 });
+        }
+    }
+    Ok(kept)
 }
 
 /// Up to `limit` events of `log` after `after`: the indexed ones, then those not indexed yet,

@@ -73,6 +73,17 @@ CREATE TABLE IF NOT EXISTS memberships (
     PRIMARY KEY (client, room)
 ) WITHOUT ROWID;
 
+-- Mutes and the bans kicks leave, in force until `until_ms` (Unix ms); `kind` is `mute` or
+-- `ban`. Ended ones are deleted when the next is written. (Added without a schema version: a
+-- file of version 4 gains the table on open, and an older build ignores it.)
+CREATE TABLE IF NOT EXISTS restrictions (
+    room     TEXT    NOT NULL,
+    user     TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (room, user, kind)
+) WITHOUT ROWID;
+
 ";
 
 /// Creates the tables if needed and returns the store's epoch (made once, kept for good).

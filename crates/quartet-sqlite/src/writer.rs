@@ -106,8 +106,21 @@ pub(crate) enum Op {
     SaveSession(SessionRecord, oneshot::Sender<Result<(), Error>>),
     DeleteSession(String, oneshot::Sender<Result<(), Error>>),
     Touch(Vec<(String, u64)>, oneshot::Sender<Result<(), Error>>),
+    /// Keeps a restriction (room, user, kind, until ms; until 0 lifts it) and drops ended ones.
+    Restrict(Restricted, oneshot::Sender<Result<(), Error>>),
     /// Shutdown, after the last write: index everything, copy the WAL into the file.
     Close(oneshot::Sender<Result<(), Error>>),
+}
+
+/// A restriction to keep (see [`Op::Restrict`]).
+#[derive(Debug)]
+pub(crate) struct Restricted {
+    pub(crate) room: String,
+    pub(crate) user: String,
+    pub(crate) kind: &'static str,
+    pub(crate) until_ms: u64,
+    /// Now, Unix ms: restrictions ended by then are deleted.
+    pub(crate) now_ms: u64,
 }
 
 /// What the writer publishes about itself.
@@ -206,6 +219,7 @@ impl Answer {
             Op::SaveSession(_, reply)
             | Op::DeleteSession(_, reply)
             | Op::Touch(_, reply)
+            | Op::Restrict(_, reply)
             | Op::Close(reply) => {
                 let _ = reply.send(done.map(|_| ()));
             }
@@ -552,6 +566,19 @@ fn apply(
             let mut update = tx.prepare_cached("UPDATE sessions SET last_seen = ?2 WHERE client = ?1")?;
             for (client, at) in seen {
                 update.execute(params![client, *at as i64])?;
+            }
+            Ok(Done::Unit)
+        }
+        Op::Restrict(r, _) => {
+            tx.prepare_cached("DELETE FROM restrictions WHERE until_ms <= ?1")?.execute([r.now_ms as i64])?;
+            if r.until_ms > 0 {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO restrictions (room, user, kind, until_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![r.room, r.user, r.kind, r.until_ms as i64])?;
+            } else {
+                tx.prepare_cached("DELETE FROM restrictions WHERE room = ?1 AND user = ?2 AND kind = ?3")?
+                    .execute(params![r.room, r.user, r.kind])?;
             }
             Ok(Done::Unit)
         }
