@@ -283,3 +283,39 @@ async fn closing_leaves_the_whole_store_in_the_file() {
     let reopened = SqliteEngine::open(&copy, Options::default()).unwrap();
     assert_eq!(seqs(reopened.read(&lobby, Seq(0), 100).await.unwrap()), (1..=50).collect::<Vec<_>>());
 }
+
+/// Mutes and bans are kept in the file: they are there after reopening, ended ones are not,
+/// and a lifted one is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restrictions_survive_reopening_until_they_end() {
+    use quartet_core::engine::wall_ms;
+    use quartet_core::moderation::{Restriction, RestrictionKind};
+    let path = file("restrictions");
+    let (lobby, other) = (RoomName::parse("lobby").unwrap(), RoomName::parse("other").unwrap());
+    let restriction =
+        |user: &str, kind, until_ms| Restriction { user: UserName::parse(user).unwrap(), kind, until_ms };
+    let now = wall_ms();
+    {
+        let engine = SqliteEngine::open(&path, Options::default()).unwrap();
+        engine.restrict(&lobby, &restriction("bob", RestrictionKind::Mute, now + 60_000)).await.unwrap();
+        engine.restrict(&lobby, &restriction("eve", RestrictionKind::Ban, now + 60_000)).await.unwrap();
+        engine.restrict(&lobby, &restriction("zed", RestrictionKind::Ban, now + 1)).await.unwrap();
+        engine.restrict(&other, &restriction("bob", RestrictionKind::Ban, now + 60_000)).await.unwrap();
+        engine.close().await.unwrap();
+    }
+    let engine = SqliteEngine::open(&path, Options::default()).unwrap();
+    let mut kept = engine.restrictions(&lobby, now + 10).await.unwrap();
+    kept.sort_by(|a, b| a.user.cmp(&b.user));
+    assert_eq!(
+        kept,
+        [
+            restriction("bob", RestrictionKind::Mute, now + 60_000),
+            restriction("eve", RestrictionKind::Ban, now + 60_000)
+        ],
+        "zed's ban ended; other's restriction belongs to other"
+    );
+    engine.restrict(&lobby, &restriction("bob", RestrictionKind::Mute, 0)).await.unwrap();
+    let kept = engine.restrictions(&lobby, now + 10).await.unwrap();
+    assert_eq!(kept, [restriction("eve", RestrictionKind::Ban, now + 60_000)], "bob's mute was lifted");
+    assert!(engine.restrictions(&lobby, now + 60_000).await.unwrap().is_empty(), "eve's ban ends on time");
+}
