@@ -176,3 +176,101 @@ async fn a_cursor_cannot_take_a_client_into_a_room_its_token_does_not_allow() {
     assert_eq!((status, reply["code"].as_str()), (403, Some("forbidden")), "{reply}");
     assert_eq!(clients().await, before, "a refused registration left a client behind");
 }
+
+/// Runs the command `make` builds until it is refused with `code`: at once on one node; on a
+/// cluster within [`PATIENCE`], since another node hears of a moderation a moment after the
+/// moderator's ack.
+async fn refused_with(
+    client: &mut Client,
+    make: impl Fn() -> quartet_client::Command,
+    code: ErrorCode,
+    cluster: bool,
+) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match client.command(make()).await.unwrap() {
+            Reply::Error { code: got, .. } if got == code => return,
+            _ if cluster && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => panic!("{}: {:?} got {other:?}, not {code:?}", client.kind(), make()),
+        }
+    }
+}
+
+/// On each transport: only a host or moderator of the room moderates; a muted user's publishes
+/// are refused `forbidden` until unmuted; a kicked user's client is told through its own stream
+/// and may not rejoin.
+async fn moderation_holds(server: &Server, cluster: bool) {
+    use quartet_client::Command;
+    for kind in TransportKind::ALL {
+        let room = format!("live-{kind}");
+        let mut host =
+            connect(server, &token("hana", Some("host"), Some(&["live-*"])), TransportKind::Ws).await;
+        let mut member = connect(server, &token("max", None, None), kind).await;
+        let mut bob = connect(server, &token("bob", None, None), kind).await;
+        for client in [&mut host, &mut member, &mut bob] {
+            assert!(matches!(
+                client.command(Command::join(&room).unwrap()).await.unwrap(),
+                Reply::Joined { .. }
+            ));
+        }
+        // Nobody else moderates: not a member, not a host outside its token's rooms.
+        let by_member = member.command(Command::mute(&room, "bob", 60).unwrap()).await.unwrap();
+        assert_eq!(refused(&by_member), ErrorCode::Forbidden, "{kind}: a member muting");
+        let elsewhere = host.command(Command::kick("backstage", "bob", 60).unwrap()).await.unwrap();
+        assert_eq!(refused(&elsewhere), ErrorCode::Forbidden, "{kind}: a host outside its rooms");
+
+        // Muted: refused, with the time left; unmuted: published.
+        let ack = host.command(Command::mute(&room, "bob", 60).unwrap()).await.unwrap();
+        assert!(matches!(ack, Reply::Ack { .. }), "{kind}: {ack:?}");
+        refused_with(&mut bob, || chat(&room, "muted?", Scope::Room), ErrorCode::Forbidden, cluster).await;
+        host.command(Command::unmute(&room, "bob").unwrap()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match bob.command(chat(&room, "unmuted", Scope::Room)).await.unwrap() {
+                Reply::Ack { .. } => break,
+                other => assert!(cluster && tokio::time::Instant::now() < deadline, "{kind}: {other:?}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        // Kicked: bob's own stream tells him, the room is closed to him.
+        let ack = host.command(Command::kick(&room, "bob", 60).unwrap()).await.unwrap();
+        assert!(matches!(ack, Reply::Ack { .. }), "{kind}: {ack:?}");
+        let told = tokio::time::timeout(
+            PATIENCE,
+            collect(&mut bob, 1, |f| {
+                f.as_event().is_some_and(|e| {
+                    e.event == "moderation" && e.room == "@bob" && e.data["action"] == "kick"
+                })
+            }),
+        )
+        .await
+        .expect("the kicked client is told");
+        assert_eq!(told[0].as_event().unwrap().data["room"], room.as_str(), "{kind}");
+        refused_with(&mut bob, || chat(&room, "still in?", Scope::Room), ErrorCode::NotJoined, cluster).await;
+        let rejoin = bob.command(Command::join(&room).unwrap()).await.unwrap();
+        assert_eq!(refused(&rejoin), ErrorCode::Forbidden, "{kind}: rejoining after a kick");
+        // The member saw bob leave, kicked.
+        let left = tokio::time::timeout(
+            PATIENCE,
+            collect(&mut member, 1, |f| {
+                f.as_event().is_some_and(|e| e.event == "presence" && e.data["reason"] == "kicked")
+            }),
+        )
+        .await
+        .expect("the room hears of the kick");
+        assert_eq!(left[0].as_event().unwrap().from, "bob", "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn moderation_holds_on_every_transport() {
+    moderation_holds(&server().await, false).await;
+}
+
+#[tokio::test]
+async fn moderation_holds_on_every_node_of_a_cluster() {
+    common::on_a_cluster(async { moderation_holds(&server().await, true).await }).await;
+}
