@@ -39,6 +39,20 @@ export async function fetchJson(url, init = {}) {
 const TOKEN = new URLSearchParams(location.search).get('token');
 
 /**
+ * The role the link's token claims (`viewer`, `member`, `host`, `moderator`), read from its
+ * payload for the page's controls only: the server checks the signature and every command.
+ */
+export function tokenRole() {
+  if (!TOKEN) return 'member';
+  try {
+    const payload = TOKEN.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(payload)).role ?? 'member';
+  } catch {
+    return 'member';
+  }
+}
+
+/**
  * POST /v1/clients: a new client for user `name` (or, opened with `?token=`, the token's user). With the `cursor` of a client the server
  * forgot, the new one rejoins its rooms and reads on from there: nothing missed.
  */

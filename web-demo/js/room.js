@@ -2,7 +2,7 @@
 // Shows chat, gifts with a running tally, presence (online count, join/leave notices) and the
 // emit scopes (room / others / self / direct).
 
-import { ApiError, register, unregister } from './api.js';
+import { ApiError, register, tokenRole, unregister } from './api.js';
 import { HINTS, TRANSPORTS, createTransport } from './transports.js';
 import { $, GIFTS, describeError, el, guestName, toast } from './ui.js';
 
@@ -163,6 +163,17 @@ async function direct() {
   }
 }
 
+/** Host controls: mute (a minute), unmute or kick (ten minutes) the user named in the box. */
+async function moderate(action) {
+  const user = $('#mod-user').value.trim();
+  if (!user) {
+    toast('Name the user to moderate (click a name in the chat).', 'info');
+    return;
+  }
+  const seconds = { mute: 60, kick: 600 }[action];
+  await command({ type: action, room: state.room, user, ...(seconds ? { seconds } : {}) });
+}
+
 function gift(kind) {
   const id = `${state.session?.client}-${++state.counter}`;
   command({ type: 'publish', room: state.room, event: 'gift', data: { kind }, id });
@@ -194,21 +205,46 @@ function render(frames) {
     if (frame.event === 'presence') {
       setOnline(frame.data.online);
       if (frame.data.action === 'count') continue; // a crowded room's periodic head count
-      const verb = frame.data.action === 'join' ? 'joined' : 'left';
-      line({ ...meta, kind: 'presence' }, `${frame.from} ${verb} · ${frame.data.online} online`);
+      const verb = frame.data.action === 'join' ? 'joined' : frame.data.reason === 'kicked' ? 'was kicked' : 'left';
+      line({ ...meta, kind: 'presence' }, who(frame.from), ` ${verb} · ${frame.data.online} online`);
+    } else if (frame.event === 'moderation') {
+      moderation(meta, frame, inbox);
     } else if (frame.event === 'gift') {
       const kind = frame.data?.kind;
       state.tally[kind] = (state.tally[kind] ?? 0) + 1;
       renderTally();
       if (frame.ts >= state.joinedAt) burst(GIFTS[kind] ?? '🎁');
-      line({ ...meta, kind: 'gift' }, el('b', {}, frame.from), ` sent ${GIFTS[kind] ?? kind}`);
+      line({ ...meta, kind: 'gift' }, who(frame.from), ` sent ${GIFTS[kind] ?? kind}`);
     } else if (inbox) {
       line({ ...meta, kind: 'dm-in' }, el('b', {}, `${frame.from} → you`), ` ${text(frame.data)}`);
     } else {
       const scope = { others: ' (to others)', self: ' (only you)' }[frame.data?.to] ?? '';
-      line({ ...meta, kind: 'chat' }, el('b', {}, frame.from), ` ${text(frame.data)}`, el('small', {}, scope));
+      line({ ...meta, kind: 'chat' }, who(frame.from), ` ${text(frame.data)}`, el('small', {}, scope));
     }
   }
+}
+
+/** A moderation notice: in the room, what a host did; in our inbox, what was done to us. */
+function moderation(meta, frame, inbox) {
+  const { action, room, user, by, seconds } = frame.data;
+  const span = seconds >= 60 ? `${Math.round(seconds / 60)} min` : `${seconds} s`;
+  if (inbox) {
+    const said = {
+      mute: `You were muted in ${room} by ${by} for ${span}.`,
+      unmute: `${by} unmuted you in ${room}.`,
+      kick: `You were kicked from ${room} by ${by}; you may come back in ${span}.`,
+    }[action];
+    line({ ...meta, kind: 'notice moderation' }, said);
+    if (action !== 'unmute') toast(said, 'info');
+    return;
+  }
+  const did = { mute: `muted ${user} for ${span}`, unmute: `unmuted ${user}`, kick: `kicked ${user} for ${span}` }[action];
+  line({ ...meta, kind: 'notice moderation' }, `${by} ${did}.`);
+}
+
+/** A user's name in the chat; for a host, a click puts it in the moderation box. */
+function who(name) {
+  return el('b', { class: 'who', onclick: () => { $('#mod-user').value = name; } }, name);
 }
 
 function text(data) {
@@ -274,6 +310,12 @@ function bindControls() {
     button.addEventListener('click', () => publish(button.dataset.to));
   }
   $('#dm-send').addEventListener('click', direct);
+  const host = ['host', 'moderator'].includes(tokenRole());
+  $('#moderate').hidden = !host;
+  $('#moderate').addEventListener('click', (e) => {
+    const action = e.target.closest('button')?.dataset.action;
+    if (action) moderate(action);
+  });
   $('#gifts').addEventListener('click', (e) => {
     const kind = e.target.closest('button')?.dataset.gift;
     if (kind) gift(kind);

@@ -247,7 +247,47 @@ describe('tokens', () => {
     // A viewer reads but may not publish: the server's reason shows.
     await say(page, 'may I?');
     await page.locator('.toast.error', { hasText: 'a viewer may join and read, not publish' }).waitFor();
+    // A viewer's page has no host controls.
+    assert.equal(await page.locator('#moderate').isVisible(), false);
     await page.context().close();
+    await own.stop();
+  });
+
+  test('a host link shows host controls: mute, unmute and kick', async () => {
+    const secret = 'the-secret-of-the-browser-suite-32-bytes';
+    const own = await startServer('127.0.0.1:0', ['--auth-secret', secret]);
+    const hostToken = mintToken(['--secret', secret, '--sub', 'hana', '--role', 'host']);
+    const bobToken = mintToken(['--secret', secret, '--sub', 'bob']);
+    const room = freshRoom('stage');
+    const host = await openPage(browser, `${own.url}/?room=${room}&transport=sse&token=${hostToken}`, errors);
+    const bob = await openPage(browser, `${own.url}/?room=${room}&transport=long-poll&token=${bobToken}`, errors);
+    await connected(host);
+    await connected(bob);
+    assert.equal(await bob.locator('#moderate').isVisible(), false, 'a member has no host controls');
+    await say(bob, 'hello from bob');
+    await chatLine(host, 'hello from bob').waitFor();
+
+    // Clicking bob's name fills the box; mute: bob is told, and his next message is refused.
+    await host.locator('#messages li.chat b.who', { hasText: 'bob' }).click();
+    assert.equal(await host.inputValue('#mod-user'), 'bob');
+    await host.click('#moderate button[data-action=mute]');
+    await host.locator('#messages li.moderation', { hasText: 'hana muted bob for 1 min' }).waitFor();
+    await bob.locator('#messages li.moderation', { hasText: 'You were muted in' }).waitFor();
+    await say(bob, 'can you hear me');
+    await bob.locator('.toast.error', { hasText: 'you are muted in room' }).waitFor();
+    await host.click('#moderate button[data-action=unmute]');
+    await bob.locator('#messages li.moderation', { hasText: 'hana unmuted you' }).waitFor();
+    await say(bob, 'thanks');
+    await chatLine(host, 'thanks').waitFor();
+
+    // Kick: the room sees bob kicked, bob is told, and may not rejoin (switching rooms back).
+    await host.click('#moderate button[data-action=kick]');
+    await host.locator('#messages li.presence', { hasText: 'bob was kicked' }).waitFor();
+    await bob.locator('#messages li.moderation', { hasText: 'You were kicked from' }).waitFor();
+    await say(bob, 'still here?');
+    await bob.locator('.toast.error', { hasText: 'Join the room first' }).waitFor();
+    await host.context().close();
+    await bob.context().close();
     await own.stop();
   });
 });
