@@ -21,9 +21,12 @@ pub(crate) struct ChatArgs {
     /// Room to join.
     #[arg(long)]
     room: String,
-    /// Your name.
-    #[arg(long)]
+    /// Your name (on a server with tokens, the token's user: `--name` may then be left out).
+    #[arg(long, required_unless_present = "token", default_value = "")]
     name: String,
+    /// A token from `quartet token`, for a server started with `--auth-secret`.
+    #[arg(long, env = "QUARTET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -38,17 +41,25 @@ const HELP: &str = "\
   /dm USER TEXT     direct message                  /gift KIND   send a gift (rose, star, rocket)
   /join ROOM        join (and talk in) another room /leave ROOM  leave a room
   /switch T         continue on transport T (short-poll, long-poll, sse, ws)
+  /mute USER [S]    host or moderator: USER may not publish here for S seconds (default 600)
+  /unmute USER      lift it                         /kick USER [S]  out of the room for S s
   /quit             leave everything and exit";
 
 pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let options = Options { poll_interval: Duration::from_millis(args.poll_ms), ..Options::default() };
-    let mut client = Client::connect_with(&args.url, &args.name, args.transport, options)
-        .await
-        .with_context(|| format!("cannot reach {}", args.url))?;
+    let connected = match &args.token {
+        Some(token) => {
+            Client::connect_with_token(reqwest::Client::new(), &args.url, token, args.transport, options)
+                .await
+        }
+        None => Client::connect_with(&args.url, &args.name, args.transport, options).await,
+    };
+    let mut client = connected.with_context(|| format!("cannot register at {}", args.url))?;
+    let name = client.registration().name.clone();
     let mut room = args.room.clone();
     let reply = client.command(Command::join(&room)?).await?;
     show_reply(&reply);
-    println!("-- {} in {room} over {} (/help for commands)", args.name, client.kind());
+    println!("-- {name} in {room} over {} (/help for commands)", client.kind());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut counter = 0u64;
     loop {
@@ -56,7 +67,7 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
             line = lines.next_line() => {
                 let Some(line) = line? else { break };
                 counter += 1;
-                match parse_line(&line, &room, &format!("{}-{counter}", args.name)) {
+                match parse_line(&line, &room, &format!("{name}-{counter}")) {
                     Input::Nothing => {}
                     Input::Help => println!("{HELP}"),
                     Input::Quit => break,
@@ -142,6 +153,26 @@ fn parse_line(line: &str, room: &str, id: &str) -> Input {
             let (user, text) = arg.split_once(' ').unwrap_or((arg, ""));
             checked(Command::direct(user, "chat", &json!({ "text": text })).map(|c| c.id(id)))
         }
+        "mute" | "kick" => {
+            let (user, seconds) = arg.split_once(' ').unwrap_or((arg, ""));
+            let seconds = match seconds.trim() {
+                "" => quartet_protocol::limits::DEFAULT_MUTE_SECONDS,
+                given => match given.parse() {
+                    Ok(seconds) => seconds,
+                    Err(_) => {
+                        println!("!! /{verb} USER [SECONDS]: {given:?} is not a number of seconds");
+                        return Input::Nothing;
+                    }
+                },
+            };
+            let built = if verb == "mute" {
+                Command::mute(room, user, seconds)
+            } else {
+                Command::kick(room, user, seconds)
+            };
+            checked(built)
+        }
+        "unmute" => checked(Command::unmute(room, arg)),
         "join" => checked(Command::join(arg)),
         "leave" => checked(Command::leave(arg)),
         "switch" => match arg.parse() {
@@ -192,7 +223,11 @@ fn render(e: &Event) -> String {
             format!("[{} #{}] * {} online", e.room, e.seq, e.data["online"])
         }
         "presence" => {
-            let action = if e.data["action"] == "join" { "joined" } else { "left" };
+            let action = match (e.data["action"].as_str(), e.data["reason"].as_str()) {
+                (Some("join"), _) => "joined",
+                (_, Some("kicked")) => "was kicked",
+                _ => "left",
+            };
             format!("[{} #{}] * {} {action} ({} online)", e.room, e.seq, e.from, e.data["online"])
         }
         "gift" => format!(
@@ -202,6 +237,20 @@ fn render(e: &Event) -> String {
             e.from,
             e.data["kind"].as_str().unwrap_or("gift")
         ),
+        "moderation" => {
+            let d = &e.data;
+            let (user, room, seconds) =
+                (d["user"].as_str().unwrap_or("?"), d["room"].as_str().unwrap_or("?"), &d["seconds"]);
+            match d["action"].as_str() {
+                Some("mute") => {
+                    format!("[{} #{}] * {} muted {user} in {room} for {seconds} s", e.room, e.seq, e.from)
+                }
+                Some("kick") => {
+                    format!("[{} #{}] * {} kicked {user} from {room} for {seconds} s", e.room, e.seq, e.from)
+                }
+                _ => format!("[{} #{}] * {} unmuted {user} in {room}", e.room, e.seq, e.from),
+            }
+        }
         _ => format!("[{} #{}] {}: {}", e.room, e.seq, e.from, text(&e.data)),
     }
 }

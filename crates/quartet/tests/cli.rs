@@ -120,6 +120,30 @@ fn a_server_with_a_secret_takes_the_tokens_quartet_token_mints() {
         .output()
         .unwrap();
     assert!(!bad_role.status.success(), "a token the server would refuse is not minted");
+
+    // Two chats with tokens: the host mutes and kicks the member.
+    let mint = |sub: &str, role: &str| {
+        let out = Command::new(BIN)
+            .args(["token", "--secret", "s3cret", "--sub", sub, "--role", role])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (hana_token, bob_token) = (mint("hana", "host"), mint("bob", "member"));
+    let (mut hana, hana_out) =
+        spawn(&["chat", "--transport", "ws", "--room", "lobby", "--token", &hana_token, "--url", &url]);
+    expect_line(&hana_out, "hana in lobby");
+    let (mut bob, bob_out) =
+        spawn(&["chat", "--transport", "long-poll", "--room", "lobby", "--token", &bob_token, "--url", &url]);
+    expect_line(&bob_out, "bob in lobby");
+    writeln!(hana.0.stdin.as_mut().unwrap(), "/mute bob 60").unwrap();
+    expect_line(&bob_out, "hana muted bob in lobby for 60 s");
+    writeln!(bob.0.stdin.as_mut().unwrap(), "let me talk").unwrap();
+    expect_line(&bob_out, "forbidden: you are muted in room lobby");
+    writeln!(hana.0.stdin.as_mut().unwrap(), "/kick bob").unwrap();
+    expect_line(&hana_out, "bob was kicked");
+    writeln!(bob.0.stdin.as_mut().unwrap(), "/join lobby").unwrap();
+    expect_line(&bob_out, "forbidden: you were kicked from room lobby");
 }
 
 /// Without a secret the server says it is open.
