@@ -205,9 +205,15 @@ impl Client {
     }
 
     /// Waits for the next frames (events and gaps); never returns an empty batch. Safe to
-    /// cancel (see [`Transport::receive`]).
+    /// cancel (see [`Transport::receive`]). A stream the server closed `slow` (it stayed behind
+    /// its events) is opened again from the cursor, on the same transport: nothing is lost.
     pub async fn receive(&mut self) -> Result<Vec<Frame>, ClientError> {
-        self.transport.receive().await
+        loop {
+            match self.transport.receive().await {
+                Err(ClientError::Server { code: ErrorCode::Slow, .. }) => self.switch(self.kind()).await?,
+                received => return received,
+            }
+        }
     }
 
     /// Receives until `wanted` frames have arrived or `within` passes; returns what came.
@@ -215,7 +221,7 @@ impl Client {
         let mut frames = Vec::new();
         let deadline = tokio::time::Instant::now() + within;
         while frames.len() < wanted {
-            match tokio::time::timeout_at(deadline, self.transport.receive()).await {
+            match tokio::time::timeout_at(deadline, self.receive()).await {
                 Ok(batch) => frames.extend(batch?),
                 Err(_) => break,
             }

@@ -4,9 +4,11 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+#[cfg(doc)]
+use crate::limits::SHED_LAG;
 use crate::limits::{
     COMMAND_BURST, COMMANDS_PER_SECOND, DEFAULT_HEARTBEAT, HEARTBEATS_BEFORE_TIMEOUT,
-    PRESENCE_COUNT_INTERVAL, PRESENCE_CROWD, RING_BYTES, RING_CAPACITY,
+    PRESENCE_COUNT_INTERVAL, PRESENCE_CROWD, RING_BYTES, RING_CAPACITY, SLOW_STREAM_AFTER,
 };
 
 /// Tunables of a hub. [`Config::default`] is what `quartet serve` uses.
@@ -27,6 +29,8 @@ pub struct Config {
     pub presence_crowd: usize,
     /// How often a crowded room's count is announced; see [`PRESENCE_COUNT_INTERVAL`].
     pub presence_interval: Duration,
+    /// How long a stream may stay behind before it is closed `slow`; see [`SLOW_STREAM_AFTER`].
+    pub slow_after: Duration,
 }
 
 impl Default for Config {
@@ -39,6 +43,7 @@ impl Default for Config {
             command_burst: COMMAND_BURST,
             presence_crowd: PRESENCE_CROWD,
             presence_interval: PRESENCE_COUNT_INTERVAL,
+            slow_after: SLOW_STREAM_AFTER,
         }
     }
 }
@@ -61,4 +66,8 @@ pub struct Stats {
     pub registered: AtomicU64,
     /// Clients removed for silence.
     pub expired: AtomicU64,
+    /// Droppable events skipped by readers that were behind (see [`SHED_LAG`]).
+    pub shed: AtomicU64,
+    /// Streams closed because they stayed behind (see [`SLOW_STREAM_AFTER`]).
+    pub slow: AtomicU64,
 }

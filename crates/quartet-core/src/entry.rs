@@ -35,6 +35,8 @@ pub struct Draft {
     /// The client's message id, if the publish had one: a durable engine keeps the ack under it,
     /// so a resend after a restart is still recognised.
     pub id: Option<String>,
+    /// A reader far behind may skip it (likes, counts); the rest is must-deliver.
+    pub droppable: bool,
 }
 
 impl Draft {
@@ -48,7 +50,7 @@ impl Draft {
         data: Box<RawValue>,
     ) -> Draft {
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        Draft { log, event, from, from_client, scope, data, ts, id: None }
+        Draft { log, event, from, from_client, scope, data, ts, id: None, droppable: false }
     }
 }
 
@@ -98,13 +100,19 @@ impl Entry {
     }
 }
 
-/// How a store writes a scope as a number: 0 room, 1 others, 2 self.
-pub fn scope_number(scope: Scope) -> i64 {
-    match scope {
+/// The bit of [`stored_scope`] that marks a droppable event.
+pub const DROPPABLE_BIT: i64 = 4;
+
+/// How a store writes an event's scope and class as one number: 0 room, 1 others, 2 self,
+/// plus [`DROPPABLE_BIT`] for a droppable event. (Stores written before delivery classes hold
+/// 0 to 2: must-deliver, as every event was then.)
+pub fn stored_scope(draft: &Draft) -> i64 {
+    let scope = match draft.scope {
         Scope::Room => 0,
         Scope::Others => 1,
         Scope::SelfOnly => 2,
-    }
+    };
+    if draft.droppable { scope | DROPPABLE_BIT } else { scope }
 }
 
 /// An event as a store keeps it: names as text, the scope as [`scope_number`].
@@ -118,7 +126,7 @@ pub struct StoredEvent<'a> {
     pub from: &'a str,
     /// The client that sent it (empty for the server's own events).
     pub from_client: &'a str,
-    /// [`scope_number`] of its scope.
+    /// Its scope and class, as [`stored_scope`] writes them.
     pub scope: i64,
     /// Its payload.
     pub data: Box<RawValue>,
@@ -136,7 +144,7 @@ impl Entry {
         } else {
             ClientId::from_wire(stored.from_client).ok()?
         };
-        let scope = match stored.scope {
+        let scope = match stored.scope & !DROPPABLE_BIT {
             1 => Scope::Others,
             2 => Scope::SelfOnly,
             _ => Scope::Room,
@@ -150,6 +158,7 @@ impl Entry {
             data: stored.data,
             ts: stored.ts,
             id: None,
+            droppable: stored.scope & DROPPABLE_BIT != 0,
         };
         Some(Entry::new(Seq(stored.seq), draft))
     }
@@ -162,18 +171,33 @@ mod tests {
 
     #[test]
     fn stored_fields_come_back_as_the_same_entry() {
+        let log = LogId::Room(RoomName::parse("r").unwrap());
         for scope in [Scope::Room, Scope::Others, Scope::SelfOnly] {
-            let stored = StoredEvent {
-                seq: 7,
-                event: "chat",
-                from: "alice",
-                from_client: "c1",
-                scope: scope_number(scope),
-                data: RawValue::from_string("1".into()).unwrap(),
-                ts: 9,
-            };
-            let entry = Entry::from_stored(&LogId::Room(RoomName::parse("r").unwrap()), stored).unwrap();
-            assert_eq!((entry.seq, entry.draft.scope, entry.draft.from.as_str()), (Seq(7), scope, "alice"));
+            for droppable in [false, true] {
+                let mut draft = Draft::now(
+                    log.clone(),
+                    EventName::parse("chat").unwrap(),
+                    UserName::parse("alice").unwrap(),
+                    ClientId::from_random([1; 16]),
+                    scope,
+                    RawValue::from_string("1".into()).unwrap(),
+                );
+                draft.droppable = droppable;
+                let stored = StoredEvent {
+                    seq: 7,
+                    event: "chat",
+                    from: "alice",
+                    from_client: "c1",
+                    scope: stored_scope(&draft),
+                    data: RawValue::from_string("1".into()).unwrap(),
+                    ts: 9,
+                };
+                let entry = Entry::from_stored(&log, stored).unwrap();
+                assert_eq!(
+                    (entry.seq, entry.draft.scope, entry.draft.droppable, entry.draft.from.as_str()),
+                    (Seq(7), scope, droppable, "alice")
+                );
+            }
         }
         let server = StoredEvent {
             seq: 1,
@@ -209,6 +233,7 @@ mod tests {
             data: RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap(),
             ts: 1_764_150_000_123,
             id: None,
+            droppable: false,
         };
         let entry = Entry::new(Seq(43), draft);
         let frame: Frame = serde_json::from_slice(&entry.frame("CUR")).unwrap();

@@ -380,7 +380,7 @@ impl Hub {
             Command::Publish { .. } | Command::Direct { .. } if !session.grant.role.may_publish() => {
                 Err(Error::new(ErrorCode::Forbidden, "a viewer may join and read, not publish"))
             }
-            Command::Publish { room, event, data, to, id } => {
+            Command::Publish { room, event, data, to, id, droppable } => {
                 self.catch_up(session, &room).await?;
                 let log = session.state().rooms.get(&room).map(|(log, _)| log.clone());
                 let log = log.ok_or_else(|| not_joined(&room))?;
@@ -396,7 +396,7 @@ impl Hub {
                     )
                     .retry_after(Duration::from_millis(left)));
                 }
-                self.publish_once(session, log, event, data, to, id).await
+                self.publish_once(session, log, event, data, to, id, droppable).await
             }
             Command::Direct { user, event, data, id } => {
                 let inbox = LogId::Inbox(user.clone());
@@ -411,7 +411,7 @@ impl Hub {
                         Error::new(ErrorCode::UnknownUser, format!("no client of user {user} is connected"))
                     })?
                 };
-                self.publish_once(session, log, event, data, Scope::Room, id).await
+                self.publish_once(session, log, event, data, Scope::Room, id, false).await
             }
             Command::Mute { room, user, seconds } => {
                 self.moderate(session, Action::Mute, room, user, seconds).await
@@ -545,6 +545,7 @@ impl Hub {
     }
 
     /// Appends a client's event once per message id: a resend gets the first ack again.
+    #[allow(clippy::too_many_arguments)] // the fields of a publish, passed on as they came
     async fn publish_once(
         &self,
         session: &Arc<Session>,
@@ -553,6 +554,7 @@ impl Hub {
         data: Box<RawValue>,
         scope: Scope,
         id: Option<String>,
+        droppable: bool,
     ) -> Result<Reply, Error> {
         let mut acks = session.publishing.lock().await;
         if let Some(ack) = id.as_deref().and_then(|id| acks.get(id)) {
@@ -561,6 +563,7 @@ impl Hub {
         let mut draft =
             Draft::now(log.id.clone(), event, session.user.clone(), session.id.clone(), scope, data);
         draft.id = id.clone();
+        draft.droppable = droppable;
         let seq = self.append(&log, draft).await?;
         let ack = Reply::Ack { id: id.clone(), room: log.id.to_string(), seq: seq.0 };
         if let Some(id) = id {
@@ -704,7 +707,7 @@ impl Hub {
                 LogId::Inbox(_) => None,
             };
             let data = presence_data("count", online.unwrap_or_else(|| log.reader_count()), None);
-            let draft = Draft::now(
+            let mut draft = Draft::now(
                 log.id.clone(),
                 presence_event(),
                 UserName::nobody(),
@@ -712,6 +715,8 @@ impl Hub {
                 Scope::Room,
                 data,
             );
+            // The next count supersedes it: a reader far behind may skip it.
+            draft.droppable = true;
             if let Err(error) = hub.append(&log, draft).await {
                 tracing::warn!(%error, room = %log.id, "could not publish the presence count");
             }

@@ -32,6 +32,23 @@ pub const RING_BYTES: usize = 4 * 1024 * 1024;
 /// of one huge response; the cursor of the batch says where the next one starts.
 pub const MAX_EVENTS_PER_BATCH: usize = 256;
 
+/// Most bytes of events one read returns (at least one event, whatever its size). With the
+/// batch's event count, this is what one reader holds for its client while the bytes are on
+/// their way: a client that reads slowly costs the server at most this (plus the kernel's
+/// socket buffers), whatever the rooms publish meanwhile. 256 events of 64 KiB would be 16 MiB.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// How far behind a log's newest event (in events) a reader must be for its reads to skip
+/// `droppable` events (likes, viewer counts): more than one batch. A reader that keeps up never
+/// loses one; a reader that falls behind catches up on what must be delivered first.
+pub const SHED_LAG: u64 = MAX_EVENTS_PER_BATCH as u64;
+
+/// How long a stream (SSE, WebSocket) may stay behind (every read leaving events waiting)
+/// before the server closes it with `slow`; the client resumes from its cursor. A backlog is
+/// caught up in milliseconds by a client that reads; ten seconds behind is a client that cannot
+/// keep up with what it must be sent (Centrifugo disconnects such clients the same way).
+pub const SLOW_STREAM_AFTER: Duration = Duration::from_secs(10);
+
 /// Client message ids remembered per client for idempotent publishes. A resend within the last
 /// this-many publishes is acknowledged again and not delivered twice.
 pub const REMEMBERED_MESSAGE_IDS: usize = 1024;

@@ -15,20 +15,29 @@
 //!
 //! Reads come from the logs' in-memory rings. A position older than a ring is asked of the
 //! [`Engine`] ([`Engine::read`]); an engine that keeps nothing beyond the rings makes it a `gap`.
+//!
+//! ## Slow clients
+//!
+//! A reader holds no queue: what it has not read stays in the shared rings. What one read hands
+//! over is bounded ([`MAX_EVENTS_PER_BATCH`] events, [`MAX_BATCH_BYTES`] bytes), so a client that
+//! reads slowly costs the server one batch, whatever is published meanwhile. A reader more than
+//! [`SHED_LAG`] events behind a log skips that log's `droppable` events (counted in
+//! [`Stats::shed`]) to catch up on what must be delivered; a stream that stays behind for
+//! [`Reader::close_when_behind_for`] is ended with `slow`, and its client resumes by cursor.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use quartet_protocol::event::gap_head;
-use quartet_protocol::{Cursor, CursorWriter, Epoch, Error, GapReason, LogId, Seq};
+use quartet_protocol::{Cursor, CursorWriter, Epoch, Error, ErrorCode, GapReason, LogId, Seq};
 use tokio::time::Instant;
 
 use crate::config::Stats;
 use crate::engine::{Engine, History};
 use crate::entry::Entry;
 use crate::frame::{EncodedFrame, Sink};
-use crate::limits::MAX_EVENTS_PER_BATCH;
+use crate::limits::{MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, SHED_LAG};
 use crate::log::Log;
 use crate::session::Session;
 
@@ -67,6 +76,10 @@ pub struct Reader {
     cursor: CursorWriter,
     /// Scratch for the entries of one log read, reused across reads.
     entries: Vec<Arc<Entry>>,
+    /// For a stream: how long it may stay behind before reads fail with `slow`.
+    slow_after: Option<std::time::Duration>,
+    /// Since when every read has left a log more than [`SHED_LAG`] events behind.
+    behind_since: Option<Instant>,
 }
 
 impl Reader {
@@ -94,6 +107,8 @@ impl Reader {
             no_history: false,
             cursor: CursorWriter::default(),
             entries: Vec::new(),
+            slow_after: None,
+            behind_since: None,
         };
         match cursor {
             // No cursor: start from "now" in every log the client reads.
@@ -107,6 +122,13 @@ impl Reader {
             Some(cursor) => reader.reset = cursor.positions.into_keys().collect(),
         }
         reader
+    }
+
+    /// Makes reads fail with `slow` once every read for `after` has left a log more than
+    /// [`SHED_LAG`] events behind: for a stream (SSE, WebSocket), whose client then resumes by
+    /// cursor. A poll reads at its client's pace and is never closed so.
+    pub fn close_when_behind_for(&mut self, after: std::time::Duration) {
+        self.slow_after = Some(after);
     }
 
     /// Brings the list of logs up to date with the session's rooms, keeping positions: a log
@@ -151,13 +173,30 @@ impl Reader {
     /// Completes at once unless a position is older than its log's ring: then the engine is
     /// asked first. Cancel-safe: every wait comes before the first push.
     pub async fn read_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
-        self.fetch_history().await?;
-        let pushed = self.read_memory(sink)?;
-        if pushed == 0 && self.reads.iter().any(|r| r.behind) {
-            self.fetch_history().await?;
-            return self.read_memory(sink);
+        if let (Some(after), Some(since)) = (self.slow_after, self.behind_since)
+            && since.elapsed() > after
+        {
+            self.stats.slow.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorCode::Slow,
+                format!(
+                    "this stream has been behind its events for over {} s: resume from the cursor of the last event received",
+                    after.as_secs_f64()
+                ),
+            ));
         }
-        Ok(pushed)
+        self.fetch_history().await?;
+        let mut read = self.read_memory(sink)?;
+        if read.pushed == 0 && self.reads.iter().any(|r| r.behind) {
+            self.fetch_history().await?;
+            read = self.read_memory(sink)?;
+        }
+        if read.behind {
+            self.behind_since.get_or_insert_with(Instant::now);
+        } else {
+            self.behind_since = None;
+        }
+        Ok(read.pushed)
     }
 
     /// Waits, without a deadline, until there is something to deliver and hands it to `sink`;
@@ -206,7 +245,7 @@ impl Reader {
     }
 
     /// The in-memory part of [`Reader::read_into`]: the engine's backlog, then the rings.
-    fn read_memory(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
+    fn read_memory(&mut self, sink: &mut impl Sink) -> Result<Read, Error> {
         // One look at the session state for both questions; `sync` locks again only when the
         // client joined or left a room since the last read.
         let membership = {
@@ -220,6 +259,10 @@ impl Reader {
             self.sync();
         }
         let mut pushed = 0;
+        let mut bytes = 0;
+        let mut shed = 0;
+        // Set when a log is still more than SHED_LAG behind after this read.
+        let mut behind = false;
         for id in std::mem::take(&mut self.reset) {
             if self.reads.iter().any(|r| r.log.id == id) {
                 pushed += self.push_gap(sink, &id, GapReason::Reset, None);
@@ -228,20 +271,22 @@ impl Reader {
         let mut entries = std::mem::take(&mut self.entries);
         for i in 0..self.reads.len() {
             let budget = MAX_EVENTS_PER_BATCH.saturating_sub(pushed);
-            if budget == 0 {
+            if budget == 0 || bytes >= MAX_BATCH_BYTES {
                 break;
             }
             let from_engine = !self.reads[i].backlog.is_empty();
-            let gap = if from_engine {
+            let (gap, head) = if from_engine {
                 let read = &mut self.reads[i];
                 let first = read.backlog.front().map_or(read.at, |e| e.seq);
                 let take = budget.min(read.backlog.len());
                 entries.extend(read.backlog.drain(..take).filter(|e| e.seq > read.at));
                 // The store no longer has what came right after the position: dropped by retention.
-                (first > read.at.next()).then(|| (read.at.next(), Seq(first.0 - 1)))
+                let gap = (first > read.at.next()).then(|| (read.at.next(), Seq(first.0 - 1)));
+                (gap, read.log.head())
             } else {
                 let read = &self.reads[i];
-                read.log.ring.lock().expect("ring lock").read_after_into(read.at, budget, &mut entries)
+                let ring = read.log.ring.lock().expect("ring lock");
+                (ring.read_after_into(read.at, budget, &mut entries), ring.head())
             };
             let engine_empty = std::mem::take(&mut self.reads[i].engine_empty);
             if let Some((from, to)) = gap {
@@ -258,18 +303,39 @@ impl Reader {
                 let id = self.reads[i].log.id.clone();
                 pushed += self.push_gap(sink, &id, reason, Some((from, to)));
             }
-            for entry in entries.drain(..) {
+            // Far behind this log: its droppable events are skipped, to catch up on the rest.
+            let shedding = head.0.saturating_sub(self.reads[i].at.0) > SHED_LAG;
+            let mut taken = 0;
+            for entry in &entries {
+                if pushed > 0 && bytes >= MAX_BATCH_BYTES {
+                    break;
+                }
+                taken += 1;
                 self.reads[i].at = entry.seq;
-                if entry.visible_to(&self.session.id) {
+                if shedding && entry.draft.droppable {
+                    shed += 1;
+                } else if entry.visible_to(&self.session.id) {
                     self.encode_cursor();
-                    sink.push(EncodedFrame { head: entry.json_head(), cursor: self.cursor.last() });
+                    let frame = EncodedFrame { head: entry.json_head(), cursor: self.cursor.last() };
+                    bytes += frame.json_len();
+                    sink.push(frame);
                     pushed += 1;
                 }
             }
+            // What the byte bound left: back to the backlog it came from (a ring keeps its own).
+            let read = &mut self.reads[i];
+            if from_engine {
+                entries.drain(taken..).rev().for_each(|e| read.backlog.push_front(e));
+            }
+            entries.clear();
+            behind |= head.0.saturating_sub(read.at.0) > SHED_LAG;
         }
         self.entries = entries;
         self.stats.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
-        Ok(pushed)
+        if shed > 0 {
+            self.stats.shed.fetch_add(shed, Ordering::Relaxed);
+        }
+        Ok(Read { pushed, behind })
     }
 
     fn push_gap(
@@ -283,6 +349,14 @@ impl Reader {
         sink.push(EncodedFrame { head: &gap_head(log, reason, missed), cursor: self.cursor.last() });
         1
     }
+}
+
+/// What one read of memory did.
+struct Read {
+    /// Frames pushed.
+    pushed: usize,
+    /// Whether a log is still more than [`SHED_LAG`] events behind its newest after the read.
+    behind: bool,
 }
 
 impl Drop for Reader {

@@ -64,6 +64,10 @@ pub enum Command {
         /// Client message id, for acks and idempotent resends.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Whether a reader that is far behind may skip it (likes, viewer counts): see
+        /// [`Command::droppable`]. Chat and gifts are must-deliver, the default.
+        #[serde(skip_serializing_if = "is_false")]
+        droppable: bool,
     },
     /// Append an event to a user's inbox.
     Direct {
@@ -114,6 +118,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl Command {
     /// `{"type":"join","room":room}`.
     pub fn join(room: &str) -> Result<Command, Error> {
@@ -139,6 +147,7 @@ impl Command {
             data: raw(data)?,
             to: Scope::Room,
             id: None,
+            droppable: false,
         })
     }
 
@@ -175,6 +184,15 @@ impl Command {
         self
     }
 
+    /// Marks a publish droppable: a reader more than a batch behind skips it instead of
+    /// falling further behind (other commands are returned unchanged).
+    pub fn droppable(mut self) -> Command {
+        if let Command::Publish { droppable, .. } = &mut self {
+            *droppable = true;
+        }
+        self
+    }
+
     /// Sets the message id of a publish or direct (other commands carry none and are returned
     /// unchanged): a resend with the same id is acknowledged again and delivered once.
     pub fn id(mut self, message_id: impl Into<String>) -> Command {
@@ -202,6 +220,7 @@ pub struct WireCommand {
     id: Option<String>,
     history: Option<u64>,
     seconds: Option<u64>,
+    droppable: Option<bool>,
 }
 
 fn required<'a>(field: &'a Option<String>, name: &str, kind: &str) -> Result<&'a str, Error> {
@@ -256,6 +275,7 @@ impl WireCommand {
                     data: data()?,
                     to,
                     id: self.id.clone(),
+                    droppable: self.droppable.unwrap_or(false),
                 })
             }
             "direct" => Ok(Command::Direct {
@@ -557,6 +577,7 @@ mod tests {
             Command::leave("lobby").unwrap(),
             Command::publish("lobby", "chat", &json!({"text":"hi"})).unwrap().to(Scope::Others).id("m1"),
             Command::publish("lobby", "gift", &json!({"kind":"rose"})).unwrap().to(Scope::SelfOnly),
+            Command::publish("lobby", "like", &1).unwrap().droppable(),
             Command::direct("bob", "chat", &"psst").unwrap().id("d1"),
             Command::Ping,
             Command::mute("lobby", "bob", 60).unwrap(),

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     TokenExpired,
     /// The storage engine failed; nothing was acknowledged.
     Unavailable,
+    /// A stream (SSE, WebSocket) stayed behind its client's events for too long: the server
+    /// closes it; the client resumes from its cursor, missing nothing the store keeps.
+    Slow,
     /// The server hit a bug while answering; it keeps serving.
     Internal,
     /// A code this version does not know (a newer server): read the message.
@@ -48,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (for docs and tests).
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::BadCursor,
         ErrorCode::NotJoined,
@@ -62,6 +65,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Unavailable,
+        ErrorCode::Slow,
         ErrorCode::Internal,
         ErrorCode::Unknown,
     ];
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Slow => "slow",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

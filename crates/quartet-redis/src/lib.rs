@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use quartet_core::engine::{Announcement, BoxFuture, Health, History, SessionRecord, wall_ms};
-use quartet_core::entry::{Draft, Entry, StoredEvent, scope_number};
+use quartet_core::entry::{Draft, Entry, StoredEvent, stored_scope};
 use quartet_core::moderation::{Restriction, RestrictionKind};
 use quartet_core::{Engine, Grant};
 use quartet_protocol::{ClientId, Epoch, Error, ErrorCode, LogId, RoomName, Seq, UserName};
@@ -401,7 +401,7 @@ impl Engine for RedisEngine {
                 Some(id) => format!("{}:ack:{}:{id}", self.prefix, draft.from_client),
                 None => String::new(),
             };
-            let scope = scope_number(draft.scope);
+            let scope = stored_scope(draft);
             let rest = serde_json::to_string(&(
                 draft.event.as_str(),
                 draft.from.as_str(),

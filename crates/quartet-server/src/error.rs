@@ -31,6 +31,7 @@ pub(crate) fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Unauthorized | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Slow => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::UnknownClient | ErrorCode::UnknownUser | ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::LimitReached | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,

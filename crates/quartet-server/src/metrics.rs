@@ -97,6 +97,18 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "Clients removed for silence.",
         &one(core.expired.load(Ordering::Relaxed)),
     );
+    metric(
+        "quartet_events_shed_total",
+        "counter",
+        "Droppable events skipped by readers more than a batch behind.",
+        &one(core.shed.load(Ordering::Relaxed)),
+    );
+    metric(
+        "quartet_streams_slow_total",
+        "counter",
+        "SSE streams and WebSockets closed `slow`: behind their events for too long.",
+        &one(core.slow.load(Ordering::Relaxed)),
+    );
     let per = |pick: fn(&Counters) -> &AtomicU64| -> Vec<(String, f64)> {
         Transport::ALL
             .iter()

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quartet_core::engine::{Health, SessionRecord};
-use quartet_core::entry::{Draft, scope_number};
+use quartet_core::entry::{Draft, stored_scope};
 use quartet_protocol::{Error, ErrorCode};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -82,7 +82,7 @@ impl Row {
             ends[i + 1] = text.len();
         }
         text.push_str(id.unwrap_or_default());
-        Row { text, ends, has_id: id.is_some(), scope: scope_number(draft.scope), ts: draft.ts as i64 }
+        Row { text, ends, has_id: id.is_some(), scope: stored_scope(draft), ts: draft.ts as i64 }
     }
 
     fn field(&self, i: usize) -> &str {

@@ -60,6 +60,7 @@ pub(crate) async fn sse(
     };
     let cursor = last_event_id.or(query.cursor.as_deref());
     let mut reader = open_reader(&state.hub, &client, cursor).await?;
+    reader.close_when_behind_for(state.hub.config().slow_after);
     let keep_alive = state.hub.config().heartbeat / 2;
     let mut shutdown = state.shutdown.clone();
     let stats = state.stats.clone();
@@ -89,7 +90,9 @@ pub(crate) async fn sse(
                     yield Ok(out.take());
                 }
                 Some(Err(error)) => {
-                    // The client was removed (DELETE or timeout): say so, then end the stream.
+                    // The client was removed (DELETE or timeout), or the stream stayed behind
+                    // (`slow`: an EventSource reconnects by itself, from its Last-Event-ID):
+                    // say so, then end the stream.
                     let mut block = b"data: ".to_vec();
                     block.extend_from_slice(&Reply::error_json(error));
                     block.extend_from_slice(b"\n\n");

@@ -42,7 +42,8 @@ pub mod close_code {
     pub const PROTOCOL: u16 = 1002;
     /// A text message that is not UTF-8.
     pub const INVALID_DATA: u16 = 1007;
-    /// The server's policy ends the connection (here: the client was removed).
+    /// The server's policy ends the connection (here: the client was removed, or the socket
+    /// stayed behind its events: `slow`).
     pub const POLICY: u16 = 1008;
     /// A message larger than the server accepts.
     pub const TOO_BIG: u16 = 1009;

@@ -188,6 +188,7 @@ where
     // lock and register a waiter on every delivery.
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
+    reader.close_when_behind_for(state.hub.config().slow_after);
     let mut last_heard = Instant::now();
     let mut out = WsOut::default();
     let mut input = BytesMut::with_capacity(WS_READ_BUFFER);
@@ -207,6 +208,7 @@ where
                     // store failed a read (the client reconnects from its cursor).
                     let (code, reason) = match error.code {
                         ErrorCode::UnknownClient => (close_code::POLICY, "client removed"),
+                        ErrorCode::Slow => (close_code::POLICY, "too slow: resume from the cursor"),
                         _ => (close_code::SERVER_ERROR, "server error"),
                     };
                     out.error(error);
