@@ -112,3 +112,129 @@ async fn an_sse_stream_that_stops_reading_is_dropped_and_expires() {
     assert!(flood_until_the_stalled_client_is_gone(&server, &http).await >= 1);
     drop(slow);
 }
+
+/// A WebSocket that reads, but slower than its room publishes, stays behind; after
+/// `slow_after` the server closes it with `slow` (close 1008) instead of feeding it forever.
+/// Resumed from the cursor of the last event it got, it gets every chat exactly once, in order;
+/// likes it fell behind on were skipped (counted), and a client that keeps up lost nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_that_stays_behind_is_closed_slow_and_resumes_without_loss() {
+    use futures_util::StreamExt;
+    const CHATS: u64 = 600;
+    let server = start(Config {
+        slow_after: Duration::from_millis(500),
+        ring_capacity: 100_000,
+        ring_bytes: 512 * 1024 * 1024,
+        command_rate: 1e9,
+        command_burst: 1e9,
+        ..Config::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let (client, cursor) = register_raw(&http, &server.url, "slow").await;
+    let commands = format!("{}/v1/clients/{client}/commands", server.url);
+    assert_eq!(
+        post_json(&http, &commands, &json!({"type":"join","room":"flood"})).await["replies"][0]["type"],
+        "joined"
+    );
+    let ws_url = |cursor: &str| {
+        format!("{}/v1/clients/{client}/ws?cursor={cursor}", server.url.replacen("http", "ws", 1))
+    };
+    // A small receive buffer, so the server's writes wait on this client's reading.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 * 1024).unwrap();
+    let stream = socket.connect(server.url.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(ws_url(&cursor), stream).await.unwrap();
+    let mut keeping_up = connect(&server, "fast", TransportKind::Ws).await;
+    join(&mut keeping_up, "flood").await;
+    // It reads all along: (chats, likes) it got.
+    let fast = tokio::spawn(async move {
+        let (mut chats, mut likes) = (0, 0);
+        while chats + likes < 2 * CHATS {
+            let frames =
+                tokio::time::timeout(PATIENCE, keeping_up.receive()).await.expect("the fast reader starved");
+            for frame in frames.unwrap() {
+                match frame.as_event().map(|e| e.event.as_str()) {
+                    Some("chat") => chats += 1,
+                    Some("like") => likes += 1,
+                    _ => {}
+                }
+            }
+        }
+        (chats, likes)
+    });
+
+    // Chats and likes of 8 KiB, as fast as the server takes them.
+    let mut publisher = connect(&server, "pub", TransportKind::ShortPoll).await;
+    join(&mut publisher, "flood").await;
+    let pad = "x".repeat(8 * 1024);
+    let publishing = tokio::spawn(async move {
+        for n in (0..CHATS).step_by(3) {
+            let batch: Vec<Command> = (n..n + 3)
+                .flat_map(|n| {
+                    [
+                        Command::publish("flood", "chat", &json!({ "n": n, "pad": pad })).unwrap(),
+                        Command::publish("flood", "like", &json!({ "n": n, "pad": pad }))
+                            .unwrap()
+                            .droppable(),
+                    ]
+                })
+                .collect();
+            publisher.commands(&batch).await.unwrap().iter().for_each(|reply| _ = acked(reply));
+        }
+    });
+
+    // The slow reader: one frame every 10 ms (about 800 KB/s) until the server gives up on it.
+    let mut chats = Vec::new();
+    let mut last_cursor = cursor.clone();
+    let mut closed_slow = false;
+    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    while let Some(message) =
+        tokio::time::timeout_at(deadline, slow.next()).await.expect("the server never closed the slow socket")
+    {
+        match message.unwrap() {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "error" {
+                    assert_eq!(frame["code"], "slow", "{frame}");
+                    closed_slow = true;
+                } else if frame["type"] == "event" {
+                    if frame["event"] == "chat" {
+                        chats.push(frame["data"]["n"].as_u64().unwrap());
+                    }
+                    last_cursor = frame["cursor"].as_str().unwrap().to_owned();
+                }
+            }
+            Message::Close(close) => {
+                assert_eq!(close.map(|c| u16::from(c.code)), Some(1008));
+                break;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed_slow, "the socket ended without saying `slow`");
+    publishing.await.unwrap();
+
+    // Resumed from the cursor: the rest of the chats, none twice.
+    let (mut resumed, _) = tokio_tungstenite::connect_async(ws_url(&last_cursor)).await.unwrap();
+    while chats.len() < CHATS as usize {
+        let message = tokio::time::timeout(PATIENCE, resumed.next()).await.expect("the rest never came");
+        if let Message::Text(text) = message.unwrap().unwrap() {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["event"] == "chat" {
+                chats.push(frame["data"]["n"].as_u64().unwrap());
+            }
+        }
+    }
+    assert_eq!(chats, (0..CHATS).collect::<Vec<_>>(), "every chat once, in order");
+
+    // The client that kept up got every chat and every like.
+    assert_eq!(fast.await.unwrap(), (CHATS, CHATS), "a reader that keeps up loses no droppable event");
+    let metrics = http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let counter = |name: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap()
+    };
+    assert!(counter("quartet_streams_slow_total ") >= 1, "{metrics}");
+    assert!(counter("quartet_events_shed_total ") >= 1, "the slow socket skipped likes while behind");
+}
