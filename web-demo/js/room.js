@@ -19,6 +19,7 @@ const state = {
   room: 'lobby',
   online: 0,
   tally: {},
+  likes: 0,
   seen: new Set(),
   counter: 0,
   joinedAt: 0, // ms: events older than this came as history (no gift animation for them)
@@ -112,6 +113,8 @@ async function changeRoom(room) {
   $('#room-title').textContent = room;
   $('#messages').replaceChildren();
   state.tally = {};
+  state.likes = 0;
+  $('#likes').textContent = 0;
   renderTally();
   await command({ type: 'leave', room: old });
   await join(room);
@@ -174,6 +177,11 @@ async function moderate(action) {
   await command({ type: action, room: state.room, user, ...(seconds ? { seconds } : {}) });
 }
 
+/** A like: published droppable, so a reader far behind may skip it (never a gift or a chat). */
+function like() {
+  command({ type: 'publish', room: state.room, event: 'like', data: {}, droppable: true });
+}
+
 function gift(kind) {
   const id = `${state.session?.client}-${++state.counter}`;
   command({ type: 'publish', room: state.room, event: 'gift', data: { kind }, id });
@@ -207,6 +215,10 @@ function render(frames) {
       if (frame.data.action === 'count') continue; // a crowded room's periodic head count
       const verb = frame.data.action === 'join' ? 'joined' : frame.data.reason === 'kicked' ? 'was kicked' : 'left';
       line({ ...meta, kind: 'presence' }, who(frame.from), ` ${verb} · ${frame.data.online} online`);
+    } else if (frame.event === 'like') {
+      state.likes += 1;
+      $('#likes').textContent = state.likes;
+      if (frame.ts >= state.joinedAt) burst('❤');
     } else if (frame.event === 'moderation') {
       moderation(meta, frame, inbox);
     } else if (frame.event === 'gift') {
@@ -316,6 +328,7 @@ function bindControls() {
     const action = e.target.closest('button')?.dataset.action;
     if (action) moderate(action);
   });
+  $('#like').addEventListener('click', like);
   $('#gifts').addEventListener('click', (e) => {
     const kind = e.target.closest('button')?.dataset.gift;
     if (kind) gift(kind);

@@ -93,9 +93,13 @@ describe('room view', () => {
     await fan.click('#gifts button[data-gift=rose]');
     await fan.click('#gifts button[data-gift=rose]');
     await fan.click('#gifts button[data-gift=rocket]');
+    // Likes are droppable events: counted on the screen, no chat line.
+    await star.click('#like');
+    await star.click('#like');
     for (const page of [fan, star]) {
       await page.locator('#tally [data-gift=rose]', { hasText: '2' }).waitFor();
       await page.locator('#tally [data-gift=rocket]', { hasText: '1' }).waitFor();
+      await page.locator('#likes', { hasText: '2' }).waitFor();
       assert.equal(await page.locator('#messages li.gift').count(), 3);
     }
     await fan.context().close();
