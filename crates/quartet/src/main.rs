@@ -1,8 +1,9 @@
-//! The `quartet` command: `serve` (the default), `chat`, `bench` and `token`. See `quartet --help`.
+//! The `quartet` command: `serve` (the default), `chat`, `bench`, `soak` and `token`. See `quartet --help`.
 
 mod bench;
 mod chat;
 mod serve;
+mod soak;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Mint a token for a server started with --auth-secret.
     Token(token::TokenArgs),
+    /// Many clients over the four transports for a long time: does memory, descriptors and
+    /// latency level off?
+    Soak(soak::SoakArgs),
 }
 
 /// File descriptors the bench asks for (when allowed to): a 10 000-subscriber run holds 10 000
@@ -39,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     // Thousands of sockets (a big room, a bench) need more than the common soft limit of 1024
     // descriptors; take what the hard limit allows.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    if let Some(Command::Bench(_)) = &cli.command {
+    if let Some(Command::Bench(_) | Command::Soak(_)) = &cli.command {
         // The bench holds tens of thousands of sockets across its runs (and its servers inherit
         // the limit); as root it may raise the hard limit too.
         let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, BENCH_NOFILE, BENCH_NOFILE);
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Bench(args)) => return bench::run(args), // its own runtime, pinned
         Some(Command::Token(args)) => return token::run(args),
+        Some(Command::Soak(args)) => return soak::run(args), // its own runtime, pinned
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -54,6 +59,6 @@ fn main() -> anyhow::Result<()> {
         None => runtime.block_on(serve::run(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),
         Some(Command::Chat(args)) => runtime.block_on(chat::run(args)),
-        Some(Command::Bench(_) | Command::Token(_)) => unreachable!("handled above"),
+        Some(Command::Bench(_) | Command::Token(_) | Command::Soak(_)) => unreachable!("handled above"),
     }
 }

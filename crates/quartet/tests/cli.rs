@@ -152,3 +152,35 @@ fn an_open_server_says_so_at_start() {
     let (_server, out) = spawn(&["--addr", "127.0.0.1:0", "--store", "memory"]);
     expect_line(&out, "auth: OPEN");
 }
+
+/// `quartet soak`, briefly: it starts its own server, connects clients over the four
+/// transports, publishes, and prints a row per window with every client served and no error.
+#[test]
+fn a_short_soak_reports_its_windows() {
+    let out = Command::new(BIN)
+        .args([
+            "soak",
+            "--clients",
+            "40",
+            "--rooms",
+            "4",
+            "--minutes",
+            "0.1",
+            "--sample-seconds",
+            "2",
+            "--rate",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| at")).collect();
+    assert!(rows.len() >= 2, "{stdout}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[2], "41", "40 clients and the publisher: {row}");
+        assert!(cells[6].parse::<f64>().unwrap() > 0.0, "events were delivered: {row}");
+        assert_eq!(cells[12], "0", "no client error: {row}");
+    }
+}

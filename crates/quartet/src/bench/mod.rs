@@ -10,7 +10,7 @@
 mod floor;
 mod load;
 mod report;
-mod server;
+pub(crate) mod server;
 mod store;
 
 use std::io::{IsTerminal as _, Write as _};

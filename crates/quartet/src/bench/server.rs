@@ -64,6 +64,11 @@ impl ServerUnderTest {
         Ok(ServerUnderTest { child, url })
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server's CPU time (user + system) so far, in microseconds.
     pub(crate) fn cpu_us(&self) -> Option<u64> {
         process_cpu_us(self.child.id())
