@@ -20,7 +20,8 @@ use crate::engine::{Announcement, Engine, History, SessionRecord, wall_ms};
 use crate::entry::{Draft, Entry};
 use crate::grant::Grant;
 use crate::limits::{
-    MAX_CLIENTS, MAX_EVENTS_PER_BATCH, MAX_LOGS, MAX_READERS_PER_CLIENT, MAX_ROOMS_PER_CLIENT,
+    MAX_CLIENTS, MAX_CLIENTS_PER_USER, MAX_EVENTS_PER_BATCH, MAX_LOGS, MAX_READERS_PER_CLIENT,
+    MAX_ROOMS_PER_CLIENT,
 };
 use crate::log::Log;
 use crate::moderation::{Action, Notice};
@@ -118,6 +119,15 @@ impl Hub {
             ));
         }
         let inbox = self.log(LogId::Inbox(user.clone())).await?;
+        // Every client of the user reads its inbox: the inbox's readers are its clients here.
+        if inbox.reader_count() >= MAX_CLIENTS_PER_USER {
+            return Err(Error::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "user {user} already has {MAX_CLIENTS_PER_USER} clients: end one first (DELETE /v1/clients/ID), or wait for silent ones to time out"
+                ),
+            ));
+        }
         // Positions of this store's lifetime are checked against the logs' heads before anything
         // is made: a position the server could not have issued is refused whole.
         let resumed = cursor.as_ref().is_some_and(|c| c.epoch == self.shared.engine.epoch());

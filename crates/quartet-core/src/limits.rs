@@ -11,6 +11,11 @@ pub use quartet_protocol::limits::*;
 /// Most live clients one server holds. Past it, registration answers `limit_reached`.
 pub const MAX_CLIENTS: usize = 200_000;
 
+/// Most clients one user may have on a node at once (tabs, devices, reconnects not yet timed
+/// out). Past it, registering another answers `limit_reached`: one token (or, on an open server,
+/// one name) cannot fill the server with clients.
+pub const MAX_CLIENTS_PER_USER: usize = 64;
+
 /// Most readers one client may have open at once: SSE streams, WebSockets, parked long polls
 /// and polls being answered, all transports together. A tab uses one, a transport switch two
 /// for a moment; past it, opening one more answers `limit_reached`, so one client id cannot

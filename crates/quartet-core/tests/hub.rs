@@ -412,3 +412,20 @@ async fn a_client_may_hold_only_so_many_readers() {
     drop(open.pop());
     assert!(hub.reader(&alice, Some(&cursor)).await.is_ok(), "a closed reader frees its place");
 }
+
+/// One user may hold only so many clients at once; another user is not affected, and ending a
+/// client frees its place.
+#[tokio::test]
+async fn a_user_may_hold_only_so_many_clients() {
+    use quartet_core::limits::MAX_CLIENTS_PER_USER;
+    let hub = hub();
+    let mut clients = Vec::new();
+    for _ in 0..MAX_CLIENTS_PER_USER {
+        clients.push(client(&hub, "alice").await.0);
+    }
+    let refused = hub.register("alice").await.expect_err("one client too many");
+    assert_eq!(refused.code, quartet_protocol::ErrorCode::LimitReached, "{refused}");
+    assert!(hub.register("bob").await.is_ok(), "another user is not affected");
+    hub.remove(&clients.pop().unwrap()).await.unwrap();
+    assert!(hub.register("alice").await.is_ok(), "an ended client frees its place");
+}

@@ -32,6 +32,17 @@ use crate::meter::{Meter, MeteredListener};
 /// the previous response; also how long an idle keep-alive connection is kept.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Most bytes of a request's head (request line and headers) the server buffers while the head
+/// is incomplete; a larger head is answered `431 Request Header Fields Too Large` and the
+/// connection closed (a head that arrives whole in the read that crosses the bound may pass,
+/// up to twice this). 32 KiB holds
+/// a token (4 KiB at most), a cursor (8 KiB at most) and a browser's cookies with room to
+/// spare; hyper's own default would let every connection make the server buffer 400 KiB.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Most header lines of a request (hyper's default, stated here); more is answered `431`.
+pub const MAX_HEADERS: usize = 100;
+
 /// Connection limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -42,11 +53,20 @@ pub struct Limits {
     /// Open connections per client address at most; `None`: no cap. Behind a proxy every
     /// client has the proxy's address: cap there instead.
     pub max_connections_per_ip: Option<usize>,
+    /// Long polls parked at once at most; `None`: no cap. Past it a long poll is answered
+    /// `limit_reached` (503, `retry_after_ms`) at once, so parked requests cannot take every
+    /// connection the server may hold from the other transports and `/healthz`.
+    pub max_long_polls: Option<usize>,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { header_timeout: HEADER_TIMEOUT, max_connections: None, max_connections_per_ip: None }
+        Limits {
+            header_timeout: HEADER_TIMEOUT,
+            max_connections: None,
+            max_connections_per_ip: None,
+            max_long_polls: None,
+        }
     }
 }
 
@@ -126,7 +146,10 @@ pub(crate) async fn serve(
         let alive = alive_tx.clone();
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_headers(MAX_HEADERS);
             let connection = http.serve_connection(TokioIo::new(io), service).with_upgrades();
             tokio::pin!(connection);
             tokio::select! {

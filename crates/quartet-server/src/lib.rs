@@ -53,6 +53,8 @@ pub(crate) struct AppState {
     pub(crate) meter: Arc<Meter>,
     /// With `--auth-secret`: registering needs a token signed with it. `None`: open server.
     pub(crate) auth: Option<Arc<Auth>>,
+    /// Long polls parked at once at most (see [`connections::Limits::max_long_polls`]).
+    pub(crate) max_long_polls: Option<usize>,
 }
 
 /// How a server is run, beyond its core.
@@ -111,6 +113,7 @@ pub async fn serve_with(
         shutdown: stop_rx,
         meter: meter.clone(),
         auth: options.auth.map(Arc::new),
+        max_long_polls: options.limits.max_long_polls,
     };
     let reaper = tokio::spawn(hub.clone().run_reaper());
     let follower = tokio::spawn(hub.clone().follow());

@@ -118,3 +118,65 @@ async fn the_cap_per_address_leaves_room_for_other_addresses() {
     let n = other.read(&mut answer).await.unwrap();
     assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"), "another address is served");
 }
+
+/// Past the cap of parked long polls, another long poll is answered `limit_reached` at once
+/// with a retry hint, while other transports and `/healthz` are served; an answered long poll
+/// frees its place.
+#[tokio::test]
+async fn past_the_cap_of_parked_long_polls_another_is_refused_at_once() {
+    let server = server(Limits { max_long_polls: Some(2), ..Limits::default() }).await;
+    let http = reqwest::Client::new();
+    let mut clients = Vec::new();
+    for name in ["a", "b", "c"] {
+        clients.push(common::register_raw(&http, &server.url, name).await);
+    }
+    let poll = |(client, cursor): &(String, String), wait_ms: u64| {
+        let url = format!("{}/v1/clients/{client}/long-poll?cursor={cursor}&wait_ms={wait_ms}", server.url);
+        let http = http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let parked: Vec<_> = clients[..2].iter().map(|c| tokio::spawn(poll(c, 1500))).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let (status, body) = poll(&clients[2], 1500).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("limit_reached")), "{body}");
+    assert!(body["retry_after_ms"].as_u64().is_some(), "{body}");
+    assert!(started.elapsed() < Duration::from_millis(500), "refused at once, not parked");
+    assert_eq!(healthz(&server).await, 200);
+    let short = format!("{}/v1/clients/{}/poll?cursor={}", server.url, clients[2].0, clients[2].1);
+    assert_eq!(http.get(short).send().await.unwrap().status().as_u16(), 200, "short polls are not capped");
+    for parked in parked {
+        assert_eq!(parked.await.unwrap().0, 200);
+    }
+    assert_eq!(poll(&clients[2], 100).await.0, 200, "the places are free again");
+}
+
+/// A request head over the stated size is refused (431) and its connection closed; the server
+/// goes on serving.
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    use quartet_server::connections::MAX_HEAD_BYTES;
+    let server = server(Limits::default()).await;
+    let mut socket = TcpStream::connect(address(&server)).await.unwrap();
+    let cookie = "c".repeat(2 * MAX_HEAD_BYTES);
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n");
+    let _ = socket.write_all(request.as_bytes()).await; // the server may stop reading midway
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    let status = String::from_utf8_lossy(&answer).lines().next().unwrap_or("").to_owned();
+    assert!(status.contains(" 431 "), "got {status:?}");
+    // A head just under the size passes.
+    let fine = "c".repeat(MAX_HEAD_BYTES / 2);
+    let status = server
+        .http
+        .get(format!("{}/healthz", server.url))
+        .header("cookie", fine)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+}

@@ -1,4 +1,5 @@
-//! Fuzzing every decoder a stranger reaches: command bodies, cursors, tokens, WebSocket frames.
+//! Fuzzing every decoder a stranger reaches: command bodies, cursors, tokens, WebSocket frames,
+//! request targets and their query strings.
 //!
 //! Each target starts from valid inputs and feeds its decoder thousands of mutations of them
 //! (bit flips, bytes changed, inserted, deleted, duplicated, spliced, truncated) and random
@@ -215,6 +216,39 @@ fn websocket_frames() {
             }
             // What the read loop would reserve next stays bounded, whatever a header claims.
             assert!(decoder.needed() <= LIMIT + 14, "asks for {} bytes", decoder.needed());
+        }
+    });
+    assert!(runs > 100, "the fuzzer ran only {runs} inputs");
+}
+
+/// The request targets of the read routes: the URI itself (as hyper parses it), the query string
+/// (as the routes' extractors decode it: `cursor`, `wait_ms`), and the cursor inside it.
+#[test]
+fn query_strings() {
+    use axum::extract::Query;
+    use axum::http::Uri;
+    use quartet_server::transport::CursorQuery;
+    use quartet_server::transport::long_poll::{LONG_POLL_MAX_WAIT, LongPollQuery};
+    let seeds: Vec<Vec<u8>> = [
+        "/v1/clients/AbCdEf0123456789_-xyzw/long-poll?cursor=NzI3MWViN2QyNTJhMmNiNHxyOjR8QHJlYWRlcjow&wait_ms=25000",
+        "/v1/clients/AbCdEf0123456789_-xyzw/poll?cursor=MjE3ZGFkZDkyNGNiZWIzOXxAdmljOjA",
+        "/v1/clients/x/sse?cursor=&wait_ms=18446744073709551615&cursor=a%20b%FF",
+        "/v1/clients/%FF%FE/ws?cursor=%E2%82%AC&&=&wait_ms=-1",
+    ]
+    .map(|s| s.as_bytes().to_vec())
+    .to_vec();
+    let runs = fuzz("query strings", &seeds, |bytes| {
+        let Ok(uri) = Uri::try_from(bytes) else { return };
+        if let Ok(Query(query)) = Query::<LongPollQuery>::try_from_uri(&uri) {
+            assert!(query.wait() <= LONG_POLL_MAX_WAIT, "a wait beyond the cap: {:?}", query.wait_ms);
+            if let Some(cursor) = &query.cursor {
+                let _ = Cursor::decode(cursor);
+            }
+        }
+        if let Ok(Query(query)) = Query::<CursorQuery>::try_from_uri(&uri)
+            && let Some(cursor) = &query.cursor
+        {
+            let _ = Cursor::decode(cursor);
         }
     });
     assert!(runs > 100, "the fuzzer ran only {runs} inputs");

@@ -66,6 +66,11 @@ pub(crate) struct ServeArgs {
     /// faces clients directly; behind a proxy every client has the proxy's address: cap there.
     #[arg(long, env = "QUARTET_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
+    /// Long polls parked at once at most [default: half the connection cap]; past it a long
+    /// poll is answered `limit_reached` at once, so parked requests leave connections for SSE,
+    /// WebSockets, commands and `/healthz`.
+    #[arg(long, env = "QUARTET_MAX_LONG_POLLS")]
+    max_long_polls: Option<usize>,
 }
 
 /// Descriptors kept out of the connection cap: the store's files, Redis, the listener, logs.
@@ -83,6 +88,7 @@ fn limits(args: &ServeArgs) -> anyhow::Result<quartet_server::connections::Limit
         header_timeout: args.header_timeout,
         max_connections: Some(max_connections),
         max_connections_per_ip: args.max_connections_per_ip,
+        max_long_polls: Some(args.max_long_polls.unwrap_or(max_connections / 2)),
     })
 }
 
@@ -187,9 +193,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "connections: at most {}{}; headers within {:?}, idle keep-alive closed after as long",
+        "connections: at most {}{}, {} parked long polls; headers within {:?}, idle keep-alive closed after as long",
         limits.max_connections.map_or("unlimited".into(), |n| n.to_string()),
         limits.max_connections_per_ip.map_or(String::new(), |n| format!(", {n} per address")),
+        limits.max_long_polls.map_or("unlimited".into(), |n| n.to_string()),
         limits.header_timeout
     );
     println!("web demo: http://{addr}/   API: docs/protocol.md   stop: Ctrl-C");

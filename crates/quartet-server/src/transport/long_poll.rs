@@ -23,6 +23,7 @@ use std::time::Duration;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use quartet_protocol::{Error, ErrorCode};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -36,11 +37,21 @@ pub const LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(30);
 /// Wait used when the client names none.
 pub const LONG_POLL_DEFAULT_WAIT: Duration = Duration::from_secs(25);
 
-/// The query of a long poll.
+/// The query of a long poll: `?cursor=C&wait_ms=N`, both optional.
 #[derive(Debug, Deserialize)]
-pub(crate) struct LongPollQuery {
-    cursor: Option<String>,
-    wait_ms: Option<u64>,
+pub struct LongPollQuery {
+    /// Where to resume; absent means "from now".
+    pub cursor: Option<String>,
+    /// How long to hold the request, in ms (capped at [`LONG_POLL_MAX_WAIT`]).
+    pub wait_ms: Option<u64>,
+}
+
+impl LongPollQuery {
+    /// How long the request is held: `wait_ms`, else [`LONG_POLL_DEFAULT_WAIT`], at most
+    /// [`LONG_POLL_MAX_WAIT`].
+    pub fn wait(&self) -> Duration {
+        self.wait_ms.map_or(LONG_POLL_DEFAULT_WAIT, Duration::from_millis).min(LONG_POLL_MAX_WAIT)
+    }
 }
 
 /// `GET /v1/clients/{client}/long-poll?cursor=C&wait_ms=N`.
@@ -50,9 +61,21 @@ pub(crate) async fn long_poll(
     query: Result<Query<LongPollQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let wait = query.wait_ms.map_or(LONG_POLL_DEFAULT_WAIT, Duration::from_millis).min(LONG_POLL_MAX_WAIT);
-    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref()).await?;
+    let wait = query.wait();
     let counters = state.stats.of(Transport::LongPoll);
+    if let Some(max) = state.max_long_polls
+        && counters.open.load(Ordering::Relaxed) >= max as u64
+    {
+        return Err(Error::new(
+            ErrorCode::LimitReached,
+            format!(
+                "the server holds its maximum of {max} parked long polls: try again in a second, or use SSE or a WebSocket"
+            ),
+        )
+        .retry_after(Duration::from_secs(1))
+        .into());
+    }
+    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref()).await?;
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);
     let mut shutdown = state.shutdown.clone();

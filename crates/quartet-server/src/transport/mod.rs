@@ -30,9 +30,9 @@ use crate::metrics::Counters;
 
 /// The `?cursor=` every read route accepts.
 #[derive(Debug, Deserialize)]
-pub(crate) struct CursorQuery {
+pub struct CursorQuery {
     /// Where to resume; absent means "from now".
-    pub(crate) cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 /// Opens a reader for the client in the path, from `cursor`. Fails (as JSON) before anything is
