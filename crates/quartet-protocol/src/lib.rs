@@ -8,8 +8,7 @@
 //! client parses with it: a field added here reaches every side.
 //!
 //! There is no I/O here: no async runtime, no HTTP. `docs/protocol.md` describes the same
-//! contract for people, with real exchanges; `shared/CONTRACT.md`'s frames are the tests'
-//! reference.
+//! contract for people, with real exchanges.
 //!
 //! ## Module map
 //!

@@ -238,3 +238,48 @@ async fn a_websocket_that_stays_behind_is_closed_slow_and_resumes_without_loss()
     assert!(counter("quartet_streams_slow_total ") >= 1, "{metrics}");
     assert!(counter("quartet_events_shed_total ") >= 1, "the slow socket skipped likes while behind");
 }
+
+/// A WebSocket peer that goes silent (it reads, but answers no ping and sends nothing) is told
+/// why, with close 1008, once the client timeout has passed since the last frame it sent, and
+/// not a heartbeat later.
+#[tokio::test]
+async fn a_silent_websocket_is_closed_on_time_with_a_reason() {
+    use tokio::io::AsyncReadExt;
+    let config = Config { heartbeat: Duration::from_secs(1), ..Config::default() };
+    let timeout = config.client_timeout();
+    let server = start(config).await;
+    let http = reqwest::Client::new();
+    let (client, cursor) = register_raw(&http, &server.url, "quiet").await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "GET /v1/clients/{client}/ws?cursor={cursor} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    // Read everything until the server closes: the 101, pings, and the close frame at the end.
+    let mut received = Vec::new();
+    tokio::time::timeout(timeout * 3, socket.read_to_end(&mut received))
+        .await
+        .expect("never closed")
+        .unwrap();
+    let elapsed = started.elapsed();
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut frames = &received[head_end..];
+    let mut close = None;
+    while frames.len() >= 2 {
+        let (opcode, len) = (frames[0] & 0x0f, (frames[1] & 0x7f) as usize);
+        if opcode == 0x8 {
+            close = Some((
+                u16::from_be_bytes([frames[2], frames[3]]),
+                String::from_utf8_lossy(&frames[4..2 + len]).into_owned(),
+            ));
+        }
+        frames = &frames[(2 + len).min(frames.len())..];
+    }
+    let (code, reason) = close.expect("no close frame: the server dropped the socket without saying why");
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("no sign of life"), "{reason}");
+    assert!(elapsed >= timeout, "closed after {elapsed:?}, before the timeout {timeout:?}");
+    assert!(elapsed < timeout + Duration::from_millis(500), "closed after {elapsed:?}: a heartbeat late");
+}

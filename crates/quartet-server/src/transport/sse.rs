@@ -13,8 +13,10 @@
 //!   │ GET …/sse   Last-Event-ID: C2          │ resumes after e2
 //! ```
 //!
-//! Trade-offs: one-way, so commands go through `POST …/commands`; plain HTTP, so proxies and
-//! HTTP/2 multiplexing work; the browser reconnects and resumes by itself via `Last-Event-ID`.
+//! Trade-offs: one-way, so commands go through `POST …/commands`; plain HTTP, so every proxy
+//! passes it (quartet speaks HTTP/1.1; a TLS proxy in front that speaks HTTP/2 to browsers lifts
+//! their six-connections-per-host limit); the browser reconnects and resumes by itself via
+//! `Last-Event-ID`.
 //! Costs about 8 bytes of framing per event plus the `id:` line. Comment keep-alives every half
 //! heartbeat keep proxies from closing an idle stream and detect dead connections.
 

@@ -170,7 +170,8 @@ enum End {
 /// The connection loop. Each turn waits for one of:
 /// - something for this client in its logs: frame it all into the buffer, write once,
 /// - bytes from the client: decode frames (commands, pings, pongs, close) and answer,
-/// - a heartbeat tick: ping, or give up on a peer silent for the client timeout,
+/// - a heartbeat tick: ping,
+/// - the peer silent for the client timeout: close with 1008 and end,
 /// - server shutdown: close with 1001 "going away" (the client resumes elsewhere).
 ///
 /// One task per connection and no lock: it owns both directions of the socket.
@@ -189,7 +190,10 @@ where
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     reader.close_when_behind_for(state.hub.config().slow_after);
-    let mut last_heard = Instant::now();
+    // Ends the connection when the peer has been silent for the client timeout; pushed back by
+    // every read (a pong, a command, any frame).
+    let silence = tokio::time::sleep(timeout);
+    tokio::pin!(silence);
     let mut out = WsOut::default();
     let mut input = BytesMut::with_capacity(WS_READ_BUFFER);
     let mut decoder = Decoder::new(WS_MAX_MESSAGE_BYTES);
@@ -219,18 +223,20 @@ where
             read = io.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break End::Peer,
                 Ok(_) => {
-                    last_heard = Instant::now();
+                    silence.as_mut().reset(Instant::now() + timeout);
                     let end = decode(&mut decoder, &mut input, &mut out, &state, &client).await;
                     input.reserve(read_room(decoder.needed(), input.len()));
                     end
                 }
             },
             _ = beat.tick() => {
-                if last_heard.elapsed() > timeout {
-                    break End::Silent;
-                }
                 codec::put_frame(&mut out.0, OP_PING, b"");
                 None
+            }
+            () = &mut silence => {
+                // Said, in case the peer still reads; the write is bounded like any other.
+                codec::put_close(&mut out.0, close_code::POLICY, "no sign of life within the timeout");
+                Some(End::Silent)
             }
             () = &mut stop => {
                 codec::put_close(&mut out.0, close_code::AWAY, "server shutting down");
