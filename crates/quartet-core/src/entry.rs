@@ -115,7 +115,7 @@ pub fn stored_scope(draft: &Draft) -> i64 {
     if draft.droppable { scope | DROPPABLE_BIT } else { scope }
 }
 
-/// An event as a store keeps it: names as text, the scope as [`scope_number`].
+/// An event as a store keeps it: names as text, the scope and class as [`stored_scope`].
 #[derive(Debug)]
 pub struct StoredEvent<'a> {
     /// Its seq.
