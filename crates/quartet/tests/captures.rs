@@ -1,0 +1,379 @@
+//! Captures that cannot drift. The exchanges the docs quote are made again here, byte for byte,
+//! against the real binary, normalised (client ids, cursors, ports, times become `<client>`,
+//! `<cursor>`, `<port>`, `<ts>`, `<date>`) and compared with `docs/captures/NAME.txt`. Every
+//! fenced block in `docs/` right after a `<!-- capture: NAME -->` line must hold that file's text
+//! exactly. So when the server's bytes change, this test fails until the docs say the new truth.
+//!
+//! After a deliberate change: `QUARTET_CAPTURE_WRITE=1 cargo test -p quartet --test captures`
+//! rewrites the files and the marked blocks; read the diff before committing it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_quartet");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn writing() -> bool {
+    std::env::var("QUARTET_CAPTURE_WRITE").is_ok_and(|v| v == "1")
+}
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--store", "memory", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the quartet binary runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("the server prints its banner").unwrap();
+        if let Some(url) = line.strip_prefix("quartet listening on http://") {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, address }
+}
+
+/// One HTTP/1.1 exchange on a new connection: the request as sent, the response as received
+/// (the body read to its Content-Length).
+fn http(server: &Server, request: &str) -> (String, String) {
+    let mut socket = TcpStream::connect(&server.address).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket.write_all(request.as_bytes()).unwrap();
+    let (head, rest) = read_head(&mut socket);
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = rest;
+    while body.len() < length {
+        let mut buf = [0u8; 4096];
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "the response ended early");
+        body.extend_from_slice(&buf[..n]);
+    }
+    (request.to_owned(), format!("{head}{}", String::from_utf8(body).unwrap()))
+}
+
+/// Reads a response head (through the blank line); returns it and any bytes read after it.
+fn read_head(socket: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = bytes.split_off(at + 4);
+            return (String::from_utf8(bytes).unwrap(), rest);
+        }
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed before the head ended");
+        bytes.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Request and response as a transcript: `C:` lines the client sent, `S:` lines the server sent.
+fn transcript(request: &str, response: &str) -> String {
+    let mut out = String::new();
+    for (who, text) in [("C", request), ("S", response)] {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        for line in head.lines() {
+            out.push_str(&format!("{who}: {line}\n"));
+        }
+        out.push_str(&format!("{who}:\n"));
+        if !body.is_empty() {
+            out.push_str(&format!("{who}: {body}\n"));
+        }
+    }
+    out
+}
+
+/// Replaces what changes from run to run with a name for it.
+fn normalise(text: &str, server: &Server, client: Option<&str>) -> String {
+    let mut out = text.replace(&server.address, "127.0.0.1:<port>");
+    if let Some(client) = client {
+        out = out.replace(client, "<client>");
+    }
+    let lines: Vec<String> = out
+        .lines()
+        .map(|line| {
+            let lower = line.to_lowercase();
+            if let Some(at) = lower.find("date: ") {
+                format!("{}<date>", &line[..at + "date: ".len()])
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    let mut out = lines.join("\n") + "\n";
+    for (key, end) in [("\"cursor\":\"", '"'), ("cursor=", ' '), ("\"ts\":", ',')] {
+        let mut result = String::new();
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(key) {
+            result.push_str(&rest[..at + key.len()]);
+            rest = &rest[at + key.len()..];
+            let stop = rest.find([end, '&', '\n', '}']).unwrap_or(rest.len());
+            result.push_str(if key == "\"ts\":" { "<ts>" } else { "<cursor>" });
+            rest = &rest[stop..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
+}
+
+/// The bytes of a masked client text frame carrying `text`, with the mask key of RFC 6455's
+/// own example (`37 fa 21 3d`).
+fn client_text_frame(text: &str) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    assert!(text.len() < 126, "the example frames are small");
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+/// One server frame off the socket: (header bytes, payload).
+fn server_frame(socket: &mut TcpStream, buffered: &mut Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    let mut need = |n: usize, buffered: &mut Vec<u8>| {
+        while buffered.len() < n {
+            let mut buf = [0u8; 4096];
+            let got = socket.read(&mut buf).unwrap();
+            assert!(got > 0, "the socket closed mid-frame");
+            buffered.extend_from_slice(&buf[..got]);
+        }
+    };
+    need(2, buffered);
+    let (header_len, len) = match buffered[1] & 0x7f {
+        126 => {
+            need(4, buffered);
+            (4, u16::from_be_bytes([buffered[2], buffered[3]]) as usize)
+        }
+        127 => panic!("the example frames are small"),
+        n => (2, n as usize),
+    };
+    need(header_len + len, buffered);
+    let frame: Vec<u8> = buffered.drain(..header_len + len).collect();
+    (frame[..header_len].to_vec(), frame[header_len..].to_vec())
+}
+
+/// The exchanges, by capture name.
+fn capture_all() -> Vec<(&'static str, String)> {
+    let server = start();
+    let host = format!("Host: {}", server.address);
+    let mut captures = Vec::new();
+
+    // Registering: the first request of every client.
+    let body = r#"{"name":"alice"}"#;
+    let (request, response) = http(
+        &server,
+        &format!(
+            "POST /v1/clients HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let registration: serde_json::Value =
+        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let client = registration["client"].as_str().unwrap().to_owned();
+    let cursor = registration["cursor"].as_str().unwrap().to_owned();
+    captures.push(("register", normalise(&transcript(&request, &response), &server, Some(&client))));
+
+    // The WebSocket upgrade, with the key of RFC 6455's example.
+    let request = format!(
+        "GET /v1/clients/{client}/ws?cursor={cursor} HTTP/1.1\r\n{host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let mut socket = TcpStream::connect(&server.address).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket.write_all(request.as_bytes()).unwrap();
+    let (head, mut buffered) = read_head(&mut socket);
+    captures.push(("ws-upgrade", normalise(&transcript(&request, &head), &server, Some(&client))));
+
+    // Sec-WebSocket-Key → Sec-WebSocket-Accept, step by step, checked against what the server
+    // answered.
+    {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD;
+        use sha1::{Digest, Sha1};
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+        let nonce = STANDARD.decode(key).unwrap();
+        let digest = Sha1::digest(format!("{key}{guid}").as_bytes());
+        let accept = STANDARD.encode(digest);
+        assert!(
+            head.to_lowercase().contains(&format!("sec-websocket-accept: {}", accept.to_lowercase())),
+            "the server's accept is not the one computed here: {head}"
+        );
+        captures.push((
+            "ws-accept",
+            format!(
+                "Sec-WebSocket-Key       {key}\n  (base64 of 16 bytes:  {}, \"{}\")\n\
+                 + the GUID of RFC 6455  {guid}\n\
+                 = {key}{guid}\n\
+                 SHA-1 of that (20 bytes) {}\n\
+                 base64 of the SHA-1     {accept}   = Sec-WebSocket-Accept\n",
+                hex(&nonce),
+                String::from_utf8_lossy(&nonce),
+                hex(&digest),
+            ),
+        ));
+    }
+
+    // Frames: the client joins a room (a masked text frame); the server answers with the reply,
+    // then the room's presence event (unmasked text frames).
+    let join = r#"{"type":"join","room":"lobby"}"#;
+    let frame = client_text_frame(join);
+    socket.write_all(&frame).unwrap();
+    let mut frames = format!(
+        "C: {}\nC:    {}\nC:    (payload: {} bytes of {join} XOR the mask)\n",
+        hex(&frame[..6]),
+        hex(&frame[6..]),
+        join.len()
+    );
+    for _ in 0..2 {
+        let (header, payload) = server_frame(&mut socket, &mut buffered);
+        frames.push_str(&format!("S: {}\nS:    {}\n", hex(&header), String::from_utf8(payload).unwrap()));
+    }
+    captures.push(("ws-frames", normalise(&frames, &server, Some(&client))));
+    captures
+}
+
+fn capture_path(name: &str) -> PathBuf {
+    root().join("docs/captures").join(format!("{name}.txt"))
+}
+
+/// The fenced blocks of the docs marked `<!-- capture: NAME -->`: (page, name, line of the
+/// block's first content line, its text).
+fn marked_blocks() -> Vec<(PathBuf, String, usize, String)> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root().join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let Some(name) =
+                    line.trim().strip_prefix("<!-- capture: ").and_then(|l| l.strip_suffix(" -->"))
+                else {
+                    continue;
+                };
+                assert!(
+                    lines.get(i + 1).is_some_and(|l| l.starts_with("```")),
+                    "{}:{}: a capture marker must be followed by a fenced block",
+                    path.display(),
+                    i + 1
+                );
+                let end =
+                    (i + 2..lines.len()).find(|&j| lines[j].starts_with("```")).expect("an unclosed block");
+                let block = lines[i + 2..end].iter().map(|l| format!("{l}\n")).collect::<String>();
+                found.push((path.clone(), name.to_owned(), i + 3, block));
+            }
+        }
+    }
+    found
+}
+
+/// `page` with every marked block's content replaced by its capture file's text.
+fn with_captures(page: &str) -> String {
+    let mut out = String::new();
+    let mut lines = page.lines();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        out.push('\n');
+        let Some(name) = line.trim().strip_prefix("<!-- capture: ").and_then(|l| l.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().expect("a fenced block after the marker");
+        out.push_str(fence);
+        out.push('\n');
+        for old in lines.by_ref() {
+            if old.starts_with("```") {
+                out.push_str(&std::fs::read_to_string(capture_path(name)).unwrap());
+                out.push_str(old);
+                out.push('\n');
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_docs_quote_what_the_server_sends_today() {
+    let captures = capture_all();
+    let mut stale = Vec::new();
+    for (name, text) in &captures {
+        let path = capture_path(name);
+        if writing() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            continue;
+        }
+        let kept = std::fs::read_to_string(&path).unwrap_or_default();
+        if &kept != text {
+            stale.push(format!("docs/captures/{name}.txt differs from what the server sends now:\n--- kept\n{kept}--- now\n{text}"));
+        }
+    }
+    let blocks = marked_blocks();
+    if writing() {
+        let pages: std::collections::BTreeSet<&PathBuf> = blocks.iter().map(|(page, ..)| page).collect();
+        for page in pages {
+            std::fs::write(page, with_captures(&std::fs::read_to_string(page).unwrap())).unwrap();
+        }
+        return;
+    }
+    for (page, name, line, block) in &blocks {
+        let page = page.strip_prefix(root()).unwrap_or(page).display();
+        let capture = std::fs::read_to_string(capture_path(name))
+            .unwrap_or_else(|_| panic!("{page}:{line}: no capture named {name}"));
+        if &capture != block {
+            stale.push(format!("{page}:{line}: the block differs from docs/captures/{name}.txt"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{}\n(after a deliberate change: QUARTET_CAPTURE_WRITE=1 cargo test -p quartet --test captures)",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn normalising_names_what_changes() {
+    let server = Server { child: Command::new("true").spawn().unwrap(), address: "127.0.0.1:4242".into() };
+    let text = "C: Host: 127.0.0.1:4242\nS: date: Fri, 27 Nov 2026 20:00:00 GMT\nS: {\"ts\":1795000000000,\"cursor\":\"QUJD\"}\nC: GET /v1/clients/abc/ws?cursor=QUJD HTTP/1.1";
+    assert_eq!(
+        normalise(text, &server, Some("abc")),
+        "C: Host: 127.0.0.1:<port>\nS: date: <date>\nS: {\"ts\":<ts>,\"cursor\":\"<cursor>\"}\nC: GET /v1/clients/<client>/ws?cursor=<cursor> HTTP/1.1\n"
+    );
+}
