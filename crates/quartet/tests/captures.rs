@@ -257,6 +257,47 @@ fn capture_all() -> Vec<(&'static str, String)> {
         frames.push_str(&format!("S: {}\nS:    {}\n", hex(&header), String::from_utf8(payload).unwrap()));
     }
     captures.push(("ws-frames", normalise(&frames, &server, Some(&client))));
+
+    // Short polling, by a second user: a command over POST, then two polls, one with events
+    // and one without.
+    let body = r#"{"name":"bob"}"#;
+    let (_, response) = http(
+        &server,
+        &format!(
+            "POST /v1/clients HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let bob: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let (bob, bob_cursor) = (bob["client"].as_str().unwrap(), bob["cursor"].as_str().unwrap());
+    let join = r#"{"type":"join","room":"lobby"}"#;
+    let (request, response) = http(
+        &server,
+        &format!(
+            "POST /v1/clients/{bob}/commands HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{join}",
+            join.len()
+        ),
+    );
+    captures.push(("commands-join", normalise(&transcript(&request, &response), &server, Some(bob))));
+    let (request, response) =
+        http(&server, &format!("GET /v1/clients/{bob}/poll?cursor={bob_cursor} HTTP/1.1\r\n{host}\r\n\r\n"));
+    captures.push(("short-poll", normalise(&transcript(&request, &response), &server, Some(bob))));
+    let polled: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let next = polled["cursor"].as_str().unwrap();
+    let (request, response) =
+        http(&server, &format!("GET /v1/clients/{bob}/poll?cursor={next} HTTP/1.1\r\n{host}\r\n\r\n"));
+    captures.push(("short-poll-empty", normalise(&transcript(&request, &response), &server, Some(bob))));
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    captures.push((
+        "short-poll-empty-bytes",
+        format!(
+            "an empty short poll, on the wire: request {} bytes; response {} bytes ({} of status line and headers, {} of body)\n",
+            request.len(),
+            response.len(),
+            head.len() + 4,
+            body.len()
+        ),
+    ));
     captures
 }
 
