@@ -91,6 +91,28 @@ fn read_head(socket: &mut TcpStream) -> (String, Vec<u8>) {
     }
 }
 
+/// One chunk of a chunked HTTP/1.1 body, as text.
+fn read_chunk(socket: &mut TcpStream, buffered: &mut Vec<u8>) -> String {
+    let mut fill = |buffered: &mut Vec<u8>| {
+        let mut buf = [0u8; 4096];
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended");
+        buffered.extend_from_slice(&buf[..n]);
+    };
+    loop {
+        if let Some(at) = buffered.windows(2).position(|w| w == b"\r\n") {
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&buffered[..at]).unwrap().trim(), 16).unwrap();
+            while buffered.len() < at + 2 + size + 2 {
+                fill(buffered);
+            }
+            let chunk: Vec<u8> = buffered.drain(..at + 2 + size + 2).collect();
+            return String::from_utf8(chunk[at + 2..at + 2 + size].to_vec()).unwrap();
+        }
+        fill(buffered);
+    }
+}
+
 /// Request and response as a transcript: `C:` lines the client sent, `S:` lines the server sent.
 fn transcript(request: &str, response: &str) -> String {
     let mut out = String::new();
@@ -125,7 +147,7 @@ fn normalise(text: &str, server: &Server, client: Option<&str>) -> String {
         })
         .collect();
     let mut out = lines.join("\n") + "\n";
-    for (key, end) in [("\"cursor\":\"", '"'), ("cursor=", ' '), ("\"ts\":", ',')] {
+    for (key, end) in [("\"cursor\":\"", '"'), ("cursor=", ' '), ("\"ts\":", ','), ("S: id: ", '\n')] {
         let mut result = String::new();
         let mut rest = out.as_str();
         while let Some(at) = rest.find(key) {
@@ -288,14 +310,81 @@ fn capture_all() -> Vec<(&'static str, String)> {
         http(&server, &format!("GET /v1/clients/{bob}/poll?cursor={next} HTTP/1.1\r\n{host}\r\n\r\n"));
     captures.push(("short-poll-empty", normalise(&transcript(&request, &response), &server, Some(bob))));
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let empty_poll = (request.len(), response.len(), head.len() + 4, body.len());
+
+    // Long polling: a poll held until carol joins the room (her presence event), then one that
+    // finds nothing before its wait is over.
+    let carol_joins = {
+        let (address, host) = (server.address.clone(), host.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let server = Server { child: Command::new("true").spawn().unwrap(), address };
+            let body = r#"{"name":"carol"}"#;
+            let (_, response) = http(
+                &server,
+                &format!(
+                    "POST /v1/clients HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+            );
+            let carol: serde_json::Value =
+                serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+            let carol = carol["client"].as_str().unwrap().to_owned();
+            let join = r#"{"type":"join","room":"lobby"}"#;
+            http(
+                &server,
+                &format!(
+                    "POST /v1/clients/{carol}/commands HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{join}",
+                    join.len()
+                ),
+            );
+            carol
+        })
+    };
+    let (request, response) = http(
+        &server,
+        &format!("GET /v1/clients/{bob}/long-poll?cursor={next}&wait_ms=25000 HTTP/1.1\r\n{host}\r\n\r\n"),
+    );
+    let carol = carol_joins.join().unwrap();
+    captures.push(("long-poll", normalise(&transcript(&request, &response), &server, Some(bob))));
+    let polled: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let next = polled["cursor"].as_str().unwrap().to_owned();
+    let (request, response) = http(
+        &server,
+        &format!("GET /v1/clients/{bob}/long-poll?cursor={next}&wait_ms=200 HTTP/1.1\r\n{host}\r\n\r\n"),
+    );
+    captures.push(("long-poll-empty", normalise(&transcript(&request, &response), &server, Some(bob))));
+
+    // Server-Sent Events: bob's stream from the same cursor; carol says hi meanwhile. The body
+    // is shown as the browser's EventSource reads it (HTTP/1.1 sends it in chunks).
+    let request = format!(
+        "GET /v1/clients/{bob}/sse?cursor={next} HTTP/1.1\r\n{host}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    let mut socket = TcpStream::connect(&server.address).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket.write_all(request.as_bytes()).unwrap();
+    let (head, mut buffered) = read_head(&mut socket);
+    let say = r#"{"type":"publish","room":"lobby","event":"chat","data":{"text":"hi all"}}"#;
+    http(
+        &server,
+        &format!(
+            "POST /v1/clients/{carol}/commands HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{say}",
+            say.len()
+        ),
+    );
+    let mut stream = String::new();
+    while !stream.contains("hi all") {
+        stream.push_str(&read_chunk(&mut socket, &mut buffered));
+    }
+    let stream: String =
+        stream.lines().map(|l| if l.is_empty() { "S:\n".to_owned() } else { format!("S: {l}\n") }).collect();
+    let sse = format!("{}{stream}", transcript(&request, &head));
+    captures.push(("sse", normalise(&sse, &server, Some(bob)).replace(&carol, "<client>")));
     captures.push((
         "short-poll-empty-bytes",
         format!(
             "an empty short poll, on the wire: request {} bytes; response {} bytes ({} of status line and headers, {} of body)\n",
-            request.len(),
-            response.len(),
-            head.len() + 4,
-            body.len()
+            empty_poll.0, empty_poll.1, empty_poll.2, empty_poll.3
         ),
     ));
     captures
