@@ -36,8 +36,13 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--store", "memory", "--addr", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -51,6 +56,52 @@ fn start() -> Server {
     };
     std::thread::spawn(move || for _ in lines {});
     Server { child, address }
+}
+
+/// Registers `name`; returns its client id and cursor.
+fn register(server: &Server, name: &str) -> (String, String) {
+    let body = format!(r#"{{"name":"{name}"}}"#);
+    let (_, response) = http(
+        server,
+        &format!(
+            "POST /v1/clients HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            server.address,
+            body.len()
+        ),
+    );
+    let reg: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    (reg["client"].as_str().unwrap().to_owned(), reg["cursor"].as_str().unwrap().to_owned())
+}
+
+/// `POST …/commands` with `body`: (request, response).
+fn commands(server: &Server, client: &str, body: &str) -> (String, String) {
+    http(
+        server,
+        &format!(
+            "POST /v1/clients/{client}/commands HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            server.address,
+            body.len()
+        ),
+    )
+}
+
+/// `GET …/poll?cursor=C`: (request, response, the cursor after it).
+fn poll(server: &Server, client: &str, cursor: &str) -> (String, String, String) {
+    let (request, response) = http(
+        server,
+        &format!(
+            "GET /v1/clients/{client}/poll?cursor={cursor} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            server.address
+        ),
+    );
+    let body: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let next = body["cursor"].as_str().unwrap().to_owned();
+    (request, response, next)
+}
+
+/// The body of a response.
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }
 
 /// One HTTP/1.1 exchange on a new connection: the request as sent, the response as received
@@ -387,7 +438,147 @@ fn capture_all() -> Vec<(&'static str, String)> {
             empty_poll.0, empty_poll.1, empty_poll.2, empty_poll.3
         ),
     ));
+    captures.extend(rooms_scopes_acks(&server));
+    captures.extend(cursors_and_gaps(&server));
+    drop(server);
+    captures.push(("ws-silent", silent_websocket()));
     captures
+}
+
+/// One client in two rooms; scopes; acks and resends.
+fn rooms_scopes_acks(server: &Server) -> Vec<(&'static str, String)> {
+    let mut captures = Vec::new();
+    let (dora, dora_cursor) = register(server, "dora");
+    let (eve, eve_cursor) = register(server, "eve");
+    // Dora joins two rooms in one request; eve joins one of them.
+    let (request, response) =
+        commands(server, &dora, r#"[{"type":"join","room":"music"},{"type":"join","room":"quiz"}]"#);
+    captures.push(("join-two-rooms", normalise(&transcript(&request, &response), server, Some(&dora))));
+    commands(server, &eve, r#"{"type":"join","room":"music"}"#);
+    // Eve publishes to music with each scope; dora's one poll shows both rooms and the scopes.
+    let say = |text: &str, to: &str| {
+        format!(
+            r#"{{"type":"publish","room":"music","event":"chat","data":{{"text":"{text}"}},"to":"{to}"}}"#
+        )
+    };
+    let (request, response) = commands(
+        server,
+        &eve,
+        &format!(
+            "[{},{},{}]",
+            say("for the room", "room"),
+            say("for the others", "others"),
+            say("for me", "self")
+        ),
+    );
+    captures.push(("scopes-publish", normalise(&transcript(&request, &response), server, Some(&eve))));
+    let (quiz_client, _) = register(server, "fred");
+    commands(server, &quiz_client, r#"{"type":"join","room":"quiz"}"#);
+    commands(
+        server,
+        &quiz_client,
+        r#"{"type":"publish","room":"quiz","event":"chat","data":{"text":"2+2?"}}"#,
+    );
+    let (request, response, _) = poll(server, &dora, &dora_cursor);
+    captures.push(("two-rooms-poll", normalise(&transcript(&request, &response), server, Some(&dora))));
+    let (_, eve_view, _) = poll(server, &eve, &eve_cursor);
+    let texts = |response: &str| -> Vec<String> {
+        let body: serde_json::Value = serde_json::from_str(body(response)).unwrap();
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "chat" && e["room"] == "music")
+            .map(|e| format!("#{} {}", e["seq"], e["data"]["text"].as_str().unwrap()))
+            .collect()
+    };
+    captures.push((
+        "scopes-seen",
+        format!(
+            "eve (the sender) reads in music: {}\ndora (another client) reads:   {}\n",
+            texts(&eve_view).join(", "),
+            texts(&response).join(", ")
+        ),
+    ));
+    // An ack, and the same message id sent again: the same ack, one event.
+    let publish = r#"{"type":"publish","room":"music","event":"chat","data":{"text":"once"},"id":"m-17"}"#;
+    let (request, response) = commands(server, &eve, publish);
+    let (again_request, again) = commands(server, &eve, publish);
+    captures.push((
+        "ack-resend",
+        normalise(
+            &format!("{}{}", transcript(&request, &response), transcript(&again_request, &again)),
+            server,
+            Some(&eve),
+        ),
+    ));
+    captures
+}
+
+/// What a cursor is, and a gap.
+fn cursors_and_gaps(server: &Server) -> Vec<(&'static str, String)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut captures = Vec::new();
+    let (gus, cursor) = register(server, "gus");
+    commands(server, &gus, r#"[{"type":"join","room":"music"},{"type":"join","room":"quiz"}]"#);
+    let (_, _, after) = poll(server, &gus, &cursor);
+    let decoded = String::from_utf8(URL_SAFE_NO_PAD.decode(&after).unwrap()).unwrap();
+    let (epoch, positions) = decoded.split_once('|').unwrap();
+    captures.push((
+        "cursor-decoded",
+        format!(
+            "cursor (base64url)  {}\ndecoded             <epoch>|{positions}\n  epoch             {} hex digits: this store's lifetime\n  positions         one log:seq per room read, and the user's inbox @gus\n",
+            "<cursor>",
+            epoch.len()
+        ),
+    ));
+    // A cursor from another lifetime of the store (a memory store restarted): a `reset` gap.
+    let foreign = URL_SAFE_NO_PAD.encode(format!("{}|{positions}", "0".repeat(epoch.len())));
+    let (request, response, _) = poll(server, &gus, &foreign);
+    captures.push(("gap-reset", normalise(&transcript(&request, &response), server, Some(&gus))));
+    captures
+}
+
+/// A WebSocket peer that reads but never answers: pings every heartbeat, then the close frame.
+/// On a server of its own with a 300 ms heartbeat (a 600 ms timeout).
+fn silent_websocket() -> String {
+    let server = start_with(&["--heartbeat-ms", "300"]);
+    let (client, cursor) = register(&server, "quiet");
+    let request = format!(
+        "GET /v1/clients/{client}/ws?cursor={cursor} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.address
+    );
+    let mut socket = TcpStream::connect(&server.address).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket.write_all(request.as_bytes()).unwrap();
+    let (_, mut buffered) = read_head(&mut socket);
+    let mut seen = Vec::new();
+    loop {
+        let (header, payload) = server_frame(&mut socket, &mut buffered);
+        let line = match header[0] & 0x0f {
+            0x9 => {
+                format!("S: {}            ping (opcode 9), empty: the client must answer pong", hex(&header))
+            }
+            0x8 => format!(
+                "S: {} {} {}   close (opcode 8): code {}, reason \"{}\"",
+                hex(&header),
+                hex(&payload[..2]),
+                "…",
+                u16::from_be_bytes([payload[0], payload[1]]),
+                String::from_utf8_lossy(&payload[2..])
+            ),
+            other => format!("S: {} opcode {other}", hex(&header)),
+        };
+        let close = header[0] & 0x0f == 0x8;
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+        if close {
+            break;
+        }
+    }
+    seen.iter().map(|l| format!("{l}\n")).collect()
 }
 
 fn capture_path(name: &str) -> PathBuf {
