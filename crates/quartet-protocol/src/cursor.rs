@@ -127,21 +127,16 @@ fn push_decimal(out: &mut String, mut n: u64) {
     out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
 }
 
-/// Appends `n` in lowercase hex, without leading zeros.
+/// Appends `n` in lowercase hex, all 16 digits: every cursor of a store's lifetime then has the
+/// same length for the same logs and seqs (older cursors, written without leading zeros, still
+/// decode).
 fn push_hex(out: &mut String, n: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 16];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = DIGITS[(n & 0xf) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
+    for (i, digit) in buf.iter_mut().enumerate() {
+        *digit = DIGITS[((n >> (60 - 4 * i)) & 0xf) as usize];
     }
-    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
+    out.push_str(std::str::from_utf8(&buf).expect("ASCII digits"));
 }
 
 #[cfg(test)]
@@ -157,8 +152,10 @@ mod tests {
         let cursor = Cursor { epoch: Epoch(0x1f0c), positions };
         let text = cursor.encode();
         assert!(text.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-        assert_eq!(URL_SAFE_NO_PAD.decode(&text).unwrap(), b"1f0c|lobby:43|@alice:2");
+        assert_eq!(URL_SAFE_NO_PAD.decode(&text).unwrap(), b"0000000000001f0c|lobby:43|@alice:2");
         assert_eq!(Cursor::decode(&text).unwrap(), cursor);
+        // A cursor written before the epoch had a fixed width still reads the same.
+        assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode("1f0c|lobby:43|@alice:2")).unwrap(), cursor);
     }
 
     #[test]
@@ -167,7 +164,7 @@ mod tests {
             let (mut dec, mut hex) = (String::new(), String::new());
             push_decimal(&mut dec, n);
             push_hex(&mut hex, n);
-            assert_eq!((dec, hex), (n.to_string(), format!("{n:x}")));
+            assert_eq!((dec, hex), (n.to_string(), format!("{n:016x}")));
         }
     }
 
