@@ -424,8 +424,13 @@ fn capture_all() -> Vec<(&'static str, String)> {
         ),
     );
     let mut stream = String::new();
+    let mut stream_event = String::new();
     while !stream.contains("hi all") {
-        stream.push_str(&read_chunk(&mut socket, &mut buffered));
+        let chunk = read_chunk(&mut socket, &mut buffered);
+        if chunk.contains("hi all") {
+            stream_event = chunk.clone();
+        }
+        stream.push_str(&chunk);
     }
     let stream: String =
         stream.lines().map(|l| if l.is_empty() { "S:\n".to_owned() } else { format!("S: {l}\n") }).collect();
@@ -438,11 +443,78 @@ fn capture_all() -> Vec<(&'static str, String)> {
             empty_poll.0, empty_poll.1, empty_poll.2, empty_poll.3
         ),
     ));
+    // The same event, framed by each transport: bytes on the wire (from the SSE capture's event).
+    {
+        let block = stream_event.as_str();
+        let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        let id = block.lines().find_map(|l| l.strip_prefix("id: ")).unwrap();
+        let ws_header = if data.len() < 126 {
+            2
+        } else if data.len() < 65_536 {
+            4
+        } else {
+            10
+        };
+        let chunk = format!("{:x}\r\n", block.len()).len() + 2;
+        let poll_body = format!("{{\"events\":[{data}],\"cursor\":\"{id}\"}}").len();
+        // A poll's answer: the empty poll's head with this body's length in it.
+        let poll_head = empty_poll.2 - empty_poll.3.to_string().len() + poll_body.to_string().len();
+        captures.push((
+            "bytes-per-event",
+            format!(
+                "one chat event of {} bytes of JSON, as each transport sends it to one client:\n\
+                 WebSocket    {:>4} bytes  ({ws_header} of frame header + the JSON)\n\
+                 SSE          {:>4} bytes  (id: and data: lines, {chunk} of chunk framing)\n\
+                 long poll    {:>4} bytes  (a whole HTTP response: {poll_head} of head, {poll_body} of body), plus the next request\n\
+                 short poll   {:>4} bytes  (the same answer), plus every empty answer in between\n",
+                data.len(),
+                data.len() + ws_header,
+                block.len() + chunk,
+                poll_head + poll_body,
+                poll_head + poll_body,
+            ),
+        ));
+    }
     captures.extend(rooms_scopes_acks(&server));
     captures.extend(cursors_and_gaps(&server));
     drop(server);
     captures.push(("ws-silent", silent_websocket()));
+    if let Some(cluster) = two_nodes() {
+        captures.push(("cluster", cluster));
+    }
     captures
+}
+
+/// Two nodes on one Redis: a client registers and joins on node A, and reads on node B. `None`
+/// (said so) when there is no Redis, unless `QUARTET_REQUIRE_REDIS=1`, as in CI.
+fn two_nodes() -> Option<String> {
+    let redis = quartet_redis::test_redis()?;
+    let prefix = format!("quartet-test-capture-{}", std::process::id());
+    let a = start_with(&["--redis", &redis, "--redis-prefix", &prefix]);
+    let b = start_with(&["--redis", &redis, "--redis-prefix", &prefix]);
+    let body = r#"{"name":"hana"}"#;
+    let (register_request, register_response) = http(
+        &a,
+        &format!(
+            "POST /v1/clients HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            a.address,
+            body.len()
+        ),
+    );
+    let reg: serde_json::Value = serde_json::from_str(self::body(&register_response)).unwrap();
+    let (client, cursor) = (reg["client"].as_str().unwrap(), reg["cursor"].as_str().unwrap());
+    let (join_request, join_response) = commands(&a, client, r#"{"type":"join","room":"lobby"}"#);
+    let (poll_request, poll_response, _) = poll(&b, client, cursor);
+    let _ = quartet_redis::delete_prefix_blocking(&redis, &prefix);
+    let text = format!(
+        "{}{}{}",
+        transcript(&register_request, &register_response),
+        transcript(&join_request, &join_response),
+        transcript(&poll_request, &poll_response)
+    )
+    .replace(&a.address, "node-a:<port>")
+    .replace(&b.address, "node-b:<port>");
+    Some(normalise(&text, &a, Some(client)))
 }
 
 /// One client in two rooms; scopes; acks and resends.
