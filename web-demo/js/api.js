@@ -10,11 +10,16 @@ export class ApiError extends Error {
   }
 }
 
-/** Bytes of a fetch response as received: status line, headers and body (rebuilt). */
-export function responseBytes(response, bodyText) {
+/** A fetch response's status line and headers, rebuilt as they came (for the wire inspector). */
+export function responseHead(response) {
   let head = `HTTP/1.1 ${response.status} ${response.statusText}\r\n`;
   response.headers.forEach((value, name) => { head += `${name}: ${value}\r\n`; });
-  return utf8Length(head) + 2 + utf8Length(bodyText);
+  return head;
+}
+
+/** Bytes of a fetch response as received: status line, headers and body (rebuilt). */
+export function responseBytes(response, bodyText) {
+  return utf8Length(responseHead(response)) + 2 + utf8Length(bodyText);
 }
 
 const encoder = new TextEncoder();
@@ -22,11 +27,16 @@ export function utf8Length(text) {
   return encoder.encode(text).length;
 }
 
-/** fetch + JSON, turning error bodies into ApiError. Returns { body, bytes }. */
-export async function fetchJson(url, init = {}) {
+/**
+ * fetch + JSON, turning error bodies into ApiError. Returns { body, bytes }. `wire`, if given, is
+ * told the request line and the response (status line, headers, body) for the wire inspector.
+ */
+export async function fetchJson(url, init = {}, wire = null) {
+  wire?.('out', `${init.method ?? 'GET'} ${url} HTTP/1.1${init.body ? `\n\n${init.body}` : ''}`);
   const response = await fetch(url, init);
   const text = await response.text();
   const bytes = responseBytes(response, text);
+  wire?.('in', `${responseHead(response).trimEnd().replaceAll('\r\n', '\n')}\n\n${text}`);
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { /* not JSON: handled below */ }
   if (!response.ok) {
@@ -72,11 +82,11 @@ export async function unregister(client) {
 }
 
 /** POST /v1/clients/{id}/commands. Returns { replies, bytes }. */
-export async function postCommands(client, commands) {
+export async function postCommands(client, commands, wire = null) {
   const { body, bytes } = await fetchJson(`/v1/clients/${client}/commands`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(commands),
-  });
+  }, wire);
   return { replies: body.replies, bytes };
 }

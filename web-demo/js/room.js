@@ -8,6 +8,9 @@ import { $, GIFTS, describeError, el, guestName, toast } from './ui.js';
 
 const MAX_MESSAGES = 300;
 
+/** Lines the wire inspector keeps. */
+const MAX_WIRE_LINES = 200;
+
 /** Past events asked for when entering a room: the last messages and the gifts' tally. */
 const HISTORY = 100;
 
@@ -71,6 +74,7 @@ function startTransport(cursor) {
     onFrames: render,
     onState: setConn,
     onError: recover,
+    onWire: wire,
   });
   state.transport.start();
 }
@@ -231,7 +235,8 @@ function render(frames) {
       line({ ...meta, kind: 'dm-in' }, el('b', {}, `${frame.from} → you`), ` ${text(frame.data)}`);
     } else {
       const scope = { others: ' (to others)', self: ' (only you)' }[frame.data?.to] ?? '';
-      line({ ...meta, kind: 'chat' }, who(frame.from), ` ${text(frame.data)}`, el('small', {}, scope));
+      line({ ...meta, kind: 'chat' }, who(frame.from), ` ${text(frame.data)}`, el('small', {}, scope),
+        el('small', { class: 'seq', title: 'this event\'s seq in the room' }, ` #${frame.seq}`));
     }
   }
 }
@@ -257,6 +262,18 @@ function moderation(meta, frame, inbox) {
 /** A user's name in the chat; for a host, a click puts it in the moderation box. */
 function who(name) {
   return el('b', { class: 'who', onclick: () => { $('#mod-user').value = name; } }, name);
+}
+
+/** One line of the wire inspector: `direction` 'out' (→) or 'in' (←), the text as it went. */
+function wire(direction, text) {
+  const list = $('#wire');
+  const item = el('li', { class: direction, dataset: { transport: state.transportName } },
+    el('span', { class: 'dir' }, direction === 'out' ? '→' : '←'),
+    el('span', { class: 'via' }, state.transportName),
+    el('pre', {}, text));
+  list.append(item);
+  while (list.children.length > MAX_WIRE_LINES) list.firstElementChild.remove();
+  if ($('#wire-panel').open) item.scrollIntoView({ block: 'nearest' });
 }
 
 function text(data) {

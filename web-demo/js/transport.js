@@ -5,6 +5,8 @@
 //   onFrames(frames)    events and gaps, in order, each carrying the cursor after it
 //   onState(state)      'connecting' | 'connected' | 'reconnecting' | 'stopped'
 //   onError(apiError)   the server refused the client (e.g. unknown_client after a restart)
+//   onWire(dir, text)   optional: what went over the wire, as text ('out' or 'in'), for the
+//                       wire inspector
 // and offers start(), stop(), send(commands) -> replies, and `cursor`.
 
 import { ApiError, postCommands } from './api.js';
@@ -48,6 +50,16 @@ export class Transport {
     return span;
   }
 
+  /** Tells the wire inspector what went out ('out') or came in ('in'), if the page listens. */
+  wire(direction, text) {
+    this.hooks.onWire?.(direction, text);
+  }
+
+  /** `wire` bound to this transport, or null when nobody listens (no text is built then). */
+  get wireHook() {
+    return this.hooks.onWire ? (direction, text) => this.wire(direction, text) : null;
+  }
+
   /** Hands frames to the page and moves the cursor past them. */
   deliver(frames) {
     if (!frames.length) return;
@@ -61,7 +73,7 @@ export class Transport {
     const span = this.span('command', `POST commands ×${commands.length}`);
     this.stats.requests += 1;
     try {
-      const { replies, bytes } = await postCommands(this.client, commands);
+      const { replies, bytes } = await postCommands(this.client, commands, this.wireHook);
       this.stats.bytes += bytes;
       return replies;
     } finally {

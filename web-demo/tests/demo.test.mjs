@@ -295,3 +295,39 @@ describe('tokens', () => {
     await own.stop();
   });
 });
+
+describe('wire inspector', () => {
+  const expected = {
+    'short-poll': { out: ['GET /v1/clients/', '/poll?cursor='], in: ['HTTP/1.1 200', 'content-type: application/json', '"events":['] },
+    'long-poll': { out: ['GET /v1/clients/', '/long-poll?cursor=', 'wait_ms='], in: ['HTTP/1.1 200', '"events":['] },
+    sse: { out: ['GET /v1/clients/', '/sse?cursor=', 'text/event-stream'], in: ['id: ', 'data: {"type":"event"'] },
+    ws: { out: ['text frame: FIN, opcode 1', 'masked', '"type":"publish"'], in: ['text frame: FIN, opcode 1', 'unmasked', '"type":"ack"'] },
+  };
+  for (const transport of TRANSPORTS) {
+    test(`shows what ${transport} sends and receives, and each message's seq`, async () => {
+      const room = freshRoom(`wire-${transport}`);
+      const page = await openPage(browser, `${server.url}/?room=${room}&transport=${transport}&name=wirer`, errors);
+      await connected(page);
+      await page.click('#wire-panel summary');
+      await say(page, `on the wire via ${transport}`);
+      await chatLine(page, `on the wire via ${transport}`).waitFor();
+      // The message's own line shows its seq in the room.
+      assert.match(await chatLine(page, `on the wire via ${transport}`).innerText(), /#\d+/);
+      // The event itself came in over this transport, and what went out and in reads as the protocol.
+      await page.locator(`#wire li.in[data-transport=${transport}]`, { hasText: `on the wire via ${transport}` }).first().waitFor();
+      for (const [direction, pieces] of Object.entries(expected[transport])) {
+        for (const piece of pieces) {
+          assert.ok(
+            await page.locator(`#wire li.${direction}[data-transport=${transport}]`, { hasText: piece }).count() > 0,
+            `${transport}: no ${direction} line with ${piece}`,
+          );
+        }
+      }
+      // Commands over HTTP are shown as POSTs with their body (the WebSocket sends them as frames).
+      if (transport !== 'ws') {
+        await page.locator('#wire li.out', { hasText: 'POST /v1/clients/' }).filter({ hasText: '"type":"publish"' }).first().waitFor();
+      }
+      await page.context().close();
+    });
+  }
+});

@@ -15,7 +15,7 @@ export class LongPoll extends PollingTransport {
       this.setState(failures ? 'reconnecting' : 'connected');
       try {
         const url = `/v1/clients/${this.client}/long-poll?cursor=${this.cursor}&wait_ms=${this.options.wait}`;
-        const { body, bytes } = await fetchJson(url, { signal: this.abort.signal });
+        const { body, bytes } = await fetchJson(url, { signal: this.abort.signal }, this.wireHook);
         this.stats.bytes += bytes;
         span.empty = body.events.length === 0;
         if (span.empty) this.stats.empty += 1;

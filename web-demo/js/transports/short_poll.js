@@ -12,7 +12,7 @@ export class ShortPoll extends PollingTransport {
       const span = this.span('request', 'GET poll');
       this.stats.requests += 1;
       try {
-        const { body, bytes } = await fetchJson(`/v1/clients/${this.client}/poll?cursor=${this.cursor}`, { signal: this.abort.signal });
+        const { body, bytes } = await fetchJson(`/v1/clients/${this.client}/poll?cursor=${this.cursor}`, { signal: this.abort.signal }, this.wireHook);
         this.stats.bytes += bytes;
         span.empty = body.events.length === 0;
         if (span.empty) this.stats.empty += 1;

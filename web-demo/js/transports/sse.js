@@ -18,7 +18,9 @@ export class Sse extends Transport {
     this.setState(this.attempt ? 'reconnecting' : 'connecting');
     this.stats.requests += 1;
     this.stream = this.span('stream', 'GET sse (open)');
-    this.source = new EventSource(`/v1/clients/${this.client}/sse?cursor=${this.cursor}`);
+    const url = `/v1/clients/${this.client}/sse?cursor=${this.cursor}`;
+    this.wire('out', `GET ${url} HTTP/1.1\nAccept: text/event-stream`);
+    this.source = new EventSource(url);
     this.source.onopen = () => {
       if (this.attempt) this.stats.reconnects += 1;
       this.attempt = 0;
@@ -27,7 +29,11 @@ export class Sse extends Transport {
     this.source.onmessage = (message) => {
       // What went over the wire for this event: its id and data lines.
       this.stats.bytes += utf8Length(`id: ${message.lastEventId}\ndata: ${message.data}\n\n`);
+      this.wire('in', `id: ${message.lastEventId}\ndata: ${message.data}`);
       const frame = JSON.parse(message.data);
+      // `slow`: the server ended a stream that stayed behind; EventSource reconnects by itself
+      // from its Last-Event-ID. Any other error is final.
+      if (frame.type === 'error' && frame.code === 'slow') return;
       if (frame.type === 'error') return this.fail(new ApiError(frame.code, frame.message));
       this.mark('event', frame.event ?? frame.type);
       this.deliver([frame]);

@@ -24,7 +24,9 @@ export class Ws extends Transport {
     this.stats.requests += 1;
     this.stream = this.span('stream', 'WebSocket');
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const socket = new WebSocket(`${scheme}://${location.host}/v1/clients/${this.client}/ws?cursor=${this.cursor}`);
+    const path = `/v1/clients/${this.client}/ws?cursor=${this.cursor}`;
+    this.wire('out', `GET ${path} HTTP/1.1\nConnection: Upgrade\nUpgrade: websocket\n(the browser adds Sec-WebSocket-Key; the 101 answer is hidden from pages)`);
+    const socket = new WebSocket(`${scheme}://${location.host}${path}`);
     this.socket = socket;
     // Sends wait for the socket to open; they fail if it closes first.
     this.opened = new Promise((resolve, reject) => {
@@ -40,6 +42,7 @@ export class Ws extends Transport {
     socket.onmessage = (message) => {
       const size = utf8Length(message.data);
       this.stats.bytes += size + frameHeader(size);
+      this.wire('in', `text frame: FIN, opcode 1, ${size} bytes (header ${frameHeader(size)} bytes, unmasked)\n${message.data}`);
       const frame = JSON.parse(message.data);
       if (frame.type === 'event' || frame.type === 'gap') {
         this.mark('event', frame.event ?? frame.type);
@@ -72,7 +75,10 @@ export class Ws extends Transport {
     const replies = commands.map((command) => new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
       this.mark('send', command.type);
-      this.socket.send(JSON.stringify(command));
+      const text = JSON.stringify(command);
+      const size = utf8Length(text);
+      this.wire('out', `text frame: FIN, opcode 1, ${size} bytes (header ${frameHeader(size) + 4} bytes with the mask key, masked)\n${text}`);
+      this.socket.send(text);
     }));
     return Promise.all(replies);
   }
