@@ -57,7 +57,7 @@ impl Listener for MeteredListener {
 
     async fn accept(&mut self) -> (Metered, std::net::SocketAddr) {
         let (stream, addr) = Listener::accept(&mut self.inner).await;
-        let _ = stream.set_nodelay(true);
+        tune(&stream, self.write_patience);
         self.meter.connections.fetch_add(1, Ordering::Relaxed);
         let metered = Metered {
             stream: Some(stream),
@@ -73,6 +73,21 @@ impl Listener for MeteredListener {
     fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.inner.local_addr()
     }
+}
+
+/// Sets up an accepted connection: no Nagle delay (events go out as they are written), and, on
+/// Linux, `TCP_USER_TIMEOUT` at the client timeout: data the peer has not acknowledged for that
+/// long makes the kernel end the connection. Without it a peer that vanished without a trace (a
+/// phone in a tunnel) keeps an SSE stream, and so its client, alive until the kernel gives up
+/// retransmitting the keep-alives, about 15 minutes; a WebSocket's pings catch it sooner anyway.
+pub(crate) fn tune(stream: &TcpStream, patience: Duration) {
+    let _ = stream.set_nodelay(true);
+    #[cfg(target_os = "linux")]
+    {
+        let _ = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(patience));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = patience;
 }
 
 /// One counted connection, and the guard against a peer that stops reading.
@@ -211,5 +226,26 @@ impl AsyncWrite for Metered {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(self.stream.as_mut().expect("a live connection")).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An accepted connection gets no Nagle delay and, on Linux, the kernel's user timeout at
+    /// the client timeout (read back from the socket).
+    #[tokio::test]
+    async fn an_accepted_connection_is_tuned() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = tokio::spawn(TcpStream::connect(address));
+        let (accepted, _) = listener.accept().await.unwrap();
+        let _client = client.await.unwrap().unwrap();
+        let patience = Duration::from_millis(12_345);
+        tune(&accepted, patience);
+        assert!(accepted.nodelay().unwrap());
+        #[cfg(target_os = "linux")]
+        assert_eq!(socket2::SockRef::from(&accepted).tcp_user_timeout().unwrap(), Some(patience));
     }
 }
