@@ -80,6 +80,9 @@ pub struct Reader {
     slow_after: Option<std::time::Duration>,
     /// Since when every read has left a log more than [`SHED_LAG`] events behind.
     behind_since: Option<Instant>,
+    /// The client's last sign of life as the transport saw it, when the reader ends because the
+    /// client went silent (see [`Reader::ended_silent`]); else its end is one.
+    silent_since: Option<Instant>,
 }
 
 impl Reader {
@@ -109,6 +112,7 @@ impl Reader {
             entries: Vec::new(),
             slow_after: None,
             behind_since: None,
+            silent_since: None,
         };
         match cursor {
             // No cursor: start from "now" in every log the client reads.
@@ -129,6 +133,13 @@ impl Reader {
     /// cursor. A poll reads at its client's pace and is never closed so.
     pub fn close_when_behind_for(&mut self, after: std::time::Duration) {
         self.slow_after = Some(after);
+    }
+
+    /// Ends the reader of a client that went silent (its transport heard nothing for the client
+    /// timeout): its last sign of life stays `last_heard`, so the client expires at the reaper's
+    /// next turn instead of a timeout later, as the end of a stream normally counts as life.
+    pub fn ended_silent(mut self, last_heard: Instant) {
+        self.silent_since = Some(last_heard);
     }
 
     /// Brings the list of logs up to date with the session's rooms, keeping positions: a log
@@ -363,6 +374,7 @@ impl Drop for Reader {
     fn drop(&mut self) {
         let mut state = self.session.state();
         state.streams -= 1;
-        state.last_seen = Instant::now();
+        // The end of a stream is a sign of life, unless it ended for the lack of one.
+        state.last_seen = self.silent_since.map_or_else(Instant::now, |since| since.max(state.last_seen));
     }
 }

@@ -250,6 +250,9 @@ async fn a_silent_websocket_is_closed_on_time_with_a_reason() {
     let server = start(config).await;
     let http = reqwest::Client::new();
     let (client, cursor) = register_raw(&http, &server.url, "quiet").await;
+    let commands = format!("{}/v1/clients/{client}/commands", server.url);
+    let joined = post_json(&http, &commands, &json!({"type":"join","room":"hush"})).await;
+    assert_eq!(joined["replies"][0]["type"], "joined", "{joined}");
     let address = server.url.trim_start_matches("http://").to_owned();
     let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
     let request = format!(
@@ -268,18 +271,41 @@ async fn a_silent_websocket_is_closed_on_time_with_a_reason() {
     let mut frames = &received[head_end..];
     let mut close = None;
     while frames.len() >= 2 {
-        let (opcode, len) = (frames[0] & 0x0f, (frames[1] & 0x7f) as usize);
+        // Server frames: unmasked; a 7-bit length, or 126 and a 16-bit one (the event of its
+        // own join is longer than 125 bytes).
+        let opcode = frames[0] & 0x0f;
+        let (header, len) = match frames[1] & 0x7f {
+            126 => (4, u16::from_be_bytes([frames[2], frames[3]]) as usize),
+            len => (2, len as usize),
+        };
         if opcode == 0x8 {
+            let payload = &frames[header..header + len];
             close = Some((
-                u16::from_be_bytes([frames[2], frames[3]]),
-                String::from_utf8_lossy(&frames[4..2 + len]).into_owned(),
+                u16::from_be_bytes([payload[0], payload[1]]),
+                String::from_utf8_lossy(&payload[2..]).into_owned(),
             ));
         }
-        frames = &frames[(2 + len).min(frames.len())..];
+        frames = &frames[(header + len).min(frames.len())..];
     }
     let (code, reason) = close.expect("no close frame: the server dropped the socket without saying why");
     assert_eq!(code, 1008, "{reason}");
     assert!(reason.contains("no sign of life"), "{reason}");
     assert!(elapsed >= timeout, "closed after {elapsed:?}, before the timeout {timeout:?}");
     assert!(elapsed < timeout + Duration::from_millis(500), "closed after {elapsed:?}: a heartbeat late");
+    // Silent for the whole timeout, the client is gone: its room hears it leave at the reaper's
+    // next turn (every quarter heartbeat), not a timeout later.
+    let closed = tokio::time::Instant::now();
+    loop {
+        let room: Value =
+            http.get(format!("{}/v1/rooms/hush", server.url)).send().await.unwrap().json().await.unwrap();
+        if room["online"] == 0 {
+            break;
+        }
+        assert!(
+            closed.elapsed() < Duration::from_secs(1),
+            "still in its room {:?} after the close",
+            closed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -194,6 +194,7 @@ where
     // every read (a pong, a command, any frame).
     let silence = tokio::time::sleep(timeout);
     tokio::pin!(silence);
+    let mut last_heard = Instant::now();
     let mut out = WsOut::default();
     let mut input = BytesMut::with_capacity(WS_READ_BUFFER);
     let mut decoder = Decoder::new(WS_MAX_MESSAGE_BYTES);
@@ -223,7 +224,8 @@ where
             read = io.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break End::Peer,
                 Ok(_) => {
-                    silence.as_mut().reset(Instant::now() + timeout);
+                    last_heard = Instant::now();
+                    silence.as_mut().reset(last_heard + timeout);
                     let end = decode(&mut decoder, &mut input, &mut out, &state, &client).await;
                     input.reserve(read_room(decoder.needed(), input.len()));
                     end
@@ -254,6 +256,11 @@ where
         }
     };
     tracing::debug!(client = %client.redacted(), ?end, "websocket closed");
+    if matches!(end, End::Silent) {
+        // Silent for the whole timeout: it is gone, and its rooms hear so at the reaper's next
+        // turn (its other readers, if any, still keep it alive).
+        reader.ended_silent(last_heard);
+    }
 }
 
 /// Room to make before the next read: what the frame in progress still lacks, but at least a
