@@ -253,3 +253,36 @@ fn query_strings() {
     });
     assert!(runs > 100, "the fuzzer ran only {runs} inputs");
 }
+
+/// Engine.IO polling bodies and the Socket.IO packets inside them (the codecs of the Socket.IO
+/// transport being built): a value or an error, never a panic; what is read writes back to
+/// something that reads the same.
+#[test]
+fn socketio_packets() {
+    use quartet_server::transport::socketio::{engine, packet};
+    let seeds: Vec<Vec<u8>> = [
+        "4hello\u{1e}bAQIDBA==\u{1e}4world",
+        r#"40/admin,{"token":"123"}"#,
+        r#"42["chat",{"text":"hi"},"offset"]"#,
+        r#"4212["join",{"room":"lobby"}]"#,
+        r#"43/admin,13["bar"]"#,
+        r#"451-["baz",{"_placeholder":true,"num":0}]"#,
+        r#"461-/admin,15[{"_placeholder":true,"num":0}]"#,
+        "2probe\u{1e}3probe\u{1e}5\u{1e}6\u{1e}1",
+    ]
+    .map(|s| s.as_bytes().to_vec())
+    .to_vec();
+    let runs = fuzz("socket.io packets", &seeds, |bytes| {
+        let Ok(packets) = engine::decode_payload(&String::from_utf8_lossy(bytes)) else { return };
+        for p in packets {
+            if let engine::Packet::Message(text) = p
+                && let Ok(read) = packet::Packet::decode(&text)
+            {
+                let again =
+                    packet::Packet::decode(&read.encode()).expect("what is read writes back readably");
+                assert_eq!(again, read);
+            }
+        }
+    });
+    assert!(runs > 100, "the fuzzer ran only {runs} inputs");
+}

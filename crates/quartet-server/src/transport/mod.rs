@@ -12,6 +12,7 @@
 
 pub mod long_poll;
 pub mod short_poll;
+pub mod socketio;
 pub mod sse;
 pub mod ws;
 
