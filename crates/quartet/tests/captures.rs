@@ -23,15 +23,18 @@ fn writing() -> bool {
     std::env::var("QUARTET_CAPTURE_WRITE").is_ok_and(|v| v == "1")
 }
 
+/// A `quartet serve` this test started (killed when dropped), or just an address to reach one.
 struct Server {
-    child: Child,
+    child: Option<Child>,
     address: String,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -55,13 +58,13 @@ fn start_with(extra: &[&str]) -> Server {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Server { child, address }
+    Server { child: Some(child), address }
 }
 
-/// Registers `name`; returns its client id and cursor.
-fn register(server: &Server, name: &str) -> (String, String) {
+/// Registers `name`: (request, response, client id, cursor).
+fn register_exchange(server: &Server, name: &str) -> (String, String, String, String) {
     let body = format!(r#"{{"name":"{name}"}}"#);
-    let (_, response) = http(
+    let (request, response) = http(
         server,
         &format!(
             "POST /v1/clients HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -69,8 +72,16 @@ fn register(server: &Server, name: &str) -> (String, String) {
             body.len()
         ),
     );
-    let reg: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
-    (reg["client"].as_str().unwrap().to_owned(), reg["cursor"].as_str().unwrap().to_owned())
+    let reg: serde_json::Value = serde_json::from_str(self::body(&response)).unwrap();
+    let (client, cursor) =
+        (reg["client"].as_str().unwrap().to_owned(), reg["cursor"].as_str().unwrap().to_owned());
+    (request, response, client, cursor)
+}
+
+/// Registers `name`; returns its client id and cursor.
+fn register(server: &Server, name: &str) -> (String, String) {
+    let (_, _, client, cursor) = register_exchange(server, name);
+    (client, cursor)
 }
 
 /// `POST …/commands` with `body`: (request, response).
@@ -260,18 +271,7 @@ fn capture_all() -> Vec<(&'static str, String)> {
     let mut captures = Vec::new();
 
     // Registering: the first request of every client.
-    let body = r#"{"name":"alice"}"#;
-    let (request, response) = http(
-        &server,
-        &format!(
-            "POST /v1/clients HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    let registration: serde_json::Value =
-        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
-    let client = registration["client"].as_str().unwrap().to_owned();
-    let cursor = registration["cursor"].as_str().unwrap().to_owned();
+    let (request, response, client, cursor) = register_exchange(&server, "alice");
     captures.push(("register", normalise(&transcript(&request, &response), &server, Some(&client))));
 
     // The WebSocket upgrade, with the key of RFC 6455's example.
@@ -333,32 +333,13 @@ fn capture_all() -> Vec<(&'static str, String)> {
 
     // Short polling, by a second user: a command over POST, then two polls, one with events
     // and one without.
-    let body = r#"{"name":"bob"}"#;
-    let (_, response) = http(
-        &server,
-        &format!(
-            "POST /v1/clients HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    let bob: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
-    let (bob, bob_cursor) = (bob["client"].as_str().unwrap(), bob["cursor"].as_str().unwrap());
-    let join = r#"{"type":"join","room":"lobby"}"#;
-    let (request, response) = http(
-        &server,
-        &format!(
-            "POST /v1/clients/{bob}/commands HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{join}",
-            join.len()
-        ),
-    );
+    let (bob, bob_cursor) = register(&server, "bob");
+    let bob = bob.as_str();
+    let (request, response) = commands(&server, bob, r#"{"type":"join","room":"lobby"}"#);
     captures.push(("commands-join", normalise(&transcript(&request, &response), &server, Some(bob))));
-    let (request, response) =
-        http(&server, &format!("GET /v1/clients/{bob}/poll?cursor={bob_cursor} HTTP/1.1\r\n{host}\r\n\r\n"));
+    let (request, response, next) = poll(&server, bob, &bob_cursor);
     captures.push(("short-poll", normalise(&transcript(&request, &response), &server, Some(bob))));
-    let polled: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
-    let next = polled["cursor"].as_str().unwrap();
-    let (request, response) =
-        http(&server, &format!("GET /v1/clients/{bob}/poll?cursor={next} HTTP/1.1\r\n{host}\r\n\r\n"));
+    let (request, response, next) = poll(&server, bob, &next);
     captures.push(("short-poll-empty", normalise(&transcript(&request, &response), &server, Some(bob))));
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     let empty_poll = (request.len(), response.len(), head.len() + 4, body.len());
@@ -366,29 +347,12 @@ fn capture_all() -> Vec<(&'static str, String)> {
     // Long polling: a poll held until carol joins the room (her presence event), then one that
     // finds nothing before its wait is over.
     let carol_joins = {
-        let (address, host) = (server.address.clone(), host.clone());
+        let address = server.address.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            let server = Server { child: Command::new("true").spawn().unwrap(), address };
-            let body = r#"{"name":"carol"}"#;
-            let (_, response) = http(
-                &server,
-                &format!(
-                    "POST /v1/clients HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                ),
-            );
-            let carol: serde_json::Value =
-                serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
-            let carol = carol["client"].as_str().unwrap().to_owned();
-            let join = r#"{"type":"join","room":"lobby"}"#;
-            http(
-                &server,
-                &format!(
-                    "POST /v1/clients/{carol}/commands HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{join}",
-                    join.len()
-                ),
-            );
+            let server = Server { child: None, address };
+            let (carol, _) = register(&server, "carol");
+            commands(&server, &carol, r#"{"type":"join","room":"lobby"}"#);
             carol
         })
     };
@@ -398,7 +362,7 @@ fn capture_all() -> Vec<(&'static str, String)> {
     );
     let carol = carol_joins.join().unwrap();
     captures.push(("long-poll", normalise(&transcript(&request, &response), &server, Some(bob))));
-    let polled: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let polled: serde_json::Value = serde_json::from_str(self::body(&response)).unwrap();
     let next = polled["cursor"].as_str().unwrap().to_owned();
     let (request, response) = http(
         &server,
@@ -415,14 +379,7 @@ fn capture_all() -> Vec<(&'static str, String)> {
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     socket.write_all(request.as_bytes()).unwrap();
     let (head, mut buffered) = read_head(&mut socket);
-    let say = r#"{"type":"publish","room":"lobby","event":"chat","data":{"text":"hi all"}}"#;
-    http(
-        &server,
-        &format!(
-            "POST /v1/clients/{carol}/commands HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{say}",
-            say.len()
-        ),
-    );
+    commands(&server, &carol, r#"{"type":"publish","room":"lobby","event":"chat","data":{"text":"hi all"}}"#);
     let mut stream = String::new();
     let mut stream_event = String::new();
     while !stream.contains("hi all") {
@@ -492,19 +449,10 @@ fn two_nodes() -> Option<String> {
     let prefix = format!("quartet-test-capture-{}", std::process::id());
     let a = start_with(&["--redis", &redis, "--redis-prefix", &prefix]);
     let b = start_with(&["--redis", &redis, "--redis-prefix", &prefix]);
-    let body = r#"{"name":"hana"}"#;
-    let (register_request, register_response) = http(
-        &a,
-        &format!(
-            "POST /v1/clients HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            a.address,
-            body.len()
-        ),
-    );
-    let reg: serde_json::Value = serde_json::from_str(self::body(&register_response)).unwrap();
-    let (client, cursor) = (reg["client"].as_str().unwrap(), reg["cursor"].as_str().unwrap());
+    let (register_request, register_response, client, cursor) = register_exchange(&a, "hana");
+    let client = client.as_str();
     let (join_request, join_response) = commands(&a, client, r#"{"type":"join","room":"lobby"}"#);
-    let (poll_request, poll_response, _) = poll(&b, client, cursor);
+    let (poll_request, poll_response, _) = poll(&b, client, &cursor);
     let _ = quartet_redis::delete_prefix_blocking(&redis, &prefix);
     let text = format!(
         "{}{}{}",
@@ -763,7 +711,7 @@ fn the_docs_quote_what_the_server_sends_today() {
 
 #[test]
 fn normalising_names_what_changes() {
-    let server = Server { child: Command::new("true").spawn().unwrap(), address: "127.0.0.1:4242".into() };
+    let server = Server { child: None, address: "127.0.0.1:4242".into() };
     let text = "C: Host: 127.0.0.1:4242\nS: date: Fri, 27 Nov 2026 20:00:00 GMT\nS: {\"ts\":1795000000000,\"cursor\":\"QUJD\"}\nC: GET /v1/clients/abc/ws?cursor=QUJD HTTP/1.1";
     assert_eq!(
         normalise(text, &server, Some("abc")),
