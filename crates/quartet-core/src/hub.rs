@@ -409,18 +409,9 @@ impl Hub {
                 self.publish_once(session, log, event, data, to, id, droppable).await
             }
             Command::Direct { user, event, data, id } => {
-                let inbox = LogId::Inbox(user.clone());
-                let log = if self.shared.engine.durable() {
-                    // A durable store keeps it for the user's next client (an offline inbox).
-                    self.log(inbox).await?
-                } else {
-                    // Memory keeps nothing for later: only a connected user can be written to.
-                    // Looked up without creating it, so a made-up name costs no log.
-                    let log = self.existing_log(&inbox).filter(|log| log.reader_count() > 0);
-                    log.ok_or_else(|| {
-                        Error::new(ErrorCode::UnknownUser, format!("no client of user {user} is connected"))
-                    })?
-                };
+                let log = self.writable_inbox(&user).await?.ok_or_else(|| {
+                    Error::new(ErrorCode::UnknownUser, format!("no client of user {user} is connected"))
+                })?;
                 self.publish_once(session, log, event, data, Scope::Room, id, false).await
             }
             Command::Mute { room, user, seconds } => {
@@ -474,15 +465,7 @@ impl Hub {
         // Kept first: from here on every node that loads the room sees it.
         self.shared.engine.restrict(&room, &notice.restriction()).await?;
         let log = self.log(LogId::Room(room.clone())).await?;
-        let draft = Draft::now(
-            log.id.clone(),
-            moderation_event(),
-            session.user.clone(),
-            session.id.clone(),
-            Scope::Room,
-            notice.to_data(),
-        );
-        let seq = self.append(&log, draft).await?;
+        let seq = self.append(&log, moderation_draft(&log, session, &notice)).await?;
         self.apply_notice(&log, &notice, seq).await;
         self.tell_user(session, &notice).await;
         Ok(Reply::Ack { id: None, room: room.to_string(), seq: seq.0 })
@@ -533,25 +516,23 @@ impl Hub {
     /// Puts a moderation notice in the user's inbox, so each of their clients learns of it, on
     /// any node (a durable store also keeps it for a user with no client now).
     async fn tell_user(&self, moderator: &Arc<Session>, notice: &Notice) {
-        let inbox = LogId::Inbox(notice.user.clone());
-        let log = if self.shared.engine.durable() {
-            self.log(inbox).await.ok()
-        } else {
-            self.existing_log(&inbox).filter(|log| log.reader_count() > 0)
-        };
-        let Some(log) = log else { return };
-        let draft = Draft::now(
-            log.id.clone(),
-            moderation_event(),
-            moderator.user.clone(),
-            moderator.id.clone(),
-            Scope::Room,
-            notice.to_data(),
-        );
-        if let Err(error) = self.append(&log, draft).await {
+        let Ok(Some(log)) = self.writable_inbox(&notice.user).await else { return };
+        if let Err(error) = self.append(&log, moderation_draft(&log, moderator, notice)).await {
             // The room's event and the restriction stand; only the personal notice is missing.
             tracing::warn!(%error, user = %notice.user, "could not tell a user of a moderation");
         }
+    }
+
+    /// The inbox of `user` if it may be written to now: with a durable store always (it keeps
+    /// what it gets for the user's next client: an offline inbox); with memory, which keeps
+    /// nothing for later, only while a client of the user reads it (looked up without creating
+    /// it, so a made-up name costs no log).
+    async fn writable_inbox(&self, user: &UserName) -> Result<Option<Arc<Log>>, Error> {
+        let inbox = LogId::Inbox(user.clone());
+        if self.shared.engine.durable() {
+            return self.log(inbox).await.map(Some);
+        }
+        Ok(self.existing_log(&inbox).filter(|log| log.reader_count() > 0))
     }
 
     /// Appends a client's event once per message id: a resend gets the first ack again.
@@ -1058,8 +1039,10 @@ fn presence_event() -> EventName {
     EventName::parse("presence").expect("valid name")
 }
 
-fn moderation_event() -> EventName {
-    EventName::parse("moderation").expect("valid name")
+/// The `moderation` event carrying `notice` into `log`, from the moderator `by`.
+fn moderation_draft(log: &Log, by: &Session, notice: &Notice) -> Draft {
+    let event = EventName::parse("moderation").expect("valid name");
+    Draft::now(log.id.clone(), event, by.user.clone(), by.id.clone(), Scope::Room, notice.to_data())
 }
 
 fn presence_data(action: &str, online: usize, reason: Option<&str>) -> Box<RawValue> {

@@ -122,7 +122,7 @@ impl Window {
         Ok(Sample {
             at_s: start.elapsed().as_secs_f64(),
             clients: metrics.get("quartet_clients").copied().unwrap_or(0.0),
-            rss_mib: rss_bytes(pid) as f64 / (1024.0 * 1024.0),
+            rss_mib: server::process_rss_bytes(pid).unwrap_or(0) as f64 / (1024.0 * 1024.0),
             fds: open_fds(pid),
             cpu_percent: cpu / 1e4 / seconds,
             deliveries_per_s: (tally.delivered.load(Ordering::Relaxed) - self.delivered) as f64 / seconds,
@@ -131,12 +131,6 @@ impl Window {
             errors: tally.errors.load(Ordering::Relaxed),
         })
     }
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap_or("0");
-    kib.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0) * 1024
 }
 
 fn open_fds(pid: u32) -> usize {

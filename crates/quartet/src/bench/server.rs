@@ -81,10 +81,7 @@ impl ServerUnderTest {
 
     /// The server's resident memory, in bytes.
     pub(crate) fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kib: u64 =
-            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        process_rss_bytes(self.child.id())
     }
 }
 
@@ -93,6 +90,14 @@ impl Drop for ServerUnderTest {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory of process `pid`, in bytes, from /proc (Linux).
+pub(crate) fn process_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 =
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// CPU time of process `pid` (user + system), in microseconds, from /proc (Linux).
