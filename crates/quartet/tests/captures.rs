@@ -7,13 +7,14 @@
 //! After a deliberate change: `QUARTET_CAPTURE_WRITE=1 cargo test -p quartet --test captures`
 //! rewrites the files and the marked blocks; read the diff before committing it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_quartet");
+use common::Server;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -23,42 +24,12 @@ fn writing() -> bool {
     std::env::var("QUARTET_CAPTURE_WRITE").is_ok_and(|v| v == "1")
 }
 
-/// A `quartet serve` this test started (killed when dropped), or just an address to reach one.
-struct Server {
-    child: Option<Child>,
-    address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn start() -> Server {
     start_with(&[])
 }
 
 fn start_with(extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--store", "memory", "--addr", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the quartet binary runs");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("the server prints its banner").unwrap();
-        if let Some(url) = line.strip_prefix("quartet listening on http://") {
-            break url.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child: Some(child), address }
+    Server::start(&[&["serve", "--store", "memory"], extra].concat())
 }
 
 /// Registers `name`: (request, response, client id, cursor).
@@ -350,7 +321,7 @@ fn capture_all() -> Vec<(&'static str, String)> {
         let address = server.address.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            let server = Server { child: None, address };
+            let server = Server::at(address);
             let (carol, _) = register(&server, "carol");
             commands(&server, &carol, r#"{"type":"join","room":"lobby"}"#);
             carol
@@ -711,7 +682,7 @@ fn the_docs_quote_what_the_server_sends_today() {
 
 #[test]
 fn normalising_names_what_changes() {
-    let server = Server { child: None, address: "127.0.0.1:4242".into() };
+    let server = Server::at("127.0.0.1:4242".into());
     let text = "C: Host: 127.0.0.1:4242\nS: date: Fri, 27 Nov 2026 20:00:00 GMT\nS: {\"ts\":1795000000000,\"cursor\":\"QUJD\"}\nC: GET /v1/clients/abc/ws?cursor=QUJD HTTP/1.1";
     assert_eq!(
         normalise(text, &server, Some("abc")),

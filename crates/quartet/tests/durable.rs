@@ -4,63 +4,17 @@
 //! its data in `quartet.db` in the working directory, while `--store memory` says it keeps
 //! nothing.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::PathBuf;
 use std::time::Duration;
+
+use common::Server;
 
 use quartet_client::{Client, Command as Cmd, Frame, Options, Reply, Scope, TransportKind};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_quartet");
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A `quartet serve` process; killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    /// Starts the binary in `dir` with `args` (the address comes from `QUARTET_ADDR`, so the
-    /// command line holds only what the test is about) and waits for its banner.
-    fn start(dir: &Path, args: &[&str]) -> (Server, Vec<String>) {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .current_dir(dir)
-            .env("QUARTET_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the quartet binary runs");
-        let mut banner = Vec::new();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut url = None;
-        while url.is_none() || !banner.last().is_some_and(|l: &String| l.starts_with("web demo")) {
-            let line = lines.next().expect("the server prints its banner").unwrap();
-            if let Some(at) = line.strip_prefix("quartet listening on ") {
-                url = Some(at.to_owned());
-            }
-            banner.push(line);
-        }
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        (Server { child, url: url.unwrap() }, banner)
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("quartet-{name}-{}", std::process::id()));
@@ -105,7 +59,7 @@ fn seqs(frames: &[Frame]) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_loses_nothing_it_acked() {
     let dir = scratch("restart");
-    let (server, banner) = Server::start(&dir, &["--store", "sqlite:chat.db"]);
+    let (server, banner) = Server::start_in(&dir, &["--store", "sqlite:chat.db"]);
     assert!(banner.iter().any(|l| l.contains("(durable")), "{banner:?}");
     let http = reqwest::Client::new();
 
@@ -131,7 +85,7 @@ async fn a_killed_server_loses_nothing_it_acked() {
     let (_, _, bob_reg, bob_cursor) = bob.disconnect();
     server.kill();
 
-    let (server, banner) = Server::start(&dir, &["--store", "sqlite:chat.db"]);
+    let (server, banner) = Server::start_in(&dir, &["--store", "sqlite:chat.db"]);
     assert!(banner.iter().any(|l| l.contains("2 client sessions restored")), "{banner:?}");
     let (_, room) = get(&format!("{}/v1/rooms/lobby", server.url)).await;
     assert_eq!(room["seq"], last, "the room's seq survived: {room}");
@@ -187,7 +141,7 @@ async fn a_killed_server_loses_nothing_it_acked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_flag_means_a_durable_file_here_and_memory_says_it_keeps_nothing() {
     let dir = scratch("default");
-    let (server, banner) = Server::start(&dir, &[]);
+    let (server, banner) = Server::start_in(&dir, &[]);
     assert!(dir.join("quartet.db").is_file(), "no quartet.db in the working directory; banner {banner:?}");
     let (status, health) = get(&format!("{}/healthz", server.url)).await;
     assert_eq!(
@@ -198,7 +152,7 @@ async fn no_flag_means_a_durable_file_here_and_memory_says_it_keeps_nothing() {
     drop(server);
 
     let memory = scratch("memory");
-    let (server, banner) = Server::start(&memory, &["--store", "memory"]);
+    let (server, banner) = Server::start_in(&memory, &["--store", "memory"]);
     assert!(banner.iter().any(|l| l.contains("NOTHING IS KEPT")), "{banner:?}");
     let (status, health) = get(&format!("{}/healthz", server.url)).await;
     assert_eq!(

@@ -4,14 +4,15 @@
 //! behind, and read nothing. The server's resident memory, measured from outside on the real
 //! binary, grows by one bounded batch per stalled reader at most.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
+
+use common::Server;
 
 use quartet_client::{Client, Command as Cmd, Options, Reply, TransportKind};
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_quartet");
 const STALLED: usize = 24;
 const EVENTS: usize = 3_000;
 const EVENT_BYTES: usize = 16 * 1024;
@@ -20,34 +21,6 @@ const EVENT_BYTES: usize = 16 * 1024;
 /// reader, one batch (256 KiB) in a buffer that may have doubled. (Measured here: +3 MiB. Without
 /// the batch's byte bound each took what the ring held, ~1 MiB after the kernel's share: +27 MiB.)
 const GROWTH_LIMIT: u64 = STALLED as u64 * 512 * 1024;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start() -> (Server, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--store", "memory", "--rate-limit", "100000"])
-        .env("QUARTET_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the quartet binary runs");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("the server prints its banner").unwrap();
-        if let Some(at) = line.strip_prefix("quartet listening on ") {
-            break at.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), url)
-}
 
 /// Resident memory of `pid`, bytes.
 fn rss(pid: u32) -> u64 {
@@ -73,8 +46,9 @@ async fn a_stalled_reader_costs_the_server_one_batch() {
         eprintln!("skipped: no /proc to read the server's memory from");
         return;
     }
-    let (server, url) = start();
-    let address = url.trim_start_matches("http://").to_owned();
+    let server = Server::start(&["serve", "--store", "memory", "--rate-limit", "100000"]);
+    let url = server.url.clone();
+    let address = server.address.clone();
     let http = reqwest::Client::new();
     let post = |url: String, body: serde_json::Value| {
         let http = http.clone();
@@ -125,7 +99,7 @@ async fn a_stalled_reader_costs_the_server_one_batch() {
     // The stalled clients come back far behind and stop reading: each finds a ring of 4 MiB of
     // events waiting. The peak of the server's memory is sampled every 10 ms from outside.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = server.0.id();
+    let pid = server.pid();
     let before = rss(pid);
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
     let sampling = tokio::spawn({
