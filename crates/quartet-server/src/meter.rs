@@ -66,6 +66,7 @@ impl Listener for MeteredListener {
             stalled: None,
             slot: None,
             peer_done: false,
+            stall_counted: false,
         };
         (metered, addr)
     }
@@ -108,6 +109,8 @@ pub(crate) struct Metered {
     slot: Option<Slot>,
     /// The peer closed its side (a read saw the end): nothing to linger for.
     peer_done: bool,
+    /// Counted in `stalled` already.
+    stall_counted: bool,
 }
 
 /// How long a connection the server ends is kept reading (and discarding) what the peer still
@@ -176,10 +179,30 @@ impl Metered {
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                self.meter.stalled.fetch_add(1, Ordering::Relaxed);
+                self.count_stall();
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading")))
             }
-            error => error,
+            Poll::Ready(Err(error)) => {
+                self.kernel_verdict(&error);
+                Poll::Ready(Err(error))
+            }
+        }
+    }
+
+    /// The kernel's `TCP_USER_TIMEOUT` (see [`tune`]) runs at the same patience and may end
+    /// the connection before the write timer fires: its `ETIMEDOUT`, on a read or a write, is
+    /// the same verdict, counted the same.
+    fn kernel_verdict(&mut self, error: &io::Error) {
+        if error.kind() == io::ErrorKind::TimedOut {
+            self.count_stall();
+        }
+    }
+
+    /// Counts the connection as stalled, once.
+    fn count_stall(&mut self) {
+        if !self.stall_counted {
+            self.stall_counted = true;
+            self.meter.stalled.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -194,8 +217,10 @@ impl AsyncRead for Metered {
         let poll = Pin::new(self.stream.as_mut().expect("a live connection")).poll_read(cx, buf);
         let read = buf.filled().len() - before;
         self.meter.received.fetch_add(read as u64, Ordering::Relaxed);
-        if matches!(poll, Poll::Ready(Ok(()))) && read == 0 && buf.remaining() > 0 {
-            self.peer_done = true;
+        match &poll {
+            Poll::Ready(Ok(())) if read == 0 && buf.remaining() > 0 => self.peer_done = true,
+            Poll::Ready(Err(error)) => self.kernel_verdict(error),
+            _ => {}
         }
         poll
     }
