@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use quartet_core::entry::{Draft, Entry};
-use quartet_core::{EncodedFrame, Sink};
+use quartet_core::{EncodedFrame, Sink, Source};
 use quartet_protocol::{ClientId, EventName, LogId, RoomName, Scope, Seq, UserName};
 use quartet_server::transport::{PollBody, sse, ws};
 use serde_json::value::RawValue;
@@ -32,7 +32,7 @@ fn encoding(c: &mut Criterion) {
     });
     let entry = Entry::new(Seq(43), draft());
     group.bench_function("owned_frame_per_reader", |b| b.iter(|| entry.frame(CURSOR)));
-    let frame = EncodedFrame { head: entry.json_head(), cursor: CURSOR };
+    let frame = EncodedFrame { head: entry.json_head(), cursor: CURSOR, source: Source::Event(&entry) };
     group.bench_function("poll_body", |b| {
         b.iter(|| {
             let mut body = PollBody::default();

@@ -5,15 +5,13 @@
 //! What differs per reader is only the `cursor` at the end of the object, so an entry keeps its
 //! JSON up to that point ([`Entry::json_head`]) and each reader appends its own cursor.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use quartet_protocol::event::event_head;
+use quartet_protocol::event::{FRAME_TAIL, event_head};
 use quartet_protocol::{ClientId, EventName, LogId, Scope, Seq, UserName};
 use serde_json::value::RawValue;
-
-use crate::frame::EncodedFrame;
 
 /// An event on its way into a log: everything but its `seq`, which the engine assigns.
 #[derive(Clone, Debug)]
@@ -62,6 +60,20 @@ pub struct Entry {
     /// Everything else about it.
     pub draft: Draft,
     json_head: Bytes,
+    /// The event as Socket.IO clients receive it, made on its first delivery to one.
+    socketio: OnceLock<Box<OtherForm>>,
+}
+
+/// An event encoded for a protocol other than quartet's own (Socket.IO), by the transport that
+/// speaks it: like the native head, made once and shared by every reader of that transport.
+#[derive(Debug)]
+pub struct OtherForm {
+    /// The text up to where the reader's cursor goes.
+    pub head: Vec<u8>,
+    /// What follows the cursor.
+    pub tail: Vec<u8>,
+    /// Binary pieces that follow the text (Socket.IO attachments).
+    pub attachments: Vec<Bytes>,
 }
 
 impl Entry {
@@ -69,7 +81,13 @@ impl Entry {
     pub fn new(seq: Seq, draft: Draft) -> Arc<Entry> {
         let d = &draft;
         let json_head = Bytes::from(event_head(&d.log, seq, &d.event, &d.from, &d.data, d.ts));
-        Arc::new(Entry { seq, draft, json_head })
+        Arc::new(Entry { seq, draft, json_head, socketio: OnceLock::new() })
+    }
+
+    /// The event as the Socket.IO transport writes it: `encode` runs on the first call only
+    /// (events no Socket.IO client reads never pay for it).
+    pub fn socketio_form(&self, encode: impl FnOnce(&Entry) -> OtherForm) -> &OtherForm {
+        self.socketio.get_or_init(|| Box::new(encode(self)))
     }
 
     /// The event JSON up to (and including) `"cursor":"`.
@@ -91,11 +109,13 @@ impl Entry {
         }
     }
 
-    /// The complete event JSON for a reader whose position after this event is `cursor`.
+    /// The complete event JSON for a reader whose position after this event is `cursor` (what
+    /// [`crate::frame::EncodedFrame::write_json`] writes, owned).
     pub fn frame(&self, cursor: &str) -> Bytes {
-        let frame = EncodedFrame { head: &self.json_head, cursor };
-        let mut out = Vec::with_capacity(frame.json_len());
-        frame.write_json(&mut out);
+        let mut out = Vec::with_capacity(self.json_head.len() + cursor.len() + FRAME_TAIL.len());
+        out.extend_from_slice(&self.json_head);
+        out.extend_from_slice(cursor.as_bytes());
+        out.extend_from_slice(FRAME_TAIL);
         Bytes::from(out)
     }
 }

@@ -7,6 +7,10 @@
 
 use bytes::BufMut;
 pub use quartet_protocol::event::FRAME_TAIL;
+use quartet_protocol::event::GapReason;
+use quartet_protocol::{LogId, Seq};
+
+use crate::entry::Entry;
 
 /// One event or gap as a reader hands it over: its JSON is `head`, then `cursor`, then
 /// [`FRAME_TAIL`]. `cursor` is also the position after it (SSE writes it as the `id:` line).
@@ -16,6 +20,25 @@ pub struct EncodedFrame<'a> {
     pub head: &'a [u8],
     /// This reader's cursor after the frame.
     pub cursor: &'a str,
+    /// What the frame says, for a sink that writes events in another protocol's form (Socket.IO)
+    /// instead of the native JSON.
+    pub source: Source<'a>,
+}
+
+/// What a frame says, unencoded.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// An event of a log.
+    Event(&'a Entry),
+    /// Events of `log` were missed, `missed` says which when known.
+    Gap {
+        /// The log with the hole.
+        log: &'a LogId,
+        /// Why.
+        reason: GapReason,
+        /// First and last missed seq.
+        missed: Option<(Seq, Seq)>,
+    },
 }
 
 impl EncodedFrame<'_> {

@@ -21,11 +21,11 @@
 //!
 //! Each module uses only the modules of the layers below it (`tests/layers.rs` checks it):
 //!
-//! 1. model: [`limits`] (every bound), [`config`] (tunables, counters), [`frame`] (how a
-//!    reader hands over an event), [`grant`] (what a client may do), [`moderation`] (mutes,
-//!    kicks and their notices), [`entry`] (an event, encoded once).
+//! 1. model: [`limits`] (every bound), [`config`] (tunables, counters), [`grant`] (what a
+//!    client may do), [`moderation`] (mutes, kicks and their notices), [`entry`] (an event,
+//!    encoded once), [`frame`] (how a reader hands over an event or a gap).
 //! 2. store: [`ring`] (the bounded tail of a log), `log` (a ring and its readers' wake
-//!    handles), [`engine`] (the storage seam: memory now; SQLite and Redis next).
+//!    handles), [`engine`] (the storage seam: memory, with SQLite and Redis beside the core).
 //! 3. clients: `session` (who a client is, what it reads), [`reader`] (reading by cursor).
 //! 4. rules: [`hub`] (the one entry point: membership, limits, idempotency, presence, expiry).
 
@@ -48,7 +48,7 @@ pub mod testing;
 
 pub use config::{Config, Stats};
 pub use engine::{Engine, History, MemoryEngine};
-pub use frame::{EncodedFrame, Sink};
+pub use frame::{EncodedFrame, Sink, Source};
 pub use grant::{Grant, Role};
 pub use hub::Hub;
 pub use reader::Reader;

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use crate::config::Stats;
 use crate::engine::{Engine, History};
 use crate::entry::Entry;
-use crate::frame::{EncodedFrame, Sink};
+use crate::frame::{EncodedFrame, Sink, Source};
 use crate::limits::{MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, SHED_LAG};
 use crate::log::Log;
 use crate::session::Session;
@@ -327,7 +327,11 @@ impl Reader {
                     shed += 1;
                 } else if entry.visible_to(&self.session.id) {
                     self.encode_cursor();
-                    let frame = EncodedFrame { head: entry.json_head(), cursor: self.cursor.last() };
+                    let frame = EncodedFrame {
+                        head: entry.json_head(),
+                        cursor: self.cursor.last(),
+                        source: Source::Event(entry),
+                    };
                     bytes += frame.json_len();
                     sink.push(frame);
                     pushed += 1;
@@ -357,7 +361,11 @@ impl Reader {
         missed: Option<(Seq, Seq)>,
     ) -> usize {
         self.encode_cursor();
-        sink.push(EncodedFrame { head: &gap_head(log, reason, missed), cursor: self.cursor.last() });
+        sink.push(EncodedFrame {
+            head: &gap_head(log, reason, missed),
+            cursor: self.cursor.last(),
+            source: Source::Gap { log, reason, missed },
+        });
         1
     }
 }

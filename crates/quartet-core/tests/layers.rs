@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 const LAYERS: &[(&str, u8)] = &[
     ("limits", 0),
     ("config", 1),
-    ("frame", 1),
     ("grant", 1),
     ("moderation", 1),
     ("entry", 2),
+    ("frame", 3),
     ("ring", 3),
     ("log", 4),
     ("engine", 4),

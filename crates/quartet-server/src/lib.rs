@@ -30,7 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use quartet_core::Hub;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -55,6 +55,8 @@ pub(crate) struct AppState {
     pub(crate) auth: Option<Arc<Auth>>,
     /// Long polls parked at once at most (see [`connections::Limits::max_long_polls`]).
     pub(crate) max_long_polls: Option<usize>,
+    /// Socket.IO's Engine.IO sessions on this node.
+    pub(crate) sessions: Arc<transport::socketio::session::Sessions>,
 }
 
 /// How a server is run, beyond its core.
@@ -80,6 +82,8 @@ fn app(state: AppState) -> Router {
         .route("/v1/clients/{client}/sse", get(transport::sse::sse))
         .route("/v1/clients/{client}/ws", get(transport::ws::ws))
         .route("/v1/rooms/{room}", get(api::room))
+        .route("/socket.io", any(transport::socketio::socketio))
+        .route("/socket.io/", any(transport::socketio::socketio))
         .fallback(web::asset)
         .layer(axum::middleware::map_response(error::json_error_frames))
         .layer(CatchPanicLayer::custom(error::panic_response))
@@ -114,6 +118,9 @@ pub async fn serve_with(
         meter: meter.clone(),
         auth: options.auth.map(Arc::new),
         max_long_polls: options.limits.max_long_polls,
+        sessions: Arc::new(transport::socketio::session::Sessions::new(
+            transport::socketio::EngineConfig::from_heartbeat(hub.config().heartbeat),
+        )),
     };
     let reaper = tokio::spawn(hub.clone().run_reaper());
     let follower = tokio::spawn(hub.clone().follow());

@@ -109,14 +109,14 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "SSE streams and WebSockets closed `slow`: behind their events for too long.",
         &one(core.slow.load(Ordering::Relaxed)),
     );
+    // The four, then Socket.IO's sessions (requests: every Engine.IO request and WebSocket).
     let per = |pick: fn(&Counters) -> &AtomicU64| -> Vec<(String, f64)> {
         Transport::ALL
             .iter()
-            .map(|t| {
-                (
-                    format!("{{transport=\"{}\"}}", t.name()),
-                    pick(state.stats.of(*t)).load(Ordering::Relaxed) as f64,
-                )
+            .map(|t| (t.name(), state.stats.of(*t)))
+            .chain([("socketio", &state.sessions.counters)])
+            .map(|(name, counters)| {
+                (format!("{{transport=\"{name}\"}}"), pick(counters).load(Ordering::Relaxed) as f64)
             })
             .collect()
     };
@@ -134,6 +134,12 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         &per(|c| &c.delivered),
     );
     metric("quartet_transport_open", "gauge", "Open streams per transport.", &per(|c| &c.open));
+    metric(
+        "quartet_socketio_sessions",
+        "gauge",
+        "Engine.IO sessions open (a polling one lives between its requests).",
+        &one(state.sessions.len() as u64),
+    );
     let meter = &state.meter;
     metric(
         "quartet_tcp_received_bytes_total",

@@ -102,8 +102,8 @@ pub fn put_close(out: &mut Vec<u8>, code: u16, reason: &str) {
 pub enum Incoming {
     /// A text message, UTF-8 checked.
     Text(BytesMut),
-    /// A binary message (quartet has no use for one).
-    Binary,
+    /// A binary message (the native protocol has no use for one; Socket.IO's attachments do).
+    Binary(BytesMut),
     /// A ping; its payload goes back in the pong.
     Ping(BytesMut),
     /// A pong.
@@ -239,7 +239,7 @@ impl Decoder {
             _ => (opcode, payload),
         };
         if opcode == OP_BINARY {
-            return Ok(Some(Incoming::Binary));
+            return Ok(Some(Incoming::Binary(message)));
         }
         if std::str::from_utf8(&message).is_err() {
             return Err(violation(close_code::INVALID_DATA, "text message is not UTF-8"));
@@ -376,7 +376,10 @@ mod tests {
         bytes.extend(client_frame(true, OP_PONG, b""));
         bytes.extend(client_frame(true, OP_CLOSE, &[0x03, 0xE8, b'b', b'y', b'e']));
         let got = decode_all(&bytes).unwrap();
-        assert_eq!(got, [Incoming::Binary, Incoming::Pong, Incoming::Close(Some(1000))]);
+        assert_eq!(
+            got,
+            [Incoming::Binary(BytesMut::from(&b"\x00\x01"[..])), Incoming::Pong, Incoming::Close(Some(1000))]
+        );
     }
 
     #[test]

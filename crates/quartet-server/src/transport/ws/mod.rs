@@ -98,7 +98,7 @@ pub(crate) async fn ws(
 }
 
 /// Checks that `headers` ask for a WebSocket (RFC 6455 §4.2.1) and computes the accept key.
-fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+pub(crate) fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -158,7 +158,7 @@ impl WsOut {
 
 /// Why a connection ended, for the log.
 #[derive(Debug)]
-enum End {
+pub(crate) enum End {
     /// The peer closed, went away, or broke the protocol.
     Peer,
     /// The peer was silent past the timeout, or did not take our bytes within it.
@@ -265,7 +265,7 @@ where
 
 /// Room to make before the next read: what the frame in progress still lacks, but at least a
 /// quarter of the usual buffer and at most [`WS_READ_STEP_MAX`].
-fn read_room(needed: usize, buffered: usize) -> usize {
+pub(crate) fn read_room(needed: usize, buffered: usize) -> usize {
     needed.saturating_sub(buffered).clamp(WS_READ_BUFFER / 4, WS_READ_STEP_MAX)
 }
 
@@ -284,7 +284,7 @@ async fn decode(
                 Ok(replies) => replies.iter().for_each(|r| out.reply(r)),
                 Err(error) => out.error(error),
             },
-            Ok(Some(Incoming::Binary)) => {
+            Ok(Some(Incoming::Binary(_))) => {
                 out.error(Error::new(ErrorCode::BadRequest, "send commands as JSON text frames"));
             }
             Ok(Some(Incoming::Ping(payload))) => codec::put_frame(&mut out.0, OP_PONG, &payload),
@@ -308,7 +308,7 @@ async fn decode(
 /// Writes the buffer out, all of it, and empties it. A peer that takes none of the bytes for the
 /// client timeout makes the write fail with `TimedOut`: the connection's socket guards every
 /// transport that way (see `meter.rs`), so no timer is armed here.
-async fn write_out<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>) -> Result<(), End> {
+pub(crate) async fn write_out<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>) -> Result<(), End> {
     if out.is_empty() {
         return Ok(());
     }

@@ -1,0 +1,253 @@
+//! Engine.IO over a WebSocket: one Engine.IO packet per frame (text, or binary for an
+//! attachment), on quartet's own WebSocket codec.
+//!
+//! Opened without a `sid`, the socket is a new session whose first frame is the handshake.
+//! Opened with the `sid` of a polling session, it is an upgrade: the client probes (`2probe`,
+//! answered `3probe`; the held GET gets `6` and no new one is held), then sends `5`, and from
+//! then on the WebSocket carries the session.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use super::EngineError;
+use super::engine::Packet;
+use super::polling::{failed, too_many};
+use super::session::{Carrier, Closed, Outgoing, Session, receive};
+use crate::AppState;
+use crate::metrics::OpenGuard;
+use crate::transport::stopped;
+use crate::transport::ws::codec::{self, Decoder, Incoming, OP_PONG, close_code};
+use crate::transport::ws::{WS_READ_BUFFER, WS_READ_STEP_MAX, accept_key, read_room, write_out};
+
+/// `GET /socket.io/?EIO=4&transport=websocket[&sid=S]`: upgrades, then runs the carrier.
+pub(super) async fn upgrade(app: AppState, sid: Option<String>, mut request: Request) -> Response {
+    let Ok(accept) = accept_key(request.headers()) else { return EngineError::BadRequest.into_response() };
+    let (session, handshake) = match sid {
+        None => match app.sessions.open(Carrier::WebSocket) {
+            Some((session, handshake)) => (session, Some(handshake)),
+            None => return too_many(),
+        },
+        Some(sid) => match app.sessions.get(&sid) {
+            None => return EngineError::UnknownSid.into_response(),
+            // Only a polling session may be upgraded, once.
+            Some(session) if session.state().carrier != Carrier::Polling => {
+                return EngineError::BadRequest.into_response();
+            }
+            Some(session) => (session, None),
+        },
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(TokioIo::new(upgraded), app, session, handshake).await,
+            Err(error) => tracing::debug!(%error, "socket.io websocket upgrade failed"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// The socket's input: frames decoded from what was read.
+struct Input {
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl Input {
+    async fn read<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> bool {
+        self.buf.reserve(read_room(self.decoder.needed(), self.buf.len()));
+        matches!(io.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+    }
+}
+
+/// Runs the carrier until the session or the socket ends. A new session's socket starts with
+/// its `handshake`; an upgrade starts with the probe.
+async fn run<S>(mut io: S, app: AppState, session: Arc<Session>, handshake: Option<String>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let counters = &app.sessions.counters;
+    let _open = OpenGuard::new(counters);
+    let mut input = Input {
+        buf: BytesMut::with_capacity(WS_READ_BUFFER),
+        decoder: Decoder::new(app.sessions.config.max_payload),
+    };
+    let mut out = Outgoing::websocket();
+    match handshake {
+        Some(handshake) => out.text(&[handshake.as_bytes()]),
+        None => {
+            if !probe(&mut io, &mut input, &session, &app).await {
+                // Not upgraded: the session goes on polling.
+                let mut state = session.state();
+                if state.carrier == Carrier::Upgrading {
+                    state.carrier = Carrier::Polling;
+                }
+                return;
+            }
+            // Frames that came right behind the `5` are already read.
+            if !frames(&mut input, &mut out, &session, &app).await {
+                session.close(Closed::Violation);
+            }
+        }
+    }
+    let mut shutdown = app.shutdown.clone();
+    let stop = stopped(&mut shutdown);
+    tokio::pin!(stop);
+    let closed = loop {
+        let (mut reader, generation) = {
+            let mut state = session.state();
+            if let Some(closed) = state.closed {
+                break closed;
+            }
+            state.outbox.drain(..).for_each(|p| out.put(&p));
+            Session::take_reader(&mut state)
+        };
+        if !out.buf.is_empty() && write_out(&mut io, &mut out.buf).await.is_err() {
+            session.put_reader(reader, generation);
+            break Closed::TransportLost;
+        }
+        let mut failure = None;
+        let mut ended = None;
+        tokio::select! {
+            read = async {
+                match reader.as_mut() {
+                    Some(reader) => reader.next_into(&mut out).await,
+                    None => std::future::pending().await,
+                }
+            } => match read {
+                Ok(_) => {}
+                Err(error) => failure = Some(error.code),
+            },
+            () = session.wake.notified() => {}
+            alive = input.read(&mut io) => {
+                if !alive {
+                    ended = Some(Closed::TransportLost);
+                } else if !frames(&mut input, &mut out, &session, &app).await {
+                    ended = Some(Closed::Violation);
+                }
+            }
+            () = &mut stop => session.close(Closed::Shutdown),
+        }
+        match failure {
+            Some(code) => failed(&session, code),
+            None => session.put_reader(reader, generation),
+        }
+        counters.delivered.fetch_add(std::mem::take(&mut out.events) as u64, Ordering::Relaxed);
+        if let Some(why) = ended {
+            session.close(why); // a close the client sent stands as the reason
+        }
+        if !out.buf.is_empty() && write_out(&mut io, &mut out.buf).await.is_err() {
+            break Closed::TransportLost;
+        }
+        if input.buf.is_empty() && input.buf.capacity() > WS_READ_STEP_MAX {
+            input.buf = BytesMut::with_capacity(WS_READ_BUFFER);
+        }
+    };
+    // Say goodbye where the protocol has words for it, then drop the socket.
+    match closed {
+        Closed::Shutdown => codec::put_close(&mut out.buf, close_code::AWAY, "server shutting down"),
+        Closed::TransportLost => {}
+        _ => codec::put_close(&mut out.buf, close_code::NORMAL, ""),
+    }
+    let _ = write_out(&mut io, &mut out.buf).await;
+    session.close(closed);
+}
+
+/// Decodes and handles every whole frame read; `false` when the socket must end (a close, a
+/// protocol error, a malformed packet).
+async fn frames(input: &mut Input, out: &mut Outgoing, session: &Session, app: &AppState) -> bool {
+    loop {
+        let packet = match input.decoder.next(&mut input.buf) {
+            Ok(None) => return true,
+            Ok(Some(Incoming::Text(text))) => {
+                Packet::decode(std::str::from_utf8(&text).expect("the codec checked UTF-8"))
+            }
+            Ok(Some(Incoming::Binary(bytes))) => Ok(Packet::Binary(bytes.to_vec())),
+            Ok(Some(Incoming::Ping(payload))) => {
+                codec::put_frame(&mut out.buf, OP_PONG, &payload);
+                continue;
+            }
+            Ok(Some(Incoming::Pong)) => continue,
+            Ok(Some(Incoming::Close(code))) => {
+                codec::put_close(&mut out.buf, close_code::answer(code), "");
+                session.close(Closed::ByClient);
+                return false;
+            }
+            Err(violation) => {
+                codec::put_close(&mut out.buf, violation.code, violation.reason);
+                return false;
+            }
+        };
+        let handled = match packet {
+            Ok(packet) => receive(app, session, packet).await,
+            Err(malformed) => Err(malformed),
+        };
+        if handled == Ok(false) {
+            return false; // the client closed the session
+        }
+        if let Err(malformed) = handled {
+            tracing::debug!(reason = malformed.0, "socket.io: malformed packet, session closed");
+            return false;
+        }
+    }
+}
+
+/// The upgrade's probe: `2probe` → `3probe`, then `5`. Returns whether the WebSocket now
+/// carries the session. Anything else, or nothing within a ping interval, and the socket is
+/// dropped while the session goes on polling.
+async fn probe<S>(io: &mut S, input: &mut Input, session: &Session, app: &AppState) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let patience = app.sessions.config.ping_interval.max(Duration::from_secs(1));
+    let mut probed = false;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let text = loop {
+            match input.decoder.next(&mut input.buf) {
+                Ok(Some(Incoming::Text(text))) => break text,
+                Ok(Some(Incoming::Ping(_) | Incoming::Pong)) => continue,
+                Ok(None) => match tokio::time::timeout_at(deadline, input.read(io)).await {
+                    Ok(true) => continue,
+                    _ => return false,
+                },
+                _ => return false,
+            }
+        };
+        match (&text[..], probed) {
+            (b"2probe", false) => {
+                let mut out = Vec::new();
+                codec::put_frame(&mut out, codec::OP_TEXT, b"3probe");
+                if write_out(io, &mut out).await.is_err() {
+                    return false;
+                }
+                probed = true;
+                let mut state = session.state();
+                if state.carrier != Carrier::Polling || state.closed.is_some() {
+                    return false;
+                }
+                state.carrier = Carrier::Upgrading;
+                drop(state);
+                session.wake.notify_one(); // the held GET answers 6
+            }
+            (b"5", true) => {
+                session.state().carrier = Carrier::WebSocket;
+                session.wake.notify_one();
+                return true;
+            }
+            _ => return false,
+        }
+    }
+}
