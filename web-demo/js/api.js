@@ -46,7 +46,7 @@ export async function fetchJson(url, init = {}, wire = null) {
 }
 
 /** The token of a `?token=` link (`quartet token --demo-link URL` prints one). */
-const TOKEN = new URLSearchParams(location.search).get('token');
+export const TOKEN = new URLSearchParams(location.search).get('token');
 
 /**
  * The role the link's token claims (`viewer`, `member`, `host`, `moderator`), read from its

@@ -1,10 +1,10 @@
-// Compare: four clients in one page, one per transport, all in the same room. Send once and
-// watch the message arrive four times, with live latency, requests, bytes, empty responses,
+// Compare: five clients in one page, one per transport and a Socket.IO client, all in the same
+// room. Send once and watch the message arrive five times, with live latency, requests, bytes, empty responses,
 // reconnects, and a timeline of what went over the wire.
 
 import { postCommands, register } from './api.js';
 import { TIMELINE_SPAN_MS } from './transport.js';
-import { TRANSPORTS, createTransport } from './transports.js';
+import { PANES, createTransport } from './transports.js';
 import { $, describeError, el, formatBytes, formatMs, median, toast } from './ui.js';
 
 const MAX_PANE_MESSAGES = 50;
@@ -28,7 +28,7 @@ export async function initCompare() {
     $('#cmp-text').value = '';
   });
   $('#cmp-burst').addEventListener('click', () => send(Array.from({ length: 10 }, (_, i) => `burst ${i + 1}/10`)));
-  panes = TRANSPORTS.map(buildPane);
+  panes = PANES.map(buildPane);
   $('#panes').replaceChildren(...panes.map((p) => p.root));
   setInterval(refresh, REFRESH_MS);
   await enter($('#cmp-room').value);
@@ -49,7 +49,8 @@ async function enter(name) {
     await postCommands(sender.client, [...leave, { type: 'join', room }]);
     await Promise.all(panes.map(async (pane) => {
       if (!pane.transport) {
-        const session = await register(`viewer-${pane.kind}`);
+        // Socket.IO registers its client itself, in its CONNECT.
+        const session = pane.kind === 'socketio' ? { name: 'viewer-socketio' } : await register(`viewer-${pane.kind}`);
         pane.transport = createTransport(pane.kind, session, options, {
           onFrames: (frames) => arrive(pane, frames),
           onState: (state) => { pane.root.dataset.state = state; pane.stateChip.textContent = state; },
@@ -139,6 +140,11 @@ function refresh() {
     pane.stats.bytes.value.textContent = formatBytes(t.stats.bytes);
     pane.stats.empty.value.textContent = t.stats.empty;
     pane.stats.reconnects.value.textContent = t.stats.reconnects;
+    if (t.carrier) {
+      // Socket.IO: which Engine.IO carrier it uses now (polling, then websocket).
+      pane.root.dataset.carrier = t.carrier;
+      pane.stateChip.textContent = `${t.state} · ${t.carrier}`;
+    }
     drawTimeline(pane.timeline, t.timeline, now);
   }
 }

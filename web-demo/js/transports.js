@@ -1,14 +1,21 @@
-// The four transports by name, as everywhere in quartet.
+// The four transports by name, as everywhere in quartet, and Socket.IO beside them.
 import { LongPoll } from './transports/long_poll.js';
 import { ShortPoll } from './transports/short_poll.js';
+import { SocketIo } from './transports/socketio.js';
 import { Sse } from './transports/sse.js';
 import { Ws } from './transports/ws.js';
 
 export const TRANSPORTS = ['short-poll', 'long-poll', 'sse', 'ws'];
 
-const CLASSES = { 'short-poll': ShortPoll, 'long-poll': LongPoll, sse: Sse, ws: Ws };
+/** The compare view's panes: the four, and a Socket.IO client (Engine.IO's own technique). */
+export const PANES = [...TRANSPORTS, 'socketio'];
 
-/** A stopped transport of kind `name` for `session` ({client, cursor}). Call start(). */
+const CLASSES = { 'short-poll': ShortPoll, 'long-poll': LongPoll, sse: Sse, ws: Ws, socketio: SocketIo };
+
+/**
+ * A stopped transport of kind `name` for `session` ({client, cursor}; for Socket.IO, {name}: its
+ * CONNECT registers the client). Call start().
+ */
 export function createTransport(name, session, options, hooks) {
   return new CLASSES[name](session, options, hooks);
 }

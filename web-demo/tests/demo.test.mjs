@@ -174,10 +174,12 @@ describe('room view', () => {
   });
 });
 
+const PANES = [...TRANSPORTS, 'socketio'];
+
 describe('compare view', () => {
-  test('a message reaches all four panes and the stats move', async () => {
+  test('a message reaches all five panes and the stats move', async () => {
     const page = await openPage(browser, `${server.url}/#compare`, errors, { width: 1440, height: 900 });
-    for (const transport of TRANSPORTS) {
+    for (const transport of PANES) {
       await page.locator(`.pane[data-transport=${transport}][data-state=connected]`).waitFor({ timeout: 15000 });
     }
     await page.fill('#cmp-interval', '500');
@@ -187,12 +189,12 @@ describe('compare view', () => {
     for (const text of ['first message', 'second message', 'third message']) {
       await page.fill('#cmp-text', text);
       await page.click('#cmp-composer button[type=submit]');
-      for (const transport of TRANSPORTS) {
+      for (const transport of PANES) {
         await page.locator(`.pane[data-transport=${transport}] .pane-messages li`, { hasText: text }).waitFor();
       }
     }
     await page.waitForTimeout(1200); // let the stats refresh and short poll ask a few more times
-    for (const transport of TRANSPORTS) {
+    for (const transport of PANES) {
       const pane = page.locator(`.pane[data-transport=${transport}]`);
       assert.match(await pane.locator('[data-stat=last]').textContent(), /ms$/, `${transport} shows a latency`);
       assert.match(await pane.locator('[data-stat=p50]').textContent(), /ms$/, `${transport} shows a p50`);
@@ -209,6 +211,23 @@ describe('compare view', () => {
       mkdirSync(join(ROOT, 'docs', 'img'), { recursive: true });
       await page.screenshot({ path: join(ROOT, 'docs', 'img', 'compare.png') });
     }
+    await page.context().close();
+  });
+
+  test('the Socket.IO pane starts on polling and upgrades to a WebSocket, on its timeline', async () => {
+    const page = await openPage(browser, `${server.url}/#compare`, errors, { width: 1440, height: 900 });
+    const pane = page.locator('.pane[data-transport=socketio]');
+    await page.locator('.pane[data-transport=socketio][data-state=connected][data-carrier=websocket]').waitFor({ timeout: 15000 });
+    assert.match(await pane.locator('.chip').textContent(), /connected · websocket/);
+    // Before the upgrade: held GETs of the polling carrier; then the upgrade mark and the socket.
+    assert.ok(await pane.locator('.timeline .tl.hold').count() >= 1, 'polling GETs on the timeline');
+    assert.equal(await pane.locator('.timeline .tl.point.upgrade').count(), 1, 'one upgrade mark');
+    assert.ok(await pane.locator('.timeline .tl.stream').count() >= 1, 'the WebSocket on the timeline');
+    await page.fill('#cmp-text', 'over socket.io');
+    await page.click('#cmp-composer button[type=submit]');
+    const line = pane.locator('.pane-messages li', { hasText: 'over socket.io' });
+    await line.waitFor();
+    assert.match(await line.getAttribute('data-seq'), /^\d+$/);
     await page.context().close();
   });
 });

@@ -2,6 +2,7 @@
 //!
 //! Release builds embed the files in the binary, so an installed `quartet` serves the demo with
 //! no files beside it; debug builds read them from disk, so editing the demo needs no rebuild.
+//! The Socket.IO pane's client library comes from npm (see [`Vendor`]).
 
 use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +17,15 @@ use crate::error::ApiError;
 #[exclude = "tests/*"]
 #[exclude = "package*.json"]
 struct Assets;
+
+/// The browser build of `socket.io-client`, for the Socket.IO pane, served at `/vendor/`: from
+/// `web-demo/node_modules` (`npm ci` in `web-demo/`), embedded in release builds made after it.
+/// Without it the pane says how to get it; nothing else needs it.
+#[derive(RustEmbed)]
+#[folder = "../../web-demo/node_modules/socket.io-client/dist/"]
+#[include = "socket.io.esm.min.js"]
+#[allow_missing = true]
+struct Vendor;
 
 /// The content type for a file name, by extension.
 fn content_type(path: &str) -> &'static str {
@@ -34,7 +44,11 @@ fn content_type(path: &str) -> &'static str {
 pub(crate) async fn asset(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
-    match Assets::get(path) {
+    let file = match path.strip_prefix("vendor/") {
+        Some(vendored) => Vendor::get(vendored),
+        None => Assets::get(path),
+    };
+    match file {
         Some(file) => (
             [(header::CONTENT_TYPE, content_type(path)), (header::CACHE_CONTROL, "no-cache")],
             file.data.into_owned(),
