@@ -4,6 +4,7 @@
 // rules on the wire (raw HTTP and WebSocket): handshake, ping timing and timeout, maxPayload,
 // unknown sid, a second concurrent GET, binary placeholders.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { io } from 'socket.io-client';
@@ -171,8 +172,11 @@ describe('socket.io-client interop', () => {
       const disconnected = next(socket, 'disconnect');
       proxy.cut();
       await disconnected;
+      // Published while the client cannot reach the server: it must get them on recovery.
       for (let i = 5; i < 15; i++) await talker.send({ type: 'publish', room, event: 'chat', data: { i } });
-      await next(socket, 'connect', 10000);
+      const reconnected = next(socket, 'connect', 10000);
+      proxy.resume();
+      await reconnected;
       assert.equal(socket.recovered, true, `${transports}: recovered`);
       await until(() => chats.length >= 15, 'the missed chats');
       await sleep(200);
@@ -182,16 +186,64 @@ describe('socket.io-client interop', () => {
     }
   });
 
-  test('a client that is gone gets a new pid, not recovered', async () => {
+  test('with the Redis cluster, a client cut from one node recovers on another', async (t) => {
+    const redis = process.env.QUARTET_TEST_REDIS;
+    if (!redis) {
+      if (process.env.QUARTET_REQUIRE_REDIS === '1') assert.fail('QUARTET_TEST_REDIS is not set');
+      t.skip('no Redis: set QUARTET_TEST_REDIS=redis://127.0.0.1:6379');
+      return;
+    }
+    const prefix = `sio-test-${Math.random().toString(36).slice(2, 10)}`;
+    const nodes = [];
+    try {
+      for (let i = 0; i < 2; i++) nodes.push(await startServer('127.0.0.1:0', ['--redis', redis, '--redis-prefix', prefix]));
+      const [a, b] = nodes;
+      const proxy = await cuttableProxy(a.url);
+      const room = freshRoom('cluster');
+      const socket = await connect(proxy.url, { auth: { name: 'nomad' }, transports: ['websocket'] });
+      await socket.emitWithAck('join', { room });
+      const chats = collect(socket, 'chat');
+      const talker = await native(b.url, 'talker');
+      await talker.send({ type: 'join', room });
+      for (let i = 0; i < 5; i++) await talker.send({ type: 'publish', room, event: 'chat', data: { i } });
+      await until(() => chats.length === 5, 'five chats through node A');
+      const pid = socket._pid;
+      const disconnected = next(socket, 'disconnect');
+      proxy.retarget(b.url);
+      proxy.cut();
+      await disconnected;
+      for (let i = 5; i < 15; i++) await talker.send({ type: 'publish', room, event: 'chat', data: { i } });
+      const reconnected = next(socket, 'connect', 10000);
+      proxy.resume();
+      await reconnected;
+      assert.equal(socket.recovered, true, 'recovered on node B');
+      assert.equal(socket._pid, pid, 'the same client');
+      await until(() => chats.length >= 15, 'the missed chats through node B');
+      await sleep(200);
+      assert.deepEqual(chats.map((c) => c.data.i), [...Array(15).keys()], 'each chat once, in order');
+      socket.close();
+      proxy.close();
+    } finally {
+      for (const node of nodes) await node.stop();
+      // Leave the shared Redis as it was: every key of this test's prefix goes.
+      const keys = spawnSync('redis-cli', ['-u', redis, '--scan', '--pattern', `${prefix}*`], { encoding: 'utf8' });
+      const names = (keys.stdout ?? '').split('\n').filter(Boolean);
+      if (names.length) spawnSync('redis-cli', ['-u', redis, 'del', ...names]);
+    }
+  });
+
+  test('a client removed by the server is told so; connecting again gives a new pid, not recovered', async () => {
     const socket = await connect(server.url, { auth: { name: 'gone' }, transports: ['websocket'] });
     const pid = socket._pid;
     assert.match(pid, /\S/);
-    // DELETE the client behind the socket's back, then cut the connection under it.
+    // DELETE the client behind the socket's back: the server disconnects the socket (41).
+    const disconnected = next(socket, 'disconnect');
     await fetch(`${server.url}/v1/clients/${pid}`, { method: 'DELETE' });
-    const disconnect = next(socket, 'disconnect');
-    socket.io.engine.close();
-    await disconnect;
-    await next(socket, 'connect', 10000);
+    const [reason] = await disconnected;
+    assert.equal(reason, 'io server disconnect');
+    const reconnected = next(socket, 'connect', 10000);
+    socket.connect();
+    await reconnected;
     assert.equal(socket.recovered, false);
     assert.notEqual(socket._pid, pid);
     socket.close();
@@ -412,11 +464,16 @@ describe('the protocol on the wire', () => {
   });
 });
 
-/** A TCP proxy to `target` whose connections can all be cut at once. */
+/** A TCP proxy to `target` whose connections can all be cut at once, and sent elsewhere. */
 async function cuttableProxy(target) {
-  const { hostname, port } = new URL(target);
+  let { hostname, port } = new URL(target);
   const sockets = new Set();
+  let paused = false;
   const proxy = net.createServer((client) => {
+    if (paused) {
+      client.destroy(); // the server is "unreachable"
+      return;
+    }
     const upstream = net.connect(Number(port), hostname);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -429,7 +486,10 @@ async function cuttableProxy(target) {
   await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${proxy.address().port}`,
-    cut() { for (const s of sockets) s.destroy(); },
+    /** Cuts every connection and refuses new ones until resume(). */
+    cut() { paused = true; for (const s of sockets) s.destroy(); },
+    resume() { paused = false; },
+    retarget(url) { ({ hostname, port } = new URL(url)); },
     close() { this.cut(); proxy.close(); },
   };
 }
