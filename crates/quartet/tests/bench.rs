@@ -20,7 +20,7 @@ fn tiny_bench_reports_every_transport_complete() {
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let runs = json["runs"].as_array().unwrap();
     let transports: Vec<&str> = runs.iter().map(|r| r["transport"].as_str().unwrap()).collect();
-    assert_eq!(transports, ["short-poll", "long-poll", "sse", "ws"]);
+    assert_eq!(transports, ["short-poll", "long-poll", "sse", "ws", "socketio"]);
     // What the server appended, by its own counter, against what the run meant to publish.
     let published_as_asked = |run: &serde_json::Value, seconds: f64| {
         let messages = run["messages"].as_u64().unwrap();
@@ -82,11 +82,12 @@ fn tiny_bench_reports_every_transport_complete() {
         assert!(run["delivered"].as_u64().unwrap() > 0, "{run}");
     }
     let idle = json["idle"].as_array().unwrap();
-    assert_eq!(idle.len(), 4);
+    assert_eq!(idle.len(), 5);
     for name in ["report.md", "latency.svg", "bytes.svg", "cpu.svg", "memory.svg"] {
         let text = std::fs::read_to_string(out.join(name)).unwrap();
         assert!(!text.is_empty(), "{name}");
     }
-    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| ws | 3 |"));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| ws | 3 |") && report.contains("| socketio | 3 |"), "{report}");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::Progress;
 use super::report::{Idle, Latency, Run};
 use super::server::{ServerUnderTest, process_cpu_us, scrape};
+use super::socketio::{self, Technique};
 
 /// Connections opened at once while building a room.
 const CONNECT_CONCURRENCY: usize = 128;
@@ -32,7 +33,7 @@ pub(crate) static SUBSCRIBER_ERRORS: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct Shape {
     /// The server's store flags (`--store memory`, …).
     pub(crate) store: Vec<String>,
-    pub(crate) transport: TransportKind,
+    pub(crate) transport: Technique,
     pub(crate) subscribers: usize,
     pub(crate) rate: f64,
     pub(crate) seconds: f64,
@@ -52,15 +53,20 @@ struct Tally {
 
 impl Tally {
     fn record(&self, frame: &Frame) {
-        let Some(event) = frame.as_event() else { return };
-        if event.event != "bench" {
+        if let Some(event) = frame.as_event() {
+            self.record_event(&event.event, &event.data);
+        }
+    }
+
+    fn record_event(&self, name: &str, data: &serde_json::Value) {
+        if name != "bench" {
             return;
         }
-        if event.data.get("warm").is_some() {
+        if data.get("warm").is_some() {
             self.warm.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let Some(i) = event.data.get("i").and_then(|i| i.as_u64()) else { return };
+        let Some(i) = data.get("i").and_then(|i| i.as_u64()) else { return };
         let scheduled = self.start + Duration::from_secs_f64(i as f64 / self.rate);
         let micros = Instant::now().saturating_duration_since(scheduled).as_micros() as u64;
         self.latency.lock().expect("histogram lock").saturating_record(micros.max(1));
@@ -84,16 +90,20 @@ impl Drop for Room {
     }
 }
 
-/// Connects `count` subscribers of `kind` to `room`, each joined and reading into `tally`.
+/// Connects `count` subscribers of `technique` to `room`, each joined and reading into `tally`.
 async fn fill_room(
     (http, url): (&reqwest::Client, &str),
     room: &str,
-    kind: TransportKind,
+    technique: Technique,
     count: usize,
     options: &Options,
     tally: Arc<Mutex<Option<Arc<Tally>>>>,
     progress: &Progress,
 ) -> anyhow::Result<Room> {
+    let kind = match technique {
+        Technique::Native(kind) => kind,
+        Technique::SocketIo => return fill_room_socketio(url, room, count, tally, progress).await,
+    };
     let connected = AtomicU64::new(0);
     let clients = futures_util::stream::iter(0..count)
         .map(|i| {
@@ -135,6 +145,52 @@ async fn fill_room(
     Ok(Room { readers })
 }
 
+/// [`fill_room`] with Socket.IO subscribers.
+async fn fill_room_socketio(
+    url: &str,
+    room: &str,
+    count: usize,
+    tally: Arc<Mutex<Option<Arc<Tally>>>>,
+    progress: &Progress,
+) -> anyhow::Result<Room> {
+    let connected = AtomicU64::new(0);
+    let subscribers = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let connected = &connected;
+            async move {
+                let subscriber = socketio::Subscriber::connect(url, &format!("sub{i}"), room).await?;
+                let done = connected.fetch_add(1, Ordering::Relaxed) + 1;
+                progress.step(&format!("connecting {done}/{count}"));
+                Ok::<_, anyhow::Error>(subscriber)
+            }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut readers = Vec::with_capacity(count);
+    for subscriber in subscribers {
+        let mut subscriber = subscriber?;
+        let tally = tally.clone();
+        readers.push(tokio::spawn(async move {
+            loop {
+                let (name, data) = match subscriber.next_event().await {
+                    Ok(event) => event,
+                    Err(error) => {
+                        SUBSCRIBER_ERRORS.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("a subscriber stopped: {error}");
+                        break;
+                    }
+                };
+                let current = tally.lock().expect("tally lock").clone();
+                if let Some(current) = current {
+                    current.record_event(&name, &data);
+                }
+            }
+        }));
+    }
+    Ok(Room { readers })
+}
+
 pub(crate) fn percentiles(h: &Histogram<u64>) -> Latency {
     if h.is_empty() {
         return Latency::default();
@@ -155,8 +211,8 @@ fn metric(m: &std::collections::HashMap<String, f64>, name: &str) -> f64 {
     m.get(name).copied().unwrap_or(0.0)
 }
 
-fn transport_metric(m: &std::collections::HashMap<String, f64>, name: &str, kind: TransportKind) -> f64 {
-    metric(m, &format!("{name}{{transport=\"{}\"}}", kind.name()))
+fn transport_metric(m: &std::collections::HashMap<String, f64>, name: &str, technique: Technique) -> f64 {
+    metric(m, &format!("{name}{{transport=\"{}\"}}", technique.name()))
 }
 
 /// Waits until `when` precisely. Tokio's timer has millisecond granularity, which would add up
@@ -271,7 +327,8 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         percentiles(&h)
     };
     let latency = percentiles(&tally.latency.lock().expect("histogram lock"));
-    let polling = matches!(shape.transport, TransportKind::ShortPoll | TransportKind::LongPoll);
+    let polling =
+        matches!(shape.transport, Technique::Native(TransportKind::ShortPoll | TransportKind::LongPoll));
     Ok(Run {
         transport: shape.transport.name().to_owned(),
         subscribers: shape.subscribers,
@@ -297,7 +354,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
 /// `subscribers` connected and idle: server memory per subscriber, and what staying connected
 /// costs (requests and CPU over a quiet window; CPU per empty poll for short polling).
 pub(crate) async fn idle(
-    kind: TransportKind,
+    kind: Technique,
     subscribers: usize,
     options: &Options,
     http: &reqwest::Client,
@@ -339,7 +396,7 @@ pub(crate) async fn idle(
         window_s,
         requests_in_window: requests,
         server_cpu_percent: cpu.map(|us| us / 1e4 / window_s),
-        cpu_us_per_empty_poll: if kind == TransportKind::ShortPoll && empty > 0.0 {
+        cpu_us_per_empty_poll: if kind == Technique::Native(TransportKind::ShortPoll) && empty > 0.0 {
             cpu.map(|us| us / empty)
         } else {
             None

@@ -11,6 +11,7 @@ mod floor;
 mod load;
 mod report;
 pub(crate) mod server;
+mod socketio;
 mod store;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quartet_client::{Options, TransportKind};
 
 use report::{Machine, Report, Settings};
+use socketio::Technique;
 
 /// Highest publish rate of a delivery run, in messages per second: every message must stay in
 /// the room's ring (4096 events) until even a short poller a second behind has read it.
@@ -38,9 +40,10 @@ pub(crate) struct BenchArgs {
     /// A short run (under 2 minutes): room sizes 1 and 100, 2 s each, 1000 idle subscribers.
     #[arg(long)]
     quick: bool,
-    /// Transports to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "short-poll,long-poll,sse,ws")]
-    transports: Vec<TransportKind>,
+    /// Transports to measure, comma-separated: the four, and `socketio` (Socket.IO clients on
+    /// Engine.IO's WebSocket).
+    #[arg(long, value_delimiter = ',', default_value = "short-poll,long-poll,sse,ws,socketio")]
+    transports: Vec<Technique>,
     /// Where to write report.json, report.md and the SVG charts.
     #[arg(long, default_value = "bench-report")]
     out: PathBuf,
@@ -187,8 +190,9 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let http = || reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build();
     // Units for the ETA: a run ~ seconds + subscribers/2000 s; an idle phase ~ 5 s + n/2000 s.
     let unit = |n: usize| seconds + n as f64 / 2000.0 + 1.0;
-    let saturated =
-        |kind: TransportKind| args.saturation > 0.0 && matches!(kind, TransportKind::Ws | TransportKind::Sse);
+    let saturated = |kind: Technique| {
+        args.saturation > 0.0 && matches!(kind, Technique::Native(TransportKind::Ws | TransportKind::Sse))
+    };
     let saturation_unit = SATURATION_SECONDS + args.saturation_subscribers as f64 / 2000.0 + 3.0;
     let total: f64 = args.transports.len() as f64
         * (sizes.iter().map(|&n| unit(n)).sum::<f64>()

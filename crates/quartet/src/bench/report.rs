@@ -460,7 +460,7 @@ impl Report {
     }
 }
 
-const COLORS: [&str; 4] = ["#7c5cff", "#22b8cf", "#f59f00", "#40c057"];
+const COLORS: [&str; 5] = ["#7c5cff", "#22b8cf", "#f59f00", "#40c057", "#0b7285"];
 
 /// A grouped bar chart: one group per category, one bar per series. Plain SVG, no dependency.
 pub(crate) fn bar_chart(

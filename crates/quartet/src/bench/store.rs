@@ -214,7 +214,7 @@ pub(crate) async fn delivery(
 ) -> anyhow::Result<DeliveryRun> {
     let shape = load::Shape {
         store: store.to_vec(),
-        transport: TransportKind::Ws,
+        transport: super::socketio::Technique::Native(TransportKind::Ws),
         subscribers: 1,
         rate: 200.0,
         seconds,
