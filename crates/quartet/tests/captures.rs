@@ -405,6 +405,7 @@ fn capture_all() -> Vec<(&'static str, String)> {
     }
     captures.extend(rooms_scopes_acks(&server));
     captures.extend(cursors_and_gaps(&server));
+    captures.push(("socketio-polling", socketio_polling(&server)));
     drop(server);
     captures.push(("ws-silent", silent_websocket()));
     if let Some(cluster) = two_nodes() {
@@ -570,6 +571,47 @@ fn silent_websocket() -> String {
         }
     }
     seen.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// A Socket.IO client's first steps on Engine.IO's long-polling: the handshake, CONNECT, its
+/// reply, a `join` emitted with an ack, and what comes back (the ack, then the room's presence
+/// event as `(data, meta, offset)`). The record separator between packets shows as `␞`.
+fn socketio_polling(server: &Server) -> String {
+    let get = |query: &str| {
+        http(server, &format!("GET /socket.io/?{query} HTTP/1.1\r\nHost: {}\r\n\r\n", server.address))
+    };
+    let post = |query: &str, body: &str| {
+        http(
+            server,
+            &format!(
+                "POST /socket.io/?{query} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+                server.address,
+                body.len()
+            ),
+        )
+    };
+    let mut exchanges = vec![get("EIO=4&transport=polling")];
+    let open: serde_json::Value = serde_json::from_str(&body(&exchanges[0].1)[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let session = format!("EIO=4&transport=polling&sid={sid}");
+    exchanges.push(post(&session, r#"40{"name":"ada"}"#));
+    exchanges.push(get(&session));
+    let connected: serde_json::Value = serde_json::from_str(&body(&exchanges[2].1)[2..]).unwrap();
+    let (socket_id, pid) = (connected["sid"].as_str().unwrap(), connected["pid"].as_str().unwrap());
+    exchanges.push(post(&session, r#"421["join",{"room":"stage"}]"#));
+    exchanges.push(get(&session));
+    let mut text = String::new();
+    for (request, response) in &exchanges {
+        text.push_str(&transcript(request, response));
+        text.push('\n');
+    }
+    // The offset (a cursor) is the last argument of each event.
+    for packet in body(&exchanges[4].1).split('\u{1e}').filter_map(|p| p.strip_prefix("42")) {
+        let args: Vec<serde_json::Value> = serde_json::from_str(packet).unwrap();
+        text = text.replace(args.last().unwrap().as_str().unwrap(), "<cursor>");
+    }
+    let text = text.replace(&sid, "<sid>").replace(socket_id, "<socket-id>").replace('\u{1e}', "␞");
+    normalise(text.trim_end(), server, Some(pid))
 }
 
 fn capture_path(name: &str) -> PathBuf {
