@@ -5,8 +5,8 @@
 //!
 //! | layer | module | what it does |
 //! |---|---|---|
-//! | Engine.IO v4 | [`engine`] (packets), [`session`], [`polling`], [`websocket`] | a session (`sid`) carried by HTTP long-polling, then upgraded to a WebSocket; its own heartbeat |
-//! | Socket.IO v5 | [`packet`] (packets), [`socket`] | namespaces, events, acks, binary attachments; mapped onto the core |
+//! | Engine.IO v4 | [`engine`] (packets), `session`, `polling`, `websocket` | a session (`sid`) carried by HTTP long-polling, then upgraded to a WebSocket; its own heartbeat |
+//! | Socket.IO v5 | [`packet`] (packets), `socket` | namespaces, events, acks, binary attachments; mapped onto the core |
 //!
 //! ```text
 //! client                                              server
