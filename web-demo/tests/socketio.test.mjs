@@ -9,7 +9,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { freshRoom, startServer } from './harness.mjs';
+import { freshRoom, mintToken, startServer } from './harness.mjs';
 
 let server;
 let fast; // a server with a 300 ms heartbeat, for the timing rules
@@ -247,6 +247,35 @@ describe('socket.io-client interop', () => {
     assert.equal(socket.recovered, false);
     assert.notEqual(socket._pid, pid);
     socket.close();
+  });
+
+  test('with --auth-secret, the handshake\'s auth carries the token: its user and its rooms', async () => {
+    const secret = 'socket-io-test-secret-of-at-least-32-bytes';
+    const guarded = await startServer('127.0.0.1:0', ['--auth-secret', secret]);
+    try {
+      const anonymous = io(guarded.url, { auth: { name: 'eve' }, reconnection: false });
+      const [refused] = await next(anonymous, 'connect_error');
+      assert.equal(refused.data.type, 'error');
+      assert.equal(refused.data.code, 'unauthorized');
+      assert.match(refused.message, /token/);
+      anonymous.close();
+      const token = mintToken(['--secret', secret, '--sub', 'tina', '--rooms', 'stage-*']);
+      const impostor = io(guarded.url, { auth: { token, name: 'tom' }, reconnection: false });
+      const [forbidden] = await next(impostor, 'connect_error');
+      assert.equal(forbidden.data.code, 'forbidden');
+      impostor.close();
+      const tina = await connect(guarded.url, { auth: { token } });
+      const room = freshRoom('stage');
+      const presence = collect(tina, 'presence');
+      assert.equal((await tina.emitWithAck('join', { room })).type, 'joined');
+      await until(() => presence.length === 1, 'her own join');
+      assert.equal(presence[0].meta.from, 'tina', 'registered as the token\'s user');
+      const elsewhere = await tina.emitWithAck('join', { room: 'lobby' });
+      assert.equal(elsewhere.code, 'forbidden', 'the token\'s rooms only');
+      tina.close();
+    } finally {
+      await guarded.stop();
+    }
   });
 
   test('a bad namespace gets connect_error, not a hang', async () => {
