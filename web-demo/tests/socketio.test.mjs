@@ -473,6 +473,55 @@ describe('the protocol on the wire', () => {
     b.ws.close();
   });
 
+  test('a held GET whose client hangs up loses nothing: the next GET gets the event', async () => {
+    const sid = await open(fast.url);
+    const room = freshRoom('hangup');
+    await post(fast.url, sid, '40{"name":"hang"}');
+    assert.match(await (await get(fast.url, sid)).text(), /^40/);
+    await post(fast.url, sid, `421${JSON.stringify(['join', { room }])}`);
+    assert.match(await (await get(fast.url, sid)).text(), /^431/);
+    // A GET held, then abandoned by its client before anything came.
+    const abort = new AbortController();
+    const held = fetch(`${fast.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { signal: abort.signal });
+    await sleep(50);
+    abort.abort();
+    await held.catch(() => {});
+    const talker = await native(fast.url, 'talker');
+    await talker.send({ type: 'join', room });
+    await talker.send({ type: 'publish', room, event: 'chat', data: 'after the hang-up' });
+    let body = '';
+    const deadline = Date.now() + 3000;
+    while (!body.includes('after the hang-up') && Date.now() < deadline) {
+      const response = await get(fast.url, sid);
+      assert.equal(response.status, 200);
+      body = await response.text();
+      if (body.split('\x1e').includes('2')) await post(fast.url, sid, '3');
+    }
+    assert.match(body, /after the hang-up/);
+  });
+
+  test('attachments larger than a command may be get too_large, and the socket lives on', async () => {
+    const ws = new WebSocket(`${server.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`);
+    const frames = [];
+    ws.on('message', (data, isBinary) => frames.push(isBinary ? data : data.toString()));
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send('40{"name":"heavy"}');
+    await until(() => frames.some((f) => typeof f === 'string' && f.startsWith('40{')), 'connect');
+    const room = freshRoom('heavy');
+    ws.send(`421${JSON.stringify(['join', { room }])}`);
+    await until(() => frames.some((f) => typeof f === 'string' && f.startsWith('431[')), 'join ack');
+    const placeholder = (num) => ({ _placeholder: true, num });
+    ws.send(`452-2${JSON.stringify(['publish', { room, event: 'blob', data: [placeholder(0), placeholder(1)] }])}`);
+    ws.send(Buffer.alloc(40 * 1024, 1));
+    ws.send(Buffer.alloc(40 * 1024, 2));
+    await until(() => frames.some((f) => typeof f === 'string' && f.startsWith('432[')), 'the refusal');
+    const [reply] = JSON.parse(frames.find((f) => typeof f === 'string' && f.startsWith('432[')).slice(3));
+    assert.equal(reply.code, 'too_large');
+    ws.send(`423${JSON.stringify(['publish', { room, event: 'chat', data: 'still here' }])}`);
+    await until(() => frames.some((f) => typeof f === 'string' && f.startsWith('433[')), 'the next ack');
+    ws.close();
+  });
+
   test('the upgrade: probe, noop to the held GET, then everything on the WebSocket', async () => {
     const sid = await open(server.url);
     assert.equal((await post(server.url, sid, '40{"name":"up"}')).status, 200);

@@ -67,7 +67,7 @@ pub(super) async fn get(app: AppState, session: Arc<Session>) -> Response {
     let mut out = Outgoing::polling();
     let mut shutdown = app.shutdown.clone();
     loop {
-        let (mut reader, generation) = {
+        let mut lent = {
             let mut state = session.state();
             if let Some(closed) = state.closed {
                 // The client's own close needs no answer but the end of this request.
@@ -82,18 +82,18 @@ pub(super) async fn get(app: AppState, session: Arc<Session>) -> Response {
                 break;
             }
             state.outbox.drain(..).for_each(|p| out.put(&p));
-            Session::take_reader(&mut state)
+            session.lend(&mut state)
         };
         let read = if out.packets > 0 {
             // Something to say already: add what events there are now, without waiting.
-            match reader.as_mut() {
+            match lent.reader() {
                 Some(reader) => Some(reader.read_into(&mut out).await),
                 None => None,
             }
         } else {
             tokio::select! {
                 read = async {
-                    match reader.as_mut() {
+                    match lent.reader() {
                         Some(reader) => reader.next_into(&mut out).await,
                         None => std::future::pending().await,
                     }
@@ -105,9 +105,9 @@ pub(super) async fn get(app: AppState, session: Arc<Session>) -> Response {
                 }
             }
         };
-        match read {
-            Some(Err(error)) => failed(&session, error.code),
-            _ => session.put_reader(reader, generation),
+        drop(lent); // given back (unless the session or its socket changed meanwhile)
+        if let Some(Err(error)) = read {
+            failed(&session, error.code);
         }
         if out.packets > 0 {
             break;

@@ -157,14 +157,14 @@ impl Session {
         self.wake.notify_one();
     }
 
-    /// Takes the reader for a carrier's wait, with the generation to give it back under.
-    pub(crate) fn take_reader(state: &mut State) -> (Option<Reader>, u64) {
-        (state.reader.take(), state.generation)
+    /// Lends the reader to a carrier for one wait (none while no socket is connected).
+    pub(crate) fn lend<'a>(&'a self, state: &mut State) -> Lent<'a> {
+        Lent { session: self, reader: state.reader.take(), generation: state.generation }
     }
 
     /// Gives a reader back after a wait, unless the session closed or the socket changed
     /// meanwhile (then it is dropped).
-    pub(crate) fn put_reader(&self, reader: Option<Reader>, generation: u64) {
+    fn put_reader(&self, reader: Option<Reader>, generation: u64) {
         let Some(reader) = reader else { return };
         let mut state = self.state();
         if state.closed.is_none() && state.generation == generation && state.reader.is_none() {
@@ -180,6 +180,28 @@ impl Session {
     /// A pong arrived.
     pub(crate) fn pong(&self) {
         self.state().pong_since_ping = true;
+    }
+}
+
+/// The reader, lent to a carrier for one wait and given back when dropped, however the wait
+/// ended: a polling GET whose client hangs up is dropped mid-wait by the HTTP server, and the
+/// reader must not go with it.
+pub(crate) struct Lent<'a> {
+    session: &'a Session,
+    reader: Option<Reader>,
+    generation: u64,
+}
+
+impl Lent<'_> {
+    /// The reader, if a socket is connected.
+    pub(crate) fn reader(&mut self) -> Option<&mut Reader> {
+        self.reader.as_mut()
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.session.put_reader(self.reader.take(), self.generation);
     }
 }
 

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use quartet_core::entry::{Entry, OtherForm};
 use quartet_core::{EncodedFrame, Grant, Reader, Sink, Source};
 use quartet_protocol::cursor::Cursor;
+use quartet_protocol::limits::MAX_COMMAND_BYTES;
 use quartet_protocol::{ClientId, Error, ErrorCode, Reply};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -44,7 +45,19 @@ pub(crate) struct Socket {
     /// The Socket.IO socket id of the CONNECT reply.
     id: String,
     /// A binary packet waiting for its attachments.
-    partial: Option<(Packet, Vec<Bytes>)>,
+    partial: Option<Partial>,
+}
+
+/// A binary packet and the attachments received so far.
+#[derive(Debug)]
+struct Partial {
+    packet: Packet,
+    attachments: Vec<Bytes>,
+    /// Attachments received, kept or not.
+    received: usize,
+    /// Their bytes: past [`MAX_COMMAND_BYTES`] they could never make a command, so they are
+    /// counted, not kept, and the event is answered `too_large`.
+    bytes: usize,
 }
 
 impl Socket {
@@ -66,7 +79,7 @@ impl Socket {
         }
         let packet = Packet::decode(text)?;
         if packet.attachments > 0 {
-            self.partial = Some((packet, Vec::new()));
+            self.partial = Some(Partial { packet, attachments: Vec::new(), received: 0, bytes: 0 });
             return Ok(());
         }
         self.handle(app, session, packet, Vec::new()).await
@@ -79,15 +92,29 @@ impl Socket {
         session: &Session,
         bytes: Bytes,
     ) -> Result<(), Malformed> {
-        let Some((_, attachments)) = self.partial.as_mut() else {
+        let Some(partial) = self.partial.as_mut() else {
             return Err(Malformed("binary data with no packet waiting for it"));
         };
-        attachments.push(bytes);
-        if self.partial.as_ref().is_some_and(|(p, a)| a.len() == p.attachments) {
-            let (packet, attachments) = self.partial.take().expect("checked above");
-            self.handle(app, session, packet, attachments).await?;
+        partial.received += 1;
+        partial.bytes += bytes.len();
+        if partial.bytes <= MAX_COMMAND_BYTES {
+            partial.attachments.push(bytes);
+        } else {
+            partial.attachments.clear(); // let go of what can never be sent
         }
-        Ok(())
+        if partial.received < partial.packet.attachments {
+            return Ok(());
+        }
+        let Partial { packet, attachments, bytes, .. } = self.partial.take().expect("checked above");
+        if bytes > MAX_COMMAND_BYTES {
+            let error = Error::new(
+                ErrorCode::TooLarge,
+                format!("attachments of {bytes} bytes: a command may carry at most {MAX_COMMAND_BYTES}"),
+            );
+            ack(session, packet.id, &Reply::error(None, error));
+            return Ok(());
+        }
+        self.handle(app, session, packet, attachments).await
     }
 
     async fn handle(
@@ -188,11 +215,16 @@ impl Socket {
             None => Reply::error(None, Error::new(ErrorCode::BadRequest, "not connected: CONNECT first")),
             Some(client) => command(app, client, &name, arg).await,
         };
-        if let Some(id) = packet.id {
-            let reply = serde_json::to_string(&reply).expect("replies serialise");
-            session.send([Out::Text(format!("43{id}[{reply}]"))]);
-        }
+        ack(session, packet.id, &reply);
         Ok(())
+    }
+}
+
+/// Answers the event numbered `id` with `reply`, if it asked for an answer.
+fn ack(session: &Session, id: Option<u64>, reply: &Reply) {
+    if let Some(id) = id {
+        let reply = serde_json::to_string(reply).expect("replies serialise");
+        session.send([Out::Text(format!("43{id}[{reply}]"))]);
     }
 }
 

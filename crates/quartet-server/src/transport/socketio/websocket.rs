@@ -106,29 +106,27 @@ where
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     let closed = loop {
-        let (mut reader, generation) = {
+        let mut lent = {
             let mut state = session.state();
             if let Some(closed) = state.closed {
                 break closed;
             }
             state.outbox.drain(..).for_each(|p| out.put(&p));
-            Session::take_reader(&mut state)
+            session.lend(&mut state)
         };
         if !out.buf.is_empty() && write_out(&mut io, &mut out.buf).await.is_err() {
-            session.put_reader(reader, generation);
             break Closed::TransportLost;
         }
         let mut failure = None;
         let mut ended = None;
         tokio::select! {
             read = async {
-                match reader.as_mut() {
+                match lent.reader() {
                     Some(reader) => reader.next_into(&mut out).await,
                     None => std::future::pending().await,
                 }
-            } => match read {
-                Ok(_) => {}
-                Err(error) => failure = Some(error.code),
+            } => if let Err(error) = read {
+                failure = Some(error.code);
             },
             () = session.wake.notified() => {}
             alive = input.read(&mut io) => {
@@ -140,9 +138,9 @@ where
             }
             () = &mut stop => session.close(Closed::Shutdown),
         }
-        match failure {
-            Some(code) => failed(&session, code),
-            None => session.put_reader(reader, generation),
+        drop(lent); // given back (unless the session or its socket changed meanwhile)
+        if let Some(code) = failure {
+            failed(&session, code);
         }
         counters.delivered.fetch_add(std::mem::take(&mut out.events) as u64, Ordering::Relaxed);
         if let Some(why) = ended {
