@@ -41,7 +41,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-pub use session::{EngineConfig, MAX_PAYLOAD, MAX_SESSIONS};
+pub use session::{EngineConfig, MAX_PAYLOAD, MAX_SESSIONS, Outgoing};
 pub use socket::encode_event;
 
 use crate::AppState;

@@ -333,9 +333,10 @@ pub(crate) async fn receive(app: &AppState, session: &Session, packet: Packet) -
 }
 
 /// Engine.IO packets as one carrier writes them: a polling body (packets separated by `\x1e`,
-/// binary as `b` + base64) or WebSocket frames (one per packet, binary as binary frames).
+/// binary as `b` + base64) or WebSocket frames (one per packet, binary as binary frames). As a
+/// [`quartet_core::Sink`], it writes each event as Socket.IO (see the `socket` module).
 #[derive(Debug)]
-pub(crate) struct Outgoing {
+pub struct Outgoing {
     websocket: bool,
     /// The bytes to write.
     pub(crate) buf: Vec<u8>,
@@ -347,13 +348,25 @@ pub(crate) struct Outgoing {
 
 impl Outgoing {
     /// Packets for a polling response body.
-    pub(crate) fn polling() -> Outgoing {
+    pub fn polling() -> Outgoing {
         Outgoing { websocket: false, buf: Vec::new(), packets: 0, events: 0 }
     }
 
     /// Packets as WebSocket frames.
-    pub(crate) fn websocket() -> Outgoing {
+    pub fn websocket() -> Outgoing {
         Outgoing { websocket: true, buf: Vec::new(), packets: 0, events: 0 }
+    }
+
+    /// The bytes so far, as they go on the wire.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Empties it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.packets = 0;
+        self.events = 0;
     }
 
     /// Appends a text packet made of `parts`, written one after the other.
