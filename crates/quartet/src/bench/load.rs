@@ -90,6 +90,56 @@ impl Drop for Room {
     }
 }
 
+/// One subscriber of a run: a native client, or a Socket.IO one.
+enum Subscriber {
+    Native(Client),
+    SocketIo(socketio::Subscriber),
+}
+
+impl Subscriber {
+    /// Connects subscriber `i` and joins it to `room` (waiting for the reply).
+    async fn join(
+        (http, url): (&reqwest::Client, &str),
+        i: usize,
+        room: &str,
+        technique: Technique,
+        options: &Options,
+    ) -> anyhow::Result<Subscriber> {
+        let name = format!("sub{i}");
+        Ok(match technique {
+            Technique::Native(kind) => {
+                let mut client = Client::connect_via(http.clone(), url, &name, kind, options.clone()).await?;
+                let reply = client.command(Command::join(room)?).await?;
+                anyhow::ensure!(matches!(reply, Reply::Joined { .. }), "join refused: {reply:?}");
+                Subscriber::Native(client)
+            }
+            Technique::SocketIo => {
+                Subscriber::SocketIo(socketio::Subscriber::connect(url, &name, room).await?)
+            }
+        })
+    }
+
+    /// Waits for what comes next and records it into the current tally, if any.
+    async fn read_into(&mut self, tally: &Mutex<Option<Arc<Tally>>>) -> anyhow::Result<()> {
+        let current = || tally.lock().expect("tally lock").clone();
+        match self {
+            Subscriber::Native(client) => {
+                let frames = client.receive().await?;
+                if let Some(current) = current() {
+                    frames.iter().for_each(|f| current.record(f));
+                }
+            }
+            Subscriber::SocketIo(subscriber) => {
+                let (name, data) = subscriber.next_event().await?;
+                if let Some(current) = current() {
+                    current.record_event(&name, &data);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Connects `count` subscribers of `technique` to `room`, each joined and reading into `tally`.
 async fn fill_room(
     (http, url): (&reqwest::Client, &str),
@@ -100,65 +150,12 @@ async fn fill_room(
     tally: Arc<Mutex<Option<Arc<Tally>>>>,
     progress: &Progress,
 ) -> anyhow::Result<Room> {
-    let kind = match technique {
-        Technique::Native(kind) => kind,
-        Technique::SocketIo => return fill_room_socketio(url, room, count, tally, progress).await,
-    };
-    let connected = AtomicU64::new(0);
-    let clients = futures_util::stream::iter(0..count)
-        .map(|i| {
-            let (http, connected) = (http.clone(), &connected);
-            async move {
-                let mut client =
-                    Client::connect_via(http, url, &format!("sub{i}"), kind, options.clone()).await?;
-                let reply = client.command(Command::join(room)?).await?;
-                anyhow::ensure!(matches!(reply, Reply::Joined { .. }), "join refused: {reply:?}");
-                let done = connected.fetch_add(1, Ordering::Relaxed) + 1;
-                progress.step(&format!("connecting {done}/{count}"));
-                Ok::<_, anyhow::Error>(client)
-            }
-        })
-        .buffer_unordered(CONNECT_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-    let mut readers = Vec::with_capacity(count);
-    for client in clients {
-        let mut client = client?;
-        let tally = tally.clone();
-        readers.push(tokio::spawn(async move {
-            loop {
-                let frames = match client.receive().await {
-                    Ok(frames) => frames,
-                    Err(error) => {
-                        SUBSCRIBER_ERRORS.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("a subscriber stopped: {error}");
-                        break;
-                    }
-                };
-                let current = tally.lock().expect("tally lock").clone();
-                if let Some(current) = current {
-                    frames.iter().for_each(|f| current.record(f));
-                }
-            }
-        }));
-    }
-    Ok(Room { readers })
-}
-
-/// [`fill_room`] with Socket.IO subscribers.
-async fn fill_room_socketio(
-    url: &str,
-    room: &str,
-    count: usize,
-    tally: Arc<Mutex<Option<Arc<Tally>>>>,
-    progress: &Progress,
-) -> anyhow::Result<Room> {
     let connected = AtomicU64::new(0);
     let subscribers = futures_util::stream::iter(0..count)
         .map(|i| {
             let connected = &connected;
             async move {
-                let subscriber = socketio::Subscriber::connect(url, &format!("sub{i}"), room).await?;
+                let subscriber = Subscriber::join((http, url), i, room, technique, options).await?;
                 let done = connected.fetch_add(1, Ordering::Relaxed) + 1;
                 progress.step(&format!("connecting {done}/{count}"));
                 Ok::<_, anyhow::Error>(subscriber)
@@ -172,20 +169,13 @@ async fn fill_room_socketio(
         let mut subscriber = subscriber?;
         let tally = tally.clone();
         readers.push(tokio::spawn(async move {
-            loop {
-                let (name, data) = match subscriber.next_event().await {
-                    Ok(event) => event,
-                    Err(error) => {
-                        SUBSCRIBER_ERRORS.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("a subscriber stopped: {error}");
-                        break;
-                    }
-                };
-                let current = tally.lock().expect("tally lock").clone();
-                if let Some(current) = current {
-                    current.record_event(&name, &data);
+            let error = loop {
+                if let Err(error) = subscriber.read_into(&tally).await {
+                    break error;
                 }
-            }
+            };
+            SUBSCRIBER_ERRORS.fetch_add(1, Ordering::Relaxed);
+            eprintln!("a subscriber stopped: {error}");
         }));
     }
     Ok(Room { readers })
