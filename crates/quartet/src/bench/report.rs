@@ -101,11 +101,26 @@ pub(crate) struct Run {
     pub(crate) empty_poll_ratio: Option<f64>,
 }
 
+/// Load generator CPU (percent of its one core) from which a run's figures may be the
+/// generator's limits rather than the server's: the run says so.
+pub(crate) const GENERATOR_BOUND_PERCENT: f64 = 90.0;
+
 impl Run {
+    /// Whether the load generator was near saturation during the run.
+    pub(crate) fn generator_bound(&self) -> bool {
+        self.loadgen_cpu_percent.is_some_and(|p| p >= GENERATOR_BOUND_PERCENT)
+    }
+
     /// One line for the progress log.
     pub(crate) fn summary(&self) -> String {
+        let bound = match self.loadgen_cpu_percent {
+            Some(p) if self.generator_bound() => {
+                format!("  (load generator at {p:.0} % of its core: it may be the limit, not the server)")
+            }
+            _ => String::new(),
+        };
         format!(
-            "{:>10} × {:<6} p50 {:>8} µs  p99 {:>8} µs  {:>8.0} deliveries/s  {}/{} delivered  server CPU {} µs/delivery",
+            "{:>10} × {:<6} p50 {:>8} µs  p99 {:>8} µs  {:>8.0} deliveries/s  {}/{} delivered  server CPU {} µs/delivery{bound}",
             self.transport,
             self.subscribers,
             self.latency_us.p50,
@@ -144,7 +159,7 @@ fn runs_table(md: &mut String, runs: &[Run]) {
     for r in runs {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {}/{} | {} | {} | {} | {} | {} | {:.0} | {} | {}% | {}% | {:.1} | {:.1} | {:.3} | {} |",
+            "| {} | {} | {:.0} | {}/{} | {} | {} | {} | {} | {} | {:.0} | {} | {}% | {}%{} | {:.1} | {:.1} | {:.3} | {} |",
             r.transport,
             r.subscribers,
             r.publish_rate_per_s,
@@ -159,10 +174,25 @@ fn runs_table(md: &mut String, runs: &[Run]) {
             opt(r.server_cpu_us_per_delivery, 2),
             opt(r.server_cpu_percent, 0),
             opt(r.loadgen_cpu_percent, 0),
+            if r.generator_bound() { " ⚠" } else { "" },
             r.bytes_to_clients_per_delivery,
             r.bytes_from_clients_per_delivery,
             r.http_requests_per_delivery,
             r.empty_poll_ratio.map_or("–".into(), |v| format!("{:.0}%", v * 100.0)),
+        );
+    }
+    let bound: Vec<String> = runs
+        .iter()
+        .filter(|r| r.generator_bound())
+        .map(|r| format!("{} × {}", r.transport, r.subscribers))
+        .collect();
+    if !bound.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n⚠ The load generator used {GENERATOR_BOUND_PERCENT:.0} % or more of its core in: {}. There, \
+             latency and throughput may be the generator's limits, not the server's (the server's CPU \
+             per delivery is still its own).",
+            bound.join(", ")
         );
     }
 }
@@ -567,4 +597,48 @@ fn format_value(v: f64) -> String {
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(transport: &str, loadgen: Option<f64>) -> Run {
+        Run {
+            transport: transport.into(),
+            subscribers: 1000,
+            publish_rate_per_s: 20.0,
+            messages: 100,
+            server_appended: 100,
+            expected_deliveries: 100_000,
+            delivered: 100_000,
+            complete: true,
+            latency_us: Latency::default(),
+            fanout_complete_us: Latency::default(),
+            deliveries_per_s: 20_000.0,
+            server_cpu_us_per_delivery: Some(10.0),
+            server_cpu_percent: Some(20.0),
+            loadgen_cpu_percent: loadgen,
+            bytes_to_clients_per_delivery: 260.0,
+            bytes_from_clients_per_delivery: 0.2,
+            http_requests_per_delivery: 0.0,
+            empty_poll_ratio: None,
+        }
+    }
+
+    #[test]
+    fn a_run_whose_generator_saturated_says_so() {
+        let (busy, calm) = (run("ws", Some(97.0)), run("sse", Some(60.0)));
+        assert!(busy.generator_bound() && !calm.generator_bound());
+        assert!(!run("ws", None).generator_bound(), "unknown is not bound");
+        assert!(busy.summary().contains("load generator at 97 %"), "{}", busy.summary());
+        assert!(!calm.summary().contains("load generator"));
+        let mut md = String::new();
+        runs_table(&mut md, &[busy, calm]);
+        assert!(md.contains("| 97% ⚠ |"), "{md}");
+        assert!(md.contains("in: ws × 1000."), "{md}");
+        let mut quiet = String::new();
+        runs_table(&mut quiet, &[run("sse", Some(60.0))]);
+        assert!(!quiet.contains('⚠'), "{quiet}");
+    }
 }
