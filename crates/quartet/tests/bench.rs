@@ -47,6 +47,14 @@ fn tiny_bench_reports_every_transport_complete() {
         assert_eq!(run["subscribers"], 3);
         published_as_asked(run, saturation_seconds);
     }
+    // One subscriber per transport with the CPUs kept awake (short polling aside), complete.
+    let awake = json["awake"].as_array().unwrap();
+    let transports: Vec<&str> = awake.iter().map(|r| r["transport"].as_str().unwrap()).collect();
+    assert_eq!(transports, ["long-poll", "sse", "ws", "socketio"]);
+    for run in awake {
+        assert_eq!(run["subscribers"], 1);
+        published_as_asked(run, 0.5);
+    }
     let floor = &json["floor"];
     for key in ["us_per_message_one_per_write", "us_per_message_ten_per_write"] {
         assert!(floor[key].as_f64().unwrap() > 0.0, "{key} in {floor}");

@@ -79,6 +79,10 @@ pub(crate) struct BenchArgs {
     /// after it. A store run on `redis` is skipped (with a line saying so) when none answers.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// Also measure one subscriber per transport (short polling aside) with every CPU kept from
+    /// idling by a lowest-priority busy loop: latency without the wake-up of halted CPUs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    awake: bool,
     /// Subscribers of the Redis traffic run (one room over three nodes), against one.
     #[arg(long, default_value_t = 999)]
     fanout_subscribers: usize,
@@ -197,7 +201,8 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let total: f64 = args.transports.len() as f64
         * (sizes.iter().map(|&n| unit(n)).sum::<f64>()
             + if idle_n > 0 { 5.0 + idle_n as f64 / 2000.0 } else { 0.0 })
-        + args.transports.iter().filter(|&&k| saturated(k)).count() as f64 * saturation_unit;
+        + args.transports.iter().filter(|&&k| saturated(k)).count() as f64 * saturation_unit
+        + if args.awake { args.transports.len() as f64 * unit(1) } else { 0.0 };
     let stores: Vec<String> = args.stores.iter().filter(|s| !s.is_empty()).cloned().collect();
     let store_unit = |publishers: usize| seconds + publishers as f64 / 500.0 + 1.0;
     let total = total
@@ -252,6 +257,36 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
                 idle.requests_in_window / idle.window_s
             ));
             idles.push(idle);
+        }
+    }
+    let mut awake = Vec::new();
+    let awake_kinds: Vec<Technique> = args
+        .transports
+        .iter()
+        .copied()
+        .filter(|&k| args.awake && k != Technique::Native(TransportKind::ShortPoll))
+        .collect();
+    if !awake_kinds.is_empty() {
+        match server::Spinners::start() {
+            None => progress.line("awake runs skipped: taskset or nice is missing"),
+            Some(spinners) => {
+                for &kind in &awake_kinds {
+                    progress.begin(format!("{kind} × 1, CPUs kept awake"));
+                    let shape = load::Shape {
+                        store: store::MEMORY.iter().map(|s| s.to_string()).collect(),
+                        transport: kind,
+                        subscribers: 1,
+                        rate: MAX_PUBLISH_RATE,
+                        seconds,
+                        options: options.clone(),
+                    };
+                    let run = load::run(&shape, &http()?, &progress).await?;
+                    progress.finish_unit(unit(1));
+                    progress.line(&format!("{} (CPUs kept awake)", run.summary()));
+                    awake.push(run);
+                }
+                drop(spinners);
+            }
         }
     }
     let mut store_report = report::Stores::default();
@@ -358,6 +393,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         },
         runs,
         saturation,
+        awake,
         floor: Some(floor),
         idle: idles,
         stores: store_report,

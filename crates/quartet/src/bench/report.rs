@@ -17,6 +17,9 @@ pub(crate) struct Report {
     /// WebSocket and SSE offered more than one message per write can carry (see
     /// `Settings::saturation_deliveries_per_s`): what batching makes of the server's cost.
     pub(crate) saturation: Vec<Run>,
+    /// One subscriber per transport with every CPU kept from idling (see `server::Spinners`):
+    /// what the server's own path costs in latency, beside the normal one-subscriber runs.
+    pub(crate) awake: Vec<Run>,
     /// What the kernel alone charges per message on this machine, measured in this run.
     pub(crate) floor: Option<super::floor::Floor>,
     pub(crate) idle: Vec<Idle>,
@@ -229,6 +232,17 @@ impl Report {
         );
         let _ = writeln!(md, "## Delivery under an open-loop publisher\n");
         runs_table(&mut md, &self.runs);
+        if !self.awake.is_empty() {
+            let _ = writeln!(md, "\n## Idle delivery with the CPUs kept awake\n");
+            let _ = writeln!(
+                md,
+                "One subscriber, as in the first rows above, with a lowest-priority busy loop on every CPU \
+                 (separate processes, yielding at once to real work): a virtual CPU that halts between \
+                 messages takes tens of microseconds to wake, and these rows take that out. Their server \
+                 CPU is not comparable (the spinners keep the cores' clocks and caches warm).\n"
+            );
+            runs_table(&mut md, &self.awake);
+        }
         if !self.saturation.is_empty() {
             let _ = writeln!(md, "\n## Saturation\n");
             let _ = writeln!(
