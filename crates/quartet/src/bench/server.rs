@@ -187,6 +187,9 @@ pub(crate) async fn scrape(url: &str) -> anyhow::Result<HashMap<String, f64>> {
         .collect())
 }
 
+/// A busy loop that ends once its parent (the bench) is gone.
+const SPIN: &str = "while kill -0 $PPID 2>/dev/null; do :; done";
+
 /// Busy loops at the lowest priority, one pinned to each CPU, for as long as it lives: they
 /// keep the CPUs from halting between messages (waking a halted virtual CPU costs tens of
 /// microseconds) and yield at once to any real work. Separate processes, so neither the
@@ -202,7 +205,9 @@ impl Spinners {
         let mut children = Vec::new();
         for cpu in 0..cpu_count() {
             let child = Command::new("taskset")
-                .args(["-c", &cpu.to_string(), "nice", "-n", "19", "sh", "-c", "while :; do :; done"])
+                // `taskset` and `nice` exec the shell, so its parent is this process: the loop
+                // ends by itself if the bench is killed before it can stop it.
+                .args(["-c", &cpu.to_string(), "nice", "-n", "19", "sh", "-c", SPIN])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
