@@ -170,8 +170,8 @@ pub(crate) enum End {
 /// The connection loop. Each turn waits for one of:
 /// - something for this client in its logs: frame it all into the buffer, write once,
 /// - bytes from the client: decode frames (commands, pings, pongs, close) and answer,
-/// - a heartbeat tick: ping,
-/// - the peer silent for the client timeout: close with 1008 and end,
+/// - the connection's timer: a ping when one is due, or the end if the peer has been silent
+///   for the client timeout (close with 1008),
 /// - server shutdown: close with 1001 "going away" (the client resumes elsewhere).
 ///
 /// One task per connection and no lock: it owns both directions of the socket.
@@ -190,17 +190,17 @@ where
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     reader.close_when_behind_for(state.hub.config().slow_after);
-    // Ends the connection when the peer has been silent for the client timeout; pushed back by
-    // every read (a pong, a command, any frame).
-    let silence = tokio::time::sleep(timeout);
-    tokio::pin!(silence);
+    // One timer for the connection's life, armed for whichever comes first: the next ping, or
+    // the end of the peer's allowed silence (pushed back by every read: a pong, a command, any
+    // frame). Reads only move the deadline; the timer re-arms itself when it fires early. One
+    // timer polled per wake, not two, and none reset per read.
     let mut last_heard = Instant::now();
+    let mut next_ping = last_heard + heartbeat;
+    let timer = tokio::time::sleep_until(next_ping);
+    tokio::pin!(timer);
     let mut out = WsOut::default();
     let mut input = BytesMut::with_capacity(WS_READ_BUFFER);
     let mut decoder = Decoder::new(WS_MAX_MESSAGE_BYTES);
-    // One heartbeat timer for the connection's life (not one per wait).
-    let mut beat = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = loop {
         let end = tokio::select! {
             pushed = reader.next_into(&mut out) => match pushed {
@@ -225,20 +225,25 @@ where
                 Ok(0) | Err(_) => break End::Peer,
                 Ok(_) => {
                     last_heard = Instant::now();
-                    silence.as_mut().reset(last_heard + timeout);
                     let end = decode(&mut decoder, &mut input, &mut out, &state, &client).await;
                     input.reserve(read_room(decoder.needed(), input.len()));
                     end
                 }
             },
-            _ = beat.tick() => {
-                codec::put_frame(&mut out.0, OP_PING, b"");
-                None
-            }
-            () = &mut silence => {
-                // Said, in case the peer still reads; the write is bounded like any other.
-                codec::put_close(&mut out.0, close_code::POLICY, "no sign of life within the timeout");
-                Some(End::Silent)
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= last_heard + timeout {
+                    // Said, in case the peer still reads; the write is bounded like any other.
+                    codec::put_close(&mut out.0, close_code::POLICY, "no sign of life within the timeout");
+                    Some(End::Silent)
+                } else {
+                    if now >= next_ping {
+                        codec::put_frame(&mut out.0, OP_PING, b"");
+                        next_ping = now + heartbeat;
+                    }
+                    timer.as_mut().reset(next_ping.min(last_heard + timeout));
+                    None
+                }
             }
             () = &mut stop => {
                 codec::put_close(&mut out.0, close_code::AWAY, "server shutting down");
