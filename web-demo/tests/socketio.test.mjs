@@ -473,6 +473,35 @@ describe('the protocol on the wire', () => {
     b.ws.close();
   });
 
+  test('CONNECT with a pid and no offset reads from where that client started', async () => {
+    const room = freshRoom('nooffset');
+    const wsUrl = `${server.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`;
+    const raw = async (auth) => {
+      const ws = new WebSocket(wsUrl);
+      const frames = [];
+      ws.on('message', (data) => frames.push(data.toString()));
+      await new Promise((resolve) => ws.once('open', resolve));
+      ws.send(`40${JSON.stringify(auth)}`);
+      await until(() => frames.some((f) => f.startsWith('40{')), 'connect reply');
+      const pid = JSON.parse(frames.find((f) => f.startsWith('40{')).slice(2)).pid;
+      return { ws, frames, pid };
+    };
+    const chats = (frames) => frames.filter((f) => f.startsWith('42["chat"')).map((f) => JSON.parse(f.slice(2))[1]);
+    const first = await raw({ name: 'nora' });
+    first.ws.send(`420${JSON.stringify(['join', { room }])}`);
+    await until(() => first.frames.some((f) => f.startsWith('430[')), 'join ack');
+    const talker = await native(server.url, 'talker');
+    await talker.send({ type: 'join', room });
+    for (const text of ['one', 'two', 'three']) await talker.send({ type: 'publish', room, event: 'chat', data: text });
+    await until(() => chats(first.frames).length === 3, 'three chats');
+    first.ws.terminate();
+    const again = await raw({ pid: first.pid });
+    assert.equal(again.pid, first.pid, 'the same client');
+    await until(() => chats(again.frames).length === 3, 'the chats again, from the start');
+    assert.deepEqual(chats(again.frames), ['one', 'two', 'three']);
+    again.ws.close();
+  });
+
   test('a held GET whose client hangs up loses nothing: the next GET gets the event', async () => {
     const sid = await open(fast.url);
     const room = freshRoom('hangup');
