@@ -15,7 +15,7 @@ use quartet_protocol::ErrorCode;
 
 use super::EngineError;
 use super::engine;
-use super::session::{Carrier, Closed, Outgoing, Session, receive};
+use super::session::{Carrier, Closed, Outgoing, Session, State, receive};
 use crate::AppState;
 use crate::metrics::OpenGuard;
 use crate::transport::stopped;
@@ -37,8 +37,27 @@ fn text(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
 }
 
-/// Clears a flag of the session when the request ends, however it ends.
-struct Busy<'a>(&'a Session, fn(&mut super::session::State) -> &mut bool);
+/// A polling request's hold on its session: the GET flag or the POST flag, cleared when the
+/// request ends, however it ends.
+struct Busy<'a>(&'a Session, fn(&mut State) -> &mut bool);
+
+impl<'a> Busy<'a> {
+    /// Takes `flag` for this request. Refused (400) once the WebSocket carries the session; a
+    /// second request of the same kind while one runs also closes the session.
+    fn claim(session: &'a Session, flag: fn(&mut State) -> &mut bool) -> Result<Busy<'a>, EngineError> {
+        let mut state = session.state();
+        if state.carrier == Carrier::WebSocket {
+            return Err(EngineError::BadRequest);
+        }
+        if *flag(&mut state) {
+            drop(state);
+            session.close(Closed::Violation);
+            return Err(EngineError::BadRequest);
+        }
+        *flag(&mut state) = true;
+        Ok(Busy(session, flag))
+    }
+}
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
@@ -49,19 +68,10 @@ impl Drop for Busy<'_> {
 /// `GET …&sid=S`: what is waiting, or, when nothing is, held until something is (an event, an
 /// ack, the next ping). A second GET while one is held closes the session.
 pub(super) async fn get(app: AppState, session: Arc<Session>) -> Response {
-    {
-        let mut state = session.state();
-        if state.carrier == Carrier::WebSocket {
-            return EngineError::BadRequest.into_response();
-        }
-        if state.polling {
-            drop(state);
-            session.close(Closed::Violation);
-            return EngineError::BadRequest.into_response();
-        }
-        state.polling = true;
-    }
-    let _busy = Busy(&session, |s| &mut s.polling);
+    let _busy = match Busy::claim(&session, |s| &mut s.polling) {
+        Ok(busy) => busy,
+        Err(refused) => return refused.into_response(),
+    };
     let counters = &app.sessions.counters;
     let _open = OpenGuard::new(counters);
     let mut out = Outgoing::polling();
@@ -81,7 +91,7 @@ pub(super) async fn get(app: AppState, session: Arc<Session>) -> Response {
                 session.wake.notify_one();
                 break;
             }
-            state.outbox.drain(..).for_each(|p| out.put(&p));
+            out.drain(&mut state.outbox);
             session.lend(&mut state)
         };
         let read = if out.packets > 0 {
@@ -122,7 +132,7 @@ pub(super) async fn get(app: AppState, session: Arc<Session>) -> Response {
 pub(super) fn failed(session: &Session, code: ErrorCode) {
     if code == ErrorCode::UnknownClient {
         session.set_reader(None);
-        session.send([super::session::Out::Text("41".into())]);
+        session.send("41".into());
     } else {
         session.close(Closed::TransportLost);
     }
@@ -131,19 +141,10 @@ pub(super) fn failed(session: &Session, code: ErrorCode) {
 /// `POST …&sid=S`: packets from the client. A malformed body or one over `maxPayload` closes
 /// the session (400, 413); a second POST while one is handled too.
 pub(super) async fn post(app: AppState, session: Arc<Session>, request: Request) -> Response {
-    {
-        let mut state = session.state();
-        if state.carrier == Carrier::WebSocket {
-            return EngineError::BadRequest.into_response();
-        }
-        if state.posting {
-            drop(state);
-            session.close(Closed::Violation);
-            return EngineError::BadRequest.into_response();
-        }
-        state.posting = true;
-    }
-    let _busy = Busy(&session, |s| &mut s.posting);
+    let _busy = match Busy::claim(&session, |s| &mut s.posting) {
+        Ok(busy) => busy,
+        Err(refused) => return refused.into_response(),
+    };
     let max = app.sessions.config.max_payload;
     let Ok(body) = axum::body::to_bytes(request.into_body(), max).await else {
         session.close(Closed::Violation);

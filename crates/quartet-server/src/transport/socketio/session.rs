@@ -21,7 +21,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use quartet_core::Reader;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use super::engine::{Malformed, Packet};
 use super::socket::Socket;
@@ -56,13 +55,6 @@ pub const MAX_PAYLOAD: usize = 1_000_000;
 /// heartbeat or two after its client vanished).
 pub const MAX_SESSIONS: usize = 100_000;
 
-/// One Engine.IO packet waiting for a carrier (the server's own packets are text).
-#[derive(Debug)]
-pub(crate) enum Out {
-    /// A text packet, its type character included (`2`, `40{…}`, `431[…]`).
-    Text(String),
-}
-
 /// Which carrier the session uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Carrier {
@@ -93,8 +85,9 @@ pub(crate) enum Closed {
 pub(crate) struct State {
     /// The current carrier.
     pub(crate) carrier: Carrier,
-    /// Packets waiting to be carried, in order.
-    pub(crate) outbox: Vec<Out>,
+    /// Text packets waiting to be carried, in order, each with its type character (`2`,
+    /// `40{…}`, `431[…]`): the server's own packets are never binary.
+    pub(crate) outbox: Vec<String>,
     /// The connected socket's events, while no carrier holds them.
     reader: Option<Reader>,
     /// Counts the socket's connects and disconnects: a carrier puts back the reader it took
@@ -106,8 +99,7 @@ pub(crate) struct State {
     pub(crate) polling: bool,
     /// A polling POST is being handled.
     pub(crate) posting: bool,
-    /// When the last ping went out and whether its pong came.
-    ping_sent: Option<Instant>,
+    /// Whether the last ping's pong came.
     pong_since_ping: bool,
 }
 
@@ -128,9 +120,9 @@ impl Session {
         self.state.lock().expect("socket.io session lock")
     }
 
-    /// Queues packets for the carrier and wakes it.
-    pub(crate) fn send(&self, packets: impl IntoIterator<Item = Out>) {
-        self.state().outbox.extend(packets);
+    /// Queues a text packet for the carrier and wakes it.
+    pub(crate) fn send(&self, packet: String) {
+        self.state().outbox.push(packet);
         self.wake.notify_one();
     }
 
@@ -246,7 +238,6 @@ impl Sessions {
                 closed: None,
                 polling: false,
                 posting: false,
-                ping_sent: None,
                 pong_since_ping: false,
             }),
             wake: Notify::new(),
@@ -288,9 +279,8 @@ async fn heartbeat(sessions: Arc<Sessions>, session: Arc<Session>) {
                 if state.closed.is_some() {
                     return;
                 }
-                state.ping_sent = Some(Instant::now());
                 state.pong_since_ping = false;
-                state.outbox.push(Out::Text("2".into()));
+                state.outbox.push("2".into());
             }
             session.wake.notify_one();
             tokio::time::sleep(config.ping_timeout).await;
@@ -399,10 +389,8 @@ impl Outgoing {
         self.packets += 1;
     }
 
-    /// Appends a queued packet.
-    pub(crate) fn put(&mut self, packet: &Out) {
-        match packet {
-            Out::Text(text) => self.text(&[text.as_bytes()]),
-        }
+    /// Appends the packets queued in `outbox`, emptying it.
+    pub(crate) fn drain(&mut self, outbox: &mut Vec<String>) {
+        outbox.drain(..).for_each(|packet| self.text(&[packet.as_bytes()]));
     }
 }

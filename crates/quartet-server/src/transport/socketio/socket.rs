@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 
 use super::engine::Malformed;
 use super::packet::{Kind, Packet};
-use super::session::{Out, Outgoing, Session};
+use super::session::{Outgoing, Session};
 use crate::AppState;
 use crate::auth;
 
@@ -157,7 +157,7 @@ impl Socket {
                 id: None,
                 data: Some(raw(&serde_json::json!({ "message": "Invalid namespace" }))),
             };
-            session.send([Out::Text(format!("4{}", refusal.encode()))]);
+            session.send(format!("4{}", refusal.encode()));
             return;
         }
         let opened = match self.client.clone() {
@@ -176,7 +176,7 @@ impl Socket {
                 let reply = format!(r#"40{{"sid":"{}","pid":"{}"}}"#, self.id, client.as_str());
                 self.client = Some(client);
                 // The reply first: the carrier drains the outbox before it reads events.
-                session.send([Out::Text(reply)]);
+                session.send(reply);
                 if reader.is_some() {
                     session.set_reader(reader);
                 }
@@ -185,7 +185,7 @@ impl Socket {
                 let native =
                     serde_json::to_value(Reply::error(None, error.clone())).expect("replies serialise");
                 let refusal = serde_json::json!({ "message": error.message, "data": native });
-                session.send([Out::Text(format!("44{refusal}"))]);
+                session.send(format!("44{refusal}"));
             }
         }
     }
@@ -224,7 +224,7 @@ impl Socket {
 fn ack(session: &Session, id: Option<u64>, reply: &Reply) {
     if let Some(id) = id {
         let reply = serde_json::to_string(reply).expect("replies serialise");
-        session.send([Out::Text(format!("43{id}[{reply}]"))]);
+        session.send(format!("43{id}[{reply}]"));
     }
 }
 

@@ -111,7 +111,7 @@ where
             if let Some(closed) = state.closed {
                 break closed;
             }
-            state.outbox.drain(..).for_each(|p| out.put(&p));
+            out.drain(&mut state.outbox);
             session.lend(&mut state)
         };
         if !out.buf.is_empty() && write_out(&mut io, &mut out.buf).await.is_err() {
