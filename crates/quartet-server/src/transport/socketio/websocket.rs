@@ -11,10 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::EngineError;
@@ -25,7 +23,9 @@ use crate::AppState;
 use crate::metrics::OpenGuard;
 use crate::transport::stopped;
 use crate::transport::ws::codec::{self, Decoder, Incoming, OP_PONG, close_code};
-use crate::transport::ws::{WS_READ_BUFFER, WS_READ_STEP_MAX, accept_key, read_room, write_out};
+use crate::transport::ws::{
+    WS_READ_BUFFER, WS_READ_STEP_MAX, accept_key, read_room, switch_protocols, write_out,
+};
 
 /// `GET /socket.io/?EIO=4&transport=websocket[&sid=S]`: upgrades, then runs the carrier.
 pub(super) async fn upgrade(app: AppState, sid: Option<String>, mut request: Request) -> Response {
@@ -44,19 +44,7 @@ pub(super) async fn upgrade(app: AppState, sid: Option<String>, mut request: Req
             Some(session) => (session, None),
         },
     };
-    let on_upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => run(TokioIo::new(upgraded), app, session, handshake).await,
-            Err(error) => tracing::debug!(%error, "socket.io websocket upgrade failed"),
-        }
-    });
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    response
+    switch_protocols(&mut request, accept, move |io| run(io, app, session, handshake))
 }
 
 /// The socket's input: frames decoded from what was read.

@@ -28,6 +28,7 @@
 //! lets a batch of events go from the log into one buffer, framed, and out in one write, with
 //! no per-message objects, locks or extra copies. This is the fan-out hot path.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::QueryRejection;
@@ -82,10 +83,20 @@ pub(crate) async fn ws(
     let Query(query) = query?;
     let reader = open_reader(&state.hub, &client, query.cursor.as_deref()).await?;
     let client = ClientId::from_wire(&client)?;
-    let on_upgrade = hyper::upgrade::on(&mut request);
+    Ok(switch_protocols(&mut request, accept, move |io| run(io, state, client, reader)))
+}
+
+/// Answers `101 Switching Protocols` with `accept` (from [`accept_key`]) and, once hyper hands
+/// the socket over, runs `serve` on it in a task of its own.
+pub(crate) fn switch_protocols<F, Fut>(request: &mut Request, accept: HeaderValue, serve: F) -> Response
+where
+    F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let on_upgrade = hyper::upgrade::on(request);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(TokioIo::new(upgraded), state, client, reader).await,
+            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
     });
@@ -94,7 +105,7 @@ pub(crate) async fn ws(
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    Ok(response)
+    response
 }
 
 /// Checks that `headers` ask for a WebSocket (RFC 6455 §4.2.1) and computes the accept key.
