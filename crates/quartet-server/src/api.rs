@@ -10,7 +10,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use quartet_core::Grant;
 use quartet_core::engine::Health;
 use quartet_protocol::api::{NewClient, Replies};
 use quartet_protocol::limits::MAX_COMMAND_BYTES;
@@ -45,20 +44,7 @@ pub(crate) async fn register(
     let body = bounded(body)?;
     let request: NewClient =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    let (name, grant) = match &state.auth {
-        None => (request.name.unwrap_or_else(|| "guest".to_owned()), Grant::open()),
-        Some(auth) => {
-            let (user, grant) = auth.verify(bearer(&headers)?, auth::now())?;
-            if let Some(name) = request.name.filter(|name| name != user.as_str()) {
-                return Err(Error::new(
-                    ErrorCode::Forbidden,
-                    format!("the token is for user {user}, not {name}: leave `name` out or make it match"),
-                )
-                .into());
-            }
-            (user.to_string(), grant)
-        }
-    };
+    let (name, grant) = auth::identity(state.auth.as_deref(), request.name, || bearer(&headers))?;
     let registration = state.hub.register_as(&name, request.cursor.as_deref(), grant).await?;
     Ok((StatusCode::CREATED, Json(registration)).into_response())
 }

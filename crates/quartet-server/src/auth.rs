@@ -154,6 +154,27 @@ impl Auth {
     }
 }
 
+/// Who a new client is and what it may do: on an open server (`auth` is `None`), `name` (or
+/// `guest`) with every right; with a secret, the user of the token `token` yields (its error
+/// when there is none) with the token's rights, and a `name`, if given, must be that user.
+pub(crate) fn identity<'a>(
+    auth: Option<&Auth>,
+    name: Option<String>,
+    token: impl FnOnce() -> Result<&'a str, Error>,
+) -> Result<(String, Grant), Error> {
+    let Some(auth) = auth else {
+        return Ok((name.unwrap_or_else(|| "guest".to_owned()), Grant::open()));
+    };
+    let (user, grant) = auth.verify(token()?, now())?;
+    if let Some(name) = name.filter(|name| name != user.as_str()) {
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            format!("the token is for user {user}, not {name}: leave `name` out or make it match"),
+        ));
+    }
+    Ok((user.to_string(), grant))
+}
+
 /// Now, in Unix seconds.
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use quartet_core::entry::{Entry, OtherForm};
-use quartet_core::{EncodedFrame, Grant, Reader, Sink, Source};
+use quartet_core::{EncodedFrame, Reader, Sink, Source};
 use quartet_protocol::cursor::Cursor;
 use quartet_protocol::limits::MAX_COMMAND_BYTES;
 use quartet_protocol::{ClientId, Error, ErrorCode, Reply};
@@ -246,22 +246,11 @@ async fn open_client(app: &AppState, auth: Option<&str>) -> Result<(ClientId, Re
             serde_json::from_str(json).map_err(|e| Error::bad_request(format!("malformed auth: {e}")))?
         }
     };
-    let (name, grant) = match &app.auth {
-        None => (auth.name.unwrap_or_else(|| "guest".to_owned()), Grant::open()),
-        Some(verifier) => {
-            let token = auth.token.as_deref().ok_or_else(|| {
-                Error::new(ErrorCode::Unauthorized, "this server needs a token: connect with auth: {token}")
-            })?;
-            let (user, grant) = verifier.verify(token, auth::now())?;
-            if let Some(name) = auth.name.filter(|name| name != user.as_str()) {
-                return Err(Error::new(
-                    ErrorCode::Forbidden,
-                    format!("the token is for user {user}, not {name}: leave `name` out or make it match"),
-                ));
-            }
-            (user.to_string(), grant)
-        }
-    };
+    let (name, grant) = auth::identity(app.auth.as_deref(), auth.name, || {
+        auth.token.as_deref().ok_or_else(|| {
+            Error::new(ErrorCode::Unauthorized, "this server needs a token: connect with auth: {token}")
+        })
+    })?;
     if let Some(pid) = auth.pid.as_deref().and_then(|p| ClientId::from_wire(p).ok()) {
         // Without an offset, from where the session started: its floors in every log.
         let cursor = match auth.offset {
