@@ -11,14 +11,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use common::Server;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::{Server, repo_root};
 
 fn writing() -> bool {
     std::env::var("QUARTET_CAPTURE_WRITE").is_ok_and(|v| v == "1")
@@ -89,10 +85,7 @@ fn body(response: &str) -> &str {
 /// One HTTP/1.1 exchange on a new connection: the request as sent, the response as received
 /// (the body read to its Content-Length).
 fn http(server: &Server, request: &str) -> (String, String) {
-    let mut socket = TcpStream::connect(&server.address).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    socket.write_all(request.as_bytes()).unwrap();
-    let (head, rest) = read_head(&mut socket);
+    let (mut socket, head, rest) = send_request(server, request);
     let length = head
         .lines()
         .find_map(|l| {
@@ -107,6 +100,16 @@ fn http(server: &Server, request: &str) -> (String, String) {
         body.extend_from_slice(&buf[..n]);
     }
     (request.to_owned(), format!("{head}{}", String::from_utf8(body).unwrap()))
+}
+
+/// Sends `request` on a new connection and reads the response head: (the socket, the head, any
+/// bytes read after it).
+fn send_request(server: &Server, request: &str) -> (TcpStream, String, Vec<u8>) {
+    let mut socket = TcpStream::connect(&server.address).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket.write_all(request.as_bytes()).unwrap();
+    let (head, rest) = read_head(&mut socket);
+    (socket, head, rest)
 }
 
 /// Reads a response head (through the blank line); returns it and any bytes read after it.
@@ -249,10 +252,7 @@ fn capture_all() -> Vec<(&'static str, String)> {
     let request = format!(
         "GET /v1/clients/{client}/ws?cursor={cursor} HTTP/1.1\r\n{host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );
-    let mut socket = TcpStream::connect(&server.address).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    socket.write_all(request.as_bytes()).unwrap();
-    let (head, mut buffered) = read_head(&mut socket);
+    let (mut socket, head, mut buffered) = send_request(&server, &request);
     captures.push(("ws-upgrade", normalise(&transcript(&request, &head), &server, Some(&client))));
 
     // Sec-WebSocket-Key → Sec-WebSocket-Accept, step by step, checked against what the server
@@ -346,10 +346,7 @@ fn capture_all() -> Vec<(&'static str, String)> {
     let request = format!(
         "GET /v1/clients/{bob}/sse?cursor={next} HTTP/1.1\r\n{host}\r\nAccept: text/event-stream\r\n\r\n"
     );
-    let mut socket = TcpStream::connect(&server.address).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    socket.write_all(request.as_bytes()).unwrap();
-    let (head, mut buffered) = read_head(&mut socket);
+    let (mut socket, head, mut buffered) = send_request(&server, &request);
     commands(&server, &carol, r#"{"type":"publish","room":"lobby","event":"chat","data":{"text":"hi all"}}"#);
     let mut stream = String::new();
     let mut stream_event = String::new();
@@ -541,10 +538,7 @@ fn silent_websocket() -> String {
         "GET /v1/clients/{client}/ws?cursor={cursor} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         server.address
     );
-    let mut socket = TcpStream::connect(&server.address).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    socket.write_all(request.as_bytes()).unwrap();
-    let (_, mut buffered) = read_head(&mut socket);
+    let (mut socket, _, mut buffered) = send_request(&server, &request);
     let mut seen = Vec::new();
     loop {
         let (header, payload) = server_frame(&mut socket, &mut buffered);
@@ -615,43 +609,30 @@ fn socketio_polling(server: &Server) -> String {
 }
 
 fn capture_path(name: &str) -> PathBuf {
-    root().join("docs/captures").join(format!("{name}.txt"))
+    repo_root().join("docs/captures").join(format!("{name}.txt"))
 }
 
 /// The fenced blocks of the docs marked `<!-- capture: NAME -->`: (page, name, line of the
 /// block's first content line, its text).
 fn marked_blocks() -> Vec<(PathBuf, String, usize, String)> {
     let mut found = Vec::new();
-    let mut dirs = vec![root().join("docs")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
+    for path in common::markdown_under(&repo_root().join("docs")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(name) = line.trim().strip_prefix("<!-- capture: ").and_then(|l| l.strip_suffix(" -->"))
+            else {
                 continue;
-            }
-            if path.extension().is_none_or(|e| e != "md") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let lines: Vec<&str> = text.lines().collect();
-            for (i, line) in lines.iter().enumerate() {
-                let Some(name) =
-                    line.trim().strip_prefix("<!-- capture: ").and_then(|l| l.strip_suffix(" -->"))
-                else {
-                    continue;
-                };
-                assert!(
-                    lines.get(i + 1).is_some_and(|l| l.starts_with("```")),
-                    "{}:{}: a capture marker must be followed by a fenced block",
-                    path.display(),
-                    i + 1
-                );
-                let end =
-                    (i + 2..lines.len()).find(|&j| lines[j].starts_with("```")).expect("an unclosed block");
-                let block = lines[i + 2..end].iter().map(|l| format!("{l}\n")).collect::<String>();
-                found.push((path.clone(), name.to_owned(), i + 3, block));
-            }
+            };
+            assert!(
+                lines.get(i + 1).is_some_and(|l| l.starts_with("```")),
+                "{}:{}: a capture marker must be followed by a fenced block",
+                path.display(),
+                i + 1
+            );
+            let end = (i + 2..lines.len()).find(|&j| lines[j].starts_with("```")).expect("an unclosed block");
+            let block = lines[i + 2..end].iter().map(|l| format!("{l}\n")).collect::<String>();
+            found.push((path.clone(), name.to_owned(), i + 3, block));
         }
     }
     found
@@ -708,7 +689,7 @@ fn the_docs_quote_what_the_server_sends_today() {
         return;
     }
     for (page, name, line, block) in &blocks {
-        let page = page.strip_prefix(root()).unwrap_or(page).display();
+        let page = page.strip_prefix(repo_root()).unwrap_or(page).display();
         let capture = std::fs::read_to_string(capture_path(name))
             .unwrap_or_else(|_| panic!("{page}:{line}: no capture named {name}"));
         if &capture != block {

@@ -2,27 +2,17 @@
 //! Markdown file names one of its headings (GitHub's anchors: lowercase, spaces to `-`,
 //! punctuation dropped). Links to the web (`http:`, `https:`, `mailto:`) are not followed.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::{markdown_under, repo_root};
 
 /// Markdown files to check: README.md and everything under docs/.
 fn pages() -> Vec<PathBuf> {
-    let mut pages = vec![root().join("README.md")];
-    let mut dirs = vec![root().join("docs")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                pages.push(path);
-            }
-        }
-    }
+    let mut pages = vec![repo_root().join("README.md")];
+    pages.extend(markdown_under(&repo_root().join("docs")));
     pages.sort();
     pages
 }
@@ -107,7 +97,7 @@ fn every_relative_link_in_readme_and_docs_resolves() {
             checked += 1;
             let (file, fragment) = target.split_once('#').unwrap_or((&target, ""));
             let resolved = if file.is_empty() { page.clone() } else { page.parent().unwrap().join(file) };
-            let name = page.strip_prefix(root()).unwrap().display().to_string();
+            let name = page.strip_prefix(repo_root()).unwrap().display().to_string();
             if !resolved.exists() {
                 broken.push(format!("{name}: {target} (no such file)"));
             } else if !fragment.is_empty()
