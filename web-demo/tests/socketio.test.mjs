@@ -160,28 +160,7 @@ describe('socket.io-client interop', () => {
   test('a cut connection recovers: same pid, socket.recovered, missed events exactly once', async () => {
     for (const transports of [['websocket'], ['polling']]) {
       const proxy = await cuttableProxy(server.url);
-      const room = freshRoom('recover');
-      const socket = await connect(proxy.url, { auth: { name: 'rita' }, transports });
-      assert.equal(socket.recovered, false);
-      await socket.emitWithAck('join', { room });
-      const chats = collect(socket, 'chat');
-      const talker = await native(server.url, 'talker');
-      await talker.send({ type: 'join', room });
-      for (let i = 0; i < 5; i++) await talker.send({ type: 'publish', room, event: 'chat', data: { i } });
-      await until(() => chats.length === 5, 'five chats before the cut');
-      const disconnected = next(socket, 'disconnect');
-      proxy.cut();
-      await disconnected;
-      // Published while the client cannot reach the server: it must get them on recovery.
-      for (let i = 5; i < 15; i++) await talker.send({ type: 'publish', room, event: 'chat', data: { i } });
-      const reconnected = next(socket, 'connect', 10000);
-      proxy.resume();
-      await reconnected;
-      assert.equal(socket.recovered, true, `${transports}: recovered`);
-      await until(() => chats.length >= 15, 'the missed chats');
-      await sleep(200);
-      assert.deepEqual(chats.map((c) => c.data.i), [...Array(15).keys()], `${transports}: each chat once, in order`);
-      socket.close();
+      await cutAndRecover({ proxy, transports, talkerUrl: server.url, label: transports[0] });
       proxy.close();
     }
   });
@@ -199,29 +178,8 @@ describe('socket.io-client interop', () => {
       for (let i = 0; i < 2; i++) nodes.push(await startServer('127.0.0.1:0', ['--redis', redis, '--redis-prefix', prefix]));
       const [a, b] = nodes;
       const proxy = await cuttableProxy(a.url);
-      const room = freshRoom('cluster');
-      const socket = await connect(proxy.url, { auth: { name: 'nomad' }, transports: ['websocket'] });
-      await socket.emitWithAck('join', { room });
-      const chats = collect(socket, 'chat');
-      const talker = await native(b.url, 'talker');
-      await talker.send({ type: 'join', room });
-      for (let i = 0; i < 5; i++) await talker.send({ type: 'publish', room, event: 'chat', data: { i } });
-      await until(() => chats.length === 5, 'five chats through node A');
-      const pid = socket._pid;
-      const disconnected = next(socket, 'disconnect');
-      proxy.retarget(b.url);
-      proxy.cut();
-      await disconnected;
-      for (let i = 5; i < 15; i++) await talker.send({ type: 'publish', room, event: 'chat', data: { i } });
-      const reconnected = next(socket, 'connect', 10000);
-      proxy.resume();
-      await reconnected;
-      assert.equal(socket.recovered, true, 'recovered on node B');
-      assert.equal(socket._pid, pid, 'the same client');
-      await until(() => chats.length >= 15, 'the missed chats through node B');
-      await sleep(200);
-      assert.deepEqual(chats.map((c) => c.data.i), [...Array(15).keys()], 'each chat once, in order');
-      socket.close();
+      // On node A until the cut, on node B after it; the talker publishes through node B.
+      await cutAndRecover({ proxy, transports: ['websocket'], talkerUrl: b.url, moveTo: b.url, label: 'on node B' });
       proxy.close();
     } finally {
       for (const node of nodes) await node.stop();
@@ -570,6 +528,43 @@ describe('the protocol on the wire', () => {
     ws.close();
   });
 });
+
+/**
+ * The recovery scenario: a Socket.IO client through `proxy` and a native talker (at `talkerUrl`)
+ * in one room; five chats, then the cut (the proxy sent on to `moveTo` if given), ten chats
+ * while the client cannot reach the server, then the reconnect. The client must come back
+ * with the same pid, `recovered`, and each of the fifteen chats once, in order.
+ */
+async function cutAndRecover({ proxy, transports, talkerUrl, moveTo, label }) {
+  const room = freshRoom('recover');
+  const socket = await connect(proxy.url, { auth: { name: 'rita' }, transports });
+  assert.equal(socket.recovered, false);
+  await socket.emitWithAck('join', { room });
+  const chats = collect(socket, 'chat');
+  const talker = await native(talkerUrl, 'talker');
+  await talker.send({ type: 'join', room });
+  const publish = async (from, to) => {
+    for (let i = from; i < to; i++) await talker.send({ type: 'publish', room, event: 'chat', data: { i } });
+  };
+  await publish(0, 5);
+  await until(() => chats.length === 5, `${label}: five chats before the cut`);
+  const pid = socket._pid;
+  const disconnected = next(socket, 'disconnect');
+  if (moveTo) proxy.retarget(moveTo);
+  proxy.cut();
+  await disconnected;
+  // Published while the client cannot reach the server: it must get them on recovery.
+  await publish(5, 15);
+  const reconnected = next(socket, 'connect', 10000);
+  proxy.resume();
+  await reconnected;
+  assert.equal(socket.recovered, true, `${label}: recovered`);
+  assert.equal(socket._pid, pid, `${label}: the same client`);
+  await until(() => chats.length >= 15, `${label}: the missed chats`);
+  await sleep(200);
+  assert.deepEqual(chats.map((c) => c.data.i), [...Array(15).keys()], `${label}: each chat once, in order`);
+  socket.close();
+}
 
 /** A TCP proxy to `target` whose connections can all be cut at once, and sent elsewhere. */
 async function cuttableProxy(target) {
