@@ -59,6 +59,17 @@ fn tiny_bench_reports_every_transport_complete() {
     for key in ["us_per_message_one_per_write", "us_per_message_ten_per_write"] {
         assert!(floor[key].as_f64().unwrap() > 0.0, "{key} in {floor}");
     }
+    // The latency floor, normal and awake, relayed every message; the poll floor answered polls
+    // and measured its CPU.
+    for key in ["relay_floor", "relay_floor_awake"] {
+        let relay = &json[key];
+        assert_eq!(relay["messages"], (200.0_f64 * 0.5) as u64, "{key}: {relay}");
+        assert!(relay["latency_us"]["p50"].as_u64().unwrap() > 0, "{key}: {relay}");
+    }
+    let responder = &json["responder_floor"];
+    assert_eq!(responder["connections"], 10, "{responder}");
+    assert!(responder["requests"].as_u64().unwrap() > 0, "{responder}");
+    assert!(responder["cpu_us_per_request"].as_f64().unwrap() > 0.0, "{responder}");
     // Every store acked publishes from every publisher count, and delivered every message.
     // Redis is measured when one answers (CI makes sure one does).
     let acked = json["stores"]["acked"].as_array().unwrap();

@@ -99,11 +99,7 @@ fn pin_this_thread_to_cpu0() -> bool {
     if cpu_count() < 2 || !which("taskset") {
         return false;
     }
-    // /proc/thread-self links to /proc/<pid>/task/<tid>.
-    let Some(tid) = std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-    else {
+    let Some(tid) = this_thread_id() else {
         return false;
     };
     std::process::Command::new("taskset")
@@ -192,4 +188,237 @@ fn sync_rounds(path: &std::path::Path) -> anyhow::Result<SyncFloor> {
 /// finer than the 10 ms ticks of `stat`: a few hundred syncs take only tens of milliseconds.
 fn thread_cpu_ns() -> Option<u64> {
     std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// Bytes relayed per message by the [`relay`] floor: a bench event's size.
+const RELAY_MESSAGE: usize = 200;
+
+/// The machine's floor for one idle delivery's latency: a message goes from the load generator
+/// to a bare relay thread on the server's CPU and back out on a second socket to the load
+/// generator, as a publish goes to the server and its event to a subscriber, with no server in
+/// between. Two loopback hops and two wake-ups: what any server's publish→delivery costs here
+/// at least.
+#[derive(Debug, Serialize)]
+pub(crate) struct RelayFloor {
+    pub(crate) messages: u64,
+    pub(crate) message_bytes: usize,
+    /// From each message's scheduled send time to its arrival, as the delivery runs measure.
+    pub(crate) latency_us: super::report::Latency,
+    /// Whether the relay thread ran on CPU 0, where the server runs.
+    pub(crate) relay_pinned_to_cpu0: bool,
+}
+
+/// Measures the [`RelayFloor`] at `rate` messages/s for `seconds`, open loop.
+pub(crate) async fn relay(rate: f64, seconds: f64) -> anyhow::Result<RelayFloor> {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let mut to_relay = tokio::net::TcpStream::connect(address).await?;
+    let (inbound, _) = listener.accept()?;
+    let mut from_relay = tokio::net::TcpStream::connect(address).await?;
+    let (outbound, _) = listener.accept()?;
+    for stream in [&inbound, &outbound] {
+        stream.set_nodelay(true)?;
+    }
+    to_relay.set_nodelay(true)?;
+    let relay = std::thread::spawn(move || relay_loop(inbound, outbound));
+    let messages = ((rate * seconds).round() as u64).max(1);
+    let start = std::time::Instant::now() + Duration::from_millis(50);
+    let scheduled = move |i: u64| start + Duration::from_secs_f64(i as f64 / rate);
+    let receiver = tokio::spawn(async move {
+        let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let mut message = [0u8; RELAY_MESSAGE];
+        for _ in 0..messages {
+            from_relay.read_exact(&mut message).await?;
+            let i = u64::from_le_bytes(message[..8].try_into().expect("eight bytes"));
+            let late = std::time::Instant::now().saturating_duration_since(scheduled(i));
+            histogram.saturating_record(late.as_micros().max(1) as u64);
+        }
+        Ok::<_, anyhow::Error>(histogram)
+    });
+    let mut message = [b'x'; RELAY_MESSAGE];
+    for i in 0..messages {
+        super::load::send_at(scheduled(i)).await;
+        message[..8].copy_from_slice(&i.to_le_bytes());
+        to_relay.write_all(&message).await?;
+    }
+    let histogram = tokio::time::timeout(Duration::from_secs(10), receiver)
+        .await
+        .map_err(|_| anyhow::anyhow!("the relay floor's messages did not all come back within 10 s"))???;
+    drop(to_relay);
+    let pinned = tokio::task::spawn_blocking(move || relay.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the relay thread panicked"))?;
+    Ok(RelayFloor {
+        messages,
+        message_bytes: RELAY_MESSAGE,
+        latency_us: super::load::percentiles(&histogram),
+        relay_pinned_to_cpu0: pinned,
+    })
+}
+
+/// On its own thread, pinned to CPU 0: copies what arrives on `inbound` to `outbound` until
+/// `inbound` closes; returns whether it was pinned.
+fn relay_loop(mut inbound: TcpStream, mut outbound: TcpStream) -> bool {
+    use std::io::Read as _;
+    let pinned = pin_this_thread_to_cpu0();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = inbound.read(&mut buffer) {
+        if n == 0 || outbound.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    pinned
+}
+
+/// The request every connection of the [`responder`] floor sends: a short poll's size.
+const POLL_REQUEST: &[u8] = b"GET /v1/clients/c0123456789abcdef/poll?cursor=MDAwMDAwMDAwMDAwMWYwY3xAc3ViMDoxfGlkbGU6Mg HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: */*\r\n\r\n";
+
+/// The answer: an empty poll's size.
+const POLL_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 72\r\n\r\n{\"events\":[],\"cursor\":\"MDAwMDAwMDAwMDAwMWYwY3xAc3ViMDoxfGlkbGU6Mg\"}      ";
+
+/// The machine's floor for one short poll: a bare responder (one event loop on the server's
+/// CPU, one task per keep-alive connection, reading a request's head and writing a fixed
+/// answer, no HTTP library, no routing, no JSON) polled at the short-poll idle run's request
+/// rate. Its CPU per request is what any server's empty poll
+/// costs here at least: the kernel's receive, send and readiness work.
+#[derive(Debug, Serialize)]
+pub(crate) struct ResponderFloor {
+    pub(crate) connections: usize,
+    /// How often each connection polled.
+    pub(crate) interval_ms: f64,
+    pub(crate) requests: u64,
+    /// CPU time (user + system) of the responder's thread per request, in microseconds;
+    /// `None` where /proc/thread-self/schedstat is missing.
+    pub(crate) cpu_us_per_request: Option<f64>,
+    /// Whether the responder ran on CPU 0, where the server runs.
+    pub(crate) pinned_to_cpu0: bool,
+}
+
+/// Most connections of the poll floor: both ends are in this process, and its descriptors may be
+/// capped near 20 000. Past it, fewer connections poll more often, at the same request rate.
+const MAX_POLLERS: usize = 4000;
+
+/// Measures the [`ResponderFloor`]: as many requests per second as `pollers` connections each
+/// polling once per `interval` make, for a window of three intervals (at least three seconds)
+/// after a first round.
+pub(crate) async fn responder(pollers: usize, interval: Duration) -> anyhow::Result<ResponderFloor> {
+    let connections = pollers.clamp(1, MAX_POLLERS);
+    let interval = interval.mul_f64(connections as f64 / pollers.max(1) as f64);
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::AsyncWriteExt as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let served = std::sync::Arc::new(AtomicU64::new(0));
+    let thread = std::thread::spawn({
+        let served = served.clone();
+        move || serve_fixed(listener, served, tid_tx, stop_rx)
+    });
+    let (pinned, tid) = tid_rx.recv()?;
+    let window = Duration::from_secs(3).max(interval * 3);
+    let until = tokio::time::Instant::now() + interval + window + Duration::from_secs(1);
+    let mut pollers = tokio::task::JoinSet::new();
+    for k in 0..connections {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        pollers.spawn(async move {
+            // Spread over the interval, as the idle run's clients are.
+            tokio::time::sleep(interval.mul_f64(k as f64 / connections as f64)).await;
+            let mut answer = vec![0u8; POLL_RESPONSE.len()];
+            while tokio::time::Instant::now() < until {
+                stream.write_all(POLL_REQUEST).await?;
+                stream.read_exact(&mut answer).await?;
+                tokio::time::sleep(interval).await;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+    }
+    tokio::time::sleep(interval + Duration::from_millis(500)).await;
+    let cpu_ns = || tid.as_deref().and_then(task_cpu_ns);
+    let (requests0, cpu0) = (served.load(Ordering::Relaxed), cpu_ns());
+    tokio::time::sleep(window).await;
+    let (requests1, cpu1) = (served.load(Ordering::Relaxed), cpu_ns());
+    while let Some(poller) = pollers.join_next().await {
+        poller??;
+    }
+    let _ = stop_tx.send(());
+    tokio::task::spawn_blocking(move || thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the responder thread panicked"))??;
+    let requests = requests1 - requests0;
+    Ok(ResponderFloor {
+        connections,
+        interval_ms: interval.as_secs_f64() * 1e3,
+        requests,
+        cpu_us_per_request: cpu0
+            .zip(cpu1)
+            .map(|(a, b)| b.saturating_sub(a) as f64 / 1e3 / requests.max(1) as f64),
+        pinned_to_cpu0: pinned,
+    })
+}
+
+/// The responder's thread: pinned to CPU 0, a current-thread runtime answering every request
+/// with [`POLL_RESPONSE`], until `stop`. Says first whether it is pinned, and its thread id.
+fn serve_fixed(
+    listener: std::net::TcpListener,
+    served: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    started: std::sync::mpsc::Sender<(bool, Option<String>)>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let pinned = pin_this_thread_to_cpu0();
+    let _ = started.send((pinned, this_thread_id()));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    listener.set_nonblocking(true)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let accepting = async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let mut head = [0u8; 512];
+                    let mut filled = 0;
+                    loop {
+                        match stream.read(&mut head[filled..]).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => filled += n,
+                        }
+                        // One request at a time: a poller sends its next only after the answer.
+                        if head[..filled].ends_with(b"\r\n\r\n") {
+                            filled = 0;
+                            if stream.write_all(POLL_RESPONSE).await.is_err() {
+                                break;
+                            }
+                            served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        } else if filled == head.len() {
+                            break;
+                        }
+                    }
+                });
+            }
+        };
+        tokio::select! {
+            () = accepting => {}
+            _ = stop => {}
+        }
+        Ok(())
+    })
+}
+
+/// This thread's id, as /proc names it (/proc/thread-self links to /proc/PID/task/TID).
+fn this_thread_id() -> Option<String> {
+    std::fs::read_link("/proc/thread-self").ok()?.file_name()?.to_str().map(str::to_owned)
+}
+
+/// The CPU time in nanoseconds of thread `tid` of this process (/proc/self/task/TID/schedstat).
+fn task_cpu_ns(tid: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

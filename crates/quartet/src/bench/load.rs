@@ -208,7 +208,7 @@ fn transport_metric(m: &std::collections::HashMap<String, f64>, name: &str, tech
 /// Waits until `when` precisely. Tokio's timer has millisecond granularity, which would add up
 /// to a millisecond of the generator's own lateness to every latency; so it sleeps until just
 /// before and then yields (letting the subscribers' tasks run) until the moment comes.
-async fn send_at(when: Instant) {
+pub(crate) async fn send_at(when: Instant) {
     let early = when.checked_sub(Duration::from_millis(2)).unwrap_or(when);
     tokio::time::sleep_until(early.into()).await;
     while Instant::now() < when {

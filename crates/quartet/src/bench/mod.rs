@@ -202,7 +202,10 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         * (sizes.iter().map(|&n| unit(n)).sum::<f64>()
             + if idle_n > 0 { 5.0 + idle_n as f64 / 2000.0 } else { 0.0 })
         + args.transports.iter().filter(|&&k| saturated(k)).count() as f64 * saturation_unit
-        + if args.awake { args.transports.len() as f64 * unit(1) } else { 0.0 };
+        + if args.awake { (args.transports.len() + 1) as f64 * unit(1) } else { 0.0 }
+        // The latency floor (a relay run as long as a one-subscriber run) and the poll floor.
+        + unit(1)
+        + if idle_n > 0 { 6.0 + idle_n as f64 / 2000.0 } else { 0.0 };
     let stores: Vec<String> = args.stores.iter().filter(|s| !s.is_empty()).cloned().collect();
     let store_unit = |publishers: usize| seconds + publishers as f64 / 500.0 + 1.0;
     let total = total
@@ -260,6 +263,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         }
     }
     let mut awake = Vec::new();
+    let mut relay_floor_awake = None;
     let awake_kinds: Vec<Technique> = args
         .transports
         .iter()
@@ -285,6 +289,11 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
                     progress.line(&format!("{} (CPUs kept awake)", run.summary()));
                     awake.push(run);
                 }
+                progress.begin("latency floor, CPUs kept awake: a bare relay on CPU 0".into());
+                let floor = floor::relay(MAX_PUBLISH_RATE, seconds).await?;
+                progress.line(&format!("latency floor, CPUs kept awake: p50 {} µs", floor.latency_us.p50));
+                progress.finish_unit(unit(1));
+                relay_floor_awake = Some(floor);
                 drop(spinners);
             }
         }
@@ -365,6 +374,27 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         "kernel floor: {:.2} µs per message at one per write(), {:.2} µs at ten per write()",
         floor.us_per_message_one_per_write, floor.us_per_message_ten_per_write
     ));
+    progress.begin("latency floor: a bare relay on CPU 0, one message at a time".into());
+    let relay_floor = floor::relay(MAX_PUBLISH_RATE, seconds).await?;
+    progress.finish_unit(unit(1));
+    progress.line(&format!(
+        "latency floor: p50 {} µs, p99 {} µs from send to arrival through a bare relay",
+        relay_floor.latency_us.p50, relay_floor.latency_us.p99
+    ));
+    let responder_floor =
+        if idle_n > 0 && args.transports.contains(&Technique::Native(TransportKind::ShortPoll)) {
+            progress.begin(format!("poll floor: {idle_n} pollers against a bare responder on CPU 0"));
+            let responder = floor::responder(idle_n, poll_interval).await?;
+            progress.finish_unit(6.0 + idle_n as f64 / 2000.0);
+            progress.line(&format!(
+                "poll floor: {} µs of CPU per request ({} requests)",
+                responder.cpu_us_per_request.map_or("–".into(), |us| format!("{us:.1}")),
+                responder.requests
+            ));
+            Some(responder)
+        } else {
+            None
+        };
     let report = Report {
         quartet_version: env!("CARGO_PKG_VERSION"),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -395,6 +425,9 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         saturation,
         awake,
         floor: Some(floor),
+        relay_floor: Some(relay_floor),
+        relay_floor_awake,
+        responder_floor,
         idle: idles,
         stores: store_report,
         wall_seconds: started.elapsed().as_secs_f64(),

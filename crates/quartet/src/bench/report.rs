@@ -22,6 +22,12 @@ pub(crate) struct Report {
     pub(crate) awake: Vec<Run>,
     /// What the kernel alone charges per message on this machine, measured in this run.
     pub(crate) floor: Option<super::floor::Floor>,
+    /// The machine's latency floor: a bare relay where the server runs (see `floor::relay`).
+    pub(crate) relay_floor: Option<super::floor::RelayFloor>,
+    /// The same with the CPUs kept awake.
+    pub(crate) relay_floor_awake: Option<super::floor::RelayFloor>,
+    /// The machine's floor for a short poll: a bare responder (see `floor::responder`).
+    pub(crate) responder_floor: Option<super::floor::ResponderFloor>,
     pub(crate) idle: Vec<Idle>,
     /// What each store's durability costs: acked publishes per second and publish→delivery.
     pub(crate) stores: Stores,
@@ -242,6 +248,22 @@ impl Report {
                  CPU is not comparable (the spinners keep the cores' clocks and caches warm).\n"
             );
             runs_table(&mut md, &self.awake);
+            if let (Some(normal), Some(awake)) = (&self.relay_floor, &self.relay_floor_awake) {
+                let _ = writeln!(
+                    md,
+                    "\nThe machine's own floor for these rows, measured in this run: a {}-byte message sent \
+                     by the load generator to a bare relay thread{} (no server: a blocking read, then a \
+                     write to a second socket) and read back, {} messages at the same rate: **p50 {} µs \
+                     with the CPUs kept awake** (p99 {} µs), {} µs normally. No server's idle delivery \
+                     here can be faster than that.",
+                    awake.message_bytes,
+                    if awake.relay_pinned_to_cpu0 { " on CPU 0" } else { "" },
+                    awake.messages,
+                    awake.latency_us.p50,
+                    awake.latency_us.p99,
+                    normal.latency_us.p50,
+                );
+            }
         }
         if !self.saturation.is_empty() {
             let _ = writeln!(md, "\n## Saturation\n");
@@ -272,6 +294,18 @@ impl Report {
                 f.us_per_message_ten_per_write
             );
         }
+        if let Some(r) = &self.relay_floor {
+            let _ = writeln!(
+                md,
+                "\nLatency floor: a {}-byte message from the load generator through a bare relay thread{} \
+                 and back, one at a time at the one-subscriber rows' rate: p50 {} µs, p99 {} µs. Two \
+                 loopback hops and two wake-ups, as a publish and its delivery take, with no server.",
+                r.message_bytes,
+                if r.relay_pinned_to_cpu0 { " on CPU 0" } else { "" },
+                r.latency_us.p50,
+                r.latency_us.p99,
+            );
+        }
         let _ = writeln!(md, "\n## Idle subscribers\n");
         let _ = writeln!(
             md,
@@ -288,6 +322,20 @@ impl Report {
                 i.requests_in_window / i.window_s,
                 opt(i.server_cpu_percent, 1),
                 i.cpu_us_per_empty_poll.map_or("–".into(), |v| format!("{v:.1} µs")),
+            );
+        }
+        if let Some(f) = &self.responder_floor {
+            let _ = writeln!(
+                md,
+                "\nPoll floor: {} keep-alive connections, each polling every {:.0} ms (the idle short \
+                 polls' request rate), answered by a bare responder{} (one event loop, a fixed answer \
+                 of an empty poll's size, no HTTP library): **{} µs of CPU per request** ({} \
+                 requests). An empty short poll costs any server here at least that.",
+                f.connections,
+                f.interval_ms,
+                if f.pinned_to_cpu0 { " on CPU 0" } else { "" },
+                f.cpu_us_per_request.map_or("–".into(), |us| format!("{us:.1}")),
+                f.requests,
             );
         }
         if !self.stores.acked.is_empty() || !self.stores.delivery.is_empty() {
