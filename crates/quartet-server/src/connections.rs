@@ -1,8 +1,9 @@
-//! Accepting and serving connections: HTTP/1.1 by hyper, with the guards a public server needs.
+//! Accepting and serving connections (HTTP/1.1 itself is [`crate::http1`]), with the guards a
+//! public server needs.
 //!
 //! - **Headers in time.** A request must finish its headers within `header_timeout` of the
 //!   moment the server starts waiting for it: when the connection opens, and again after each
-//!   response (hyper's header read timeout, which needs a timer to run at all). That one clock
+//!   response. That one clock
 //!   closes both a slow loris (one header byte a second, forever) and an idle keep-alive
 //!   connection. It does not touch a request already being answered: a long poll waiting for
 //!   events, an SSE stream, an upgraded WebSocket.
@@ -22,8 +23,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::serve::Listener;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
 use crate::meter::{Meter, MeteredListener};
@@ -32,16 +31,7 @@ use crate::meter::{Meter, MeteredListener};
 /// the previous response; also how long an idle keep-alive connection is kept.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Most bytes of a request's head (request line and headers) the server buffers while the head
-/// is incomplete; a larger head is answered `431 Request Header Fields Too Large` and the
-/// connection closed (a head that arrives whole in the read that crosses the bound may pass,
-/// up to twice this). 32 KiB holds
-/// a token (4 KiB at most), a cursor (8 KiB at most) and a browser's cookies with room to
-/// spare; hyper's own default would let every connection make the server buffer 400 KiB.
-pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-
-/// Most header lines of a request (hyper's default, stated here); more is answered `431`.
-pub const MAX_HEADERS: usize = 100;
+pub use crate::http1::{MAX_HEAD_BYTES, MAX_HEADERS};
 
 /// Connection limits.
 #[derive(Clone, Copy, Debug)]
@@ -141,24 +131,9 @@ pub(crate) async fn serve(
                 continue;
             }
         }
-        let service = TowerToHyperService::new(app.clone());
-        let mut stop = shutdown.clone();
-        let alive = alive_tx.clone();
+        let (app, stop, alive) = (app.clone(), shutdown.clone(), alive_tx.clone());
         tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .max_headers(MAX_HEADERS);
-            let connection = http.serve_connection(TokioIo::new(io), service).with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stopped(&mut stop) => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
+            crate::http1::serve(io, app, limits.header_timeout, stop).await;
             drop(alive);
         });
     }

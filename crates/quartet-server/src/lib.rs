@@ -21,6 +21,7 @@ mod api;
 pub mod auth;
 pub mod connections;
 mod error;
+mod http1;
 mod meter;
 mod metrics;
 pub mod transport;

@@ -38,7 +38,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
-use hyper_util::rt::TokioIo;
 use quartet_core::{EncodedFrame, Reader, Sink};
 use quartet_protocol::{ClientId, Error, ErrorCode, Reply};
 use sha1::{Digest, Sha1};
@@ -47,6 +46,7 @@ use tokio::time::Instant;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::http1::{OnUpgrade, Upgraded};
 use crate::metrics::OpenGuard;
 use crate::transport::{CursorQuery, Transport, open_reader, stopped};
 
@@ -86,18 +86,21 @@ pub(crate) async fn ws(
     Ok(switch_protocols(&mut request, accept, move |io| run(io, state, client, reader)))
 }
 
-/// Answers `101 Switching Protocols` with `accept` (from [`accept_key`]) and, once hyper hands
-/// the socket over, runs `serve` on it in a task of its own.
+/// Answers `101 Switching Protocols` with `accept` (from [`accept_key`]) and, once the
+/// connection hands the socket over, runs `serve` on it in a task of its own.
 pub(crate) fn switch_protocols<F, Fut>(request: &mut Request, accept: HeaderValue, serve: F) -> Response
 where
-    F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    F: FnOnce(Upgraded) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let on_upgrade = hyper::upgrade::on(request);
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        // Every request asking to upgrade gets one (see `http1`): this one did not ask.
+        return ApiError::bad_request("this route speaks WebSocket: send Upgrade: websocket").into_response();
+    };
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
-            Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+        match on_upgrade.upgraded().await {
+            Some(upgraded) => serve(upgraded).await,
+            None => tracing::debug!("websocket upgrade failed: the connection ended before the 101"),
         }
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();

@@ -1,0 +1,588 @@
+//! HTTP/1.1, spoken here: one task per connection reads each request's head, hands the request
+//! to the routes (the axum [`Router`]) and writes the answer, then waits for the next request.
+//!
+//! Why not hyper's server, which the routes were first served by: an HTTP library keeps its
+//! buffers for the life of a connection (hyper: 8 KiB to read and 8 KiB of header space to
+//! write, whatever the traffic), and on a server that holds tens of thousands of idle SSE
+//! streams and polling connections those buffers *are* the memory per subscriber. Here a
+//! connection owns one read buffer that starts at [`READ_BUFFER`] bytes and only grows while
+//! a large head or body arrives; an answer is written from a buffer made for it and dropped.
+//! The WebSocket route already spoke its protocol itself; this is the same choice one layer
+//! down, and it hands an upgraded connection over as the bare socket.
+//!
+//! What it speaks (RFC 9112), and what it refuses, always with a JSON error frame:
+//!
+//! - Heads of at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] lines (`431` beyond), arriving
+//!   within the header timeout (else the connection is closed: slow loris, idle keep-alive).
+//! - Bodies by `Content-Length` or `Transfer-Encoding: chunked`, at most [`MAX_BODY_BYTES`]
+//!   (`413`), read whole before the route runs; `Expect: 100-continue` is answered. Both
+//!   framings at once, several differing lengths, or another transfer coding: `400`, closed
+//!   (the classic request-smuggling shapes).
+//! - Keep-alive by default on 1.1, on request on 1.0; pipelined requests answered in order.
+//! - Answers of known length with `content-length` in one write; streams (SSE) chunked, each
+//!   piece written as soon as the route yields it (close-delimited for a 1.0 client); `HEAD`,
+//!   `1xx`, `204` and `304` without a body.
+//! - `101 Switching Protocols`: the socket, with whatever the client already sent after its
+//!   head, goes to the route's [`OnUpgrade`].
+//! - Shutdown: an idle connection closes at once; a request being answered finishes, with
+//!   `connection: close`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, HttpBody as _};
+use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::{Method, Request, Response, StatusCode, Uri, Version};
+use bytes::{Buf as _, Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use quartet_protocol::{Error, ErrorCode, Reply};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::meter::Metered;
+
+/// Most bytes of a request's head (request line and headers) the server buffers while the head
+/// is incomplete; a larger head is answered `431 Request Header Fields Too Large` and the
+/// connection closed (a head that arrives whole in the read that crosses the bound may pass,
+/// up to twice this). 32 KiB holds a token (4 KiB at most), a cursor (8 KiB at most) and a
+/// browser's cookies with room to spare.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Most header lines of a request; more is answered `431`.
+pub const MAX_HEADERS: usize = 100;
+
+/// Largest request body read (`413` beyond): above every route's own limit (commands 64 KiB,
+/// Socket.IO's `maxPayload` 1 MB, which answers its own 413 in its own words).
+pub(crate) const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// What a connection's read buffer starts at, and goes back to once a large request is done:
+/// a request head of a browser with a few cookies, or many polls' worth of one client's.
+pub(crate) const READ_BUFFER: usize = 1024;
+
+/// The socket of a connection switched to another protocol (`101`), with the bytes the client
+/// sent after its request head, which are read first.
+pub(crate) struct Upgraded {
+    io: Metered,
+    read_first: Bytes,
+}
+
+/// Where a route that answers `101` gets the socket once the answer is written: taken from
+/// the request's extensions (present on every request that asks to upgrade).
+#[derive(Clone)]
+pub(crate) struct OnUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
+
+impl OnUpgrade {
+    /// The socket, once the `101` is written; `None` if the answer was not a `101` or the
+    /// connection ended first.
+    pub(crate) async fn upgraded(self) -> Option<Upgraded> {
+        let receiver = self.0.lock().expect("upgrade lock").take()?;
+        receiver.await.ok()
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.read_first.is_empty() {
+            let n = self.read_first.len().min(buf.remaining());
+            buf.put_slice(&self.read_first[..n]);
+            self.read_first.advance(n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A request refused before it reached a route: answered, then the connection is closed.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal { status, code, message: message.into() }
+    }
+
+    fn bad(message: impl Into<String>) -> Refusal {
+        Refusal::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+    }
+}
+
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+/// A parsed head: the request without its body, how the body comes, and what the client said
+/// about the connection.
+struct Head {
+    request: Request<Body>,
+    framing: Framing,
+    keep_alive: bool,
+    expects_continue: bool,
+    upgrade: bool,
+}
+
+/// Serves one connection until the client closes it, it goes silent, or the server stops.
+pub(crate) async fn serve(
+    mut io: Metered,
+    mut app: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = BytesMut::new();
+    loop {
+        let head = match read_head(&mut io, &mut buf, header_timeout, &mut stop).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(refusal) => return refuse(&mut io, refusal).await,
+        };
+        let Head { mut request, framing, keep_alive, expects_continue, upgrade } = head;
+        if expects_continue
+            && framing != Framing::Length(0)
+            && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+        {
+            return;
+        }
+        let body = match read_body(&mut io, &mut buf, framing).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(refusal) => return refuse(&mut io, refusal).await,
+        };
+        *request.body_mut() = Body::from(body);
+        let on_upgrade = upgrade.then(|| {
+            let (sender, receiver) = oneshot::channel();
+            request.extensions_mut().insert(OnUpgrade(Arc::new(Mutex::new(Some(receiver)))));
+            sender
+        });
+        let head_only = request.method() == Method::HEAD;
+        let version = request.version();
+        // A router is always ready; asked anyway, as the service contract wants.
+        if std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut app, cx)).await.is_err() {
+            return;
+        }
+        let response = match app.call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let keep_alive = keep_alive && !*stop.borrow();
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(sender) = on_upgrade else { return };
+            if io.write_all(&head_bytes(response.status(), response.headers(), None, true)).await.is_err() {
+                return;
+            }
+            let _ = sender.send(Upgraded { io, read_first: buf.freeze() });
+            return;
+        }
+        match write_response(&mut io, response, head_only, keep_alive, version).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+        if !keep_alive {
+            return;
+        }
+        // A large head or body made the buffer grow: an idle connection keeps a small one.
+        if buf.is_empty() && buf.capacity() > READ_BUFFER {
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Reads until a whole head is in `buf` and parses it (taking it out of `buf`). `Ok(None)`:
+/// the connection is over (closed, silent past the header timeout, or the server stopping).
+async fn read_head(
+    io: &mut Metered,
+    buf: &mut BytesMut,
+    header_timeout: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Head>, Refusal> {
+    let deadline = Instant::now() + header_timeout;
+    loop {
+        if !buf.is_empty() {
+            if let Some((head, used)) = parse_head(buf)? {
+                buf.advance(used);
+                return Ok(Some(head));
+            }
+            if buf.len() >= MAX_HEAD_BYTES {
+                return Err(too_large_head());
+            }
+        }
+        if *stop.borrow() {
+            return Ok(None);
+        }
+        if buf.capacity() - buf.len() < READ_BUFFER / 2 {
+            buf.reserve(buf.capacity().clamp(READ_BUFFER, MAX_HEAD_BYTES));
+        }
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, io.read_buf(buf)) => read,
+            _ = stop.changed() => return Ok(None),
+        };
+        match read {
+            Ok(Ok(1..)) => {}
+            // Closed, failed, or silent past the deadline.
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+fn too_large_head() -> Refusal {
+    Refusal::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ErrorCode::TooLarge,
+        format!("the request head may be at most {MAX_HEAD_BYTES} bytes and {MAX_HEADERS} header lines"),
+    )
+}
+
+/// Parses the head at the start of `bytes`, if it is all there: the head and its length.
+fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, Refusal> {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut lines);
+    let used = match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large_head()),
+        Err(error) => return Err(Refusal::bad(format!("malformed request head: {error}"))),
+    };
+    let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
+        .map_err(|_| Refusal::bad("malformed method"))?;
+    let uri: Uri =
+        parsed.path.unwrap_or_default().parse().map_err(|_| Refusal::bad("malformed request target"))?;
+    let version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    let headers = request.headers_mut();
+    headers.reserve(parsed.headers.len());
+    for line in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(line.name.as_bytes())
+            .map_err(|_| Refusal::bad("malformed header name"))?;
+        let value =
+            HeaderValue::from_bytes(line.value).map_err(|_| Refusal::bad("malformed header value"))?;
+        headers.append(name, value);
+    }
+    let has_token = |name: HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    let keep_alive = if version == Version::HTTP_11 {
+        !has_token(header::CONNECTION, "close")
+    } else {
+        has_token(header::CONNECTION, "keep-alive")
+    };
+    let expects_continue =
+        headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let upgrade = headers.contains_key(header::UPGRADE);
+    let framing = framing(headers)?;
+    let head = Head { request, framing, keep_alive, expects_continue, upgrade };
+    Ok(Some((head, used)))
+}
+
+/// How the body comes, by RFC 9112 §6.3, refusing what a proxy in front could read otherwise.
+fn framing(headers: &axum::http::HeaderMap) -> Result<Framing, Refusal> {
+    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !codings.is_empty() {
+        if !lengths.is_empty() {
+            return Err(Refusal::bad("a request may not have both Transfer-Encoding and Content-Length"));
+        }
+        let chunked_only = codings.len() == 1 && codings[0].as_bytes().eq_ignore_ascii_case(b"chunked");
+        if !chunked_only {
+            return Err(Refusal::new(
+                StatusCode::NOT_IMPLEMENTED,
+                ErrorCode::BadRequest,
+                "the only transfer coding taken is chunked",
+            ));
+        }
+        return Ok(Framing::Chunked);
+    }
+    let mut length = None;
+    for value in lengths {
+        for part in value.to_str().unwrap_or("x").split(',') {
+            let n: usize = part.trim().parse().map_err(|_| Refusal::bad("malformed Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Refusal::bad("differing Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    let length = length.unwrap_or(0);
+    if length > MAX_BODY_BYTES {
+        return Err(too_large_body());
+    }
+    Ok(Framing::Length(length))
+}
+
+fn too_large_body() -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::TooLarge,
+        format!("a request body may be at most {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Reads the body (taking it out of `buf`). `Ok(None)`: the connection ended first.
+async fn read_body(io: &mut Metered, buf: &mut BytesMut, framing: Framing) -> Result<Option<Bytes>, Refusal> {
+    match framing {
+        Framing::Length(0) => Ok(Some(Bytes::new())),
+        Framing::Length(length) => {
+            if !fill(io, buf, length).await {
+                return Ok(None);
+            }
+            Ok(Some(buf.split_to(length).freeze()))
+        }
+        Framing::Chunked => read_chunked(io, buf).await,
+    }
+}
+
+/// Reads until `buf` holds at least `wanted` bytes; `false` if the connection ended first.
+async fn fill(io: &mut Metered, buf: &mut BytesMut, wanted: usize) -> bool {
+    while buf.len() < wanted {
+        buf.reserve((wanted - buf.len()).min(64 * 1024));
+        if !matches!(io.read_buf(buf).await, Ok(1..)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads a chunked body (RFC 9112 §7.1), trailers skipped.
+async fn read_chunked(io: &mut Metered, buf: &mut BytesMut) -> Result<Option<Bytes>, Refusal> {
+    let mut body = BytesMut::new();
+    loop {
+        // The size line.
+        let (size, used) = loop {
+            match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((used, size))) => break (size, used),
+                Ok(httparse::Status::Partial) if buf.len() < 1024 => {
+                    if !fill(io, buf, buf.len() + 1).await {
+                        return Ok(None);
+                    }
+                }
+                _ => return Err(Refusal::bad("malformed chunk size")),
+            }
+        };
+        buf.advance(used);
+        let size = usize::try_from(size).map_err(|_| too_large_body())?;
+        if body.len() + size > MAX_BODY_BYTES {
+            return Err(too_large_body());
+        }
+        if size == 0 {
+            // Trailer lines up to an empty one.
+            loop {
+                let Some(end) = find_crlf(buf) else {
+                    if buf.len() > MAX_HEAD_BYTES || !fill(io, buf, buf.len() + 1).await {
+                        return Ok(None);
+                    }
+                    continue;
+                };
+                buf.advance(end + 2);
+                if end == 0 {
+                    return Ok(Some(body.freeze()));
+                }
+            }
+        }
+        if !fill(io, buf, size + 2).await {
+            return Ok(None);
+        }
+        body.extend_from_slice(&buf[..size]);
+        if &buf[size..size + 2] != b"\r\n" {
+            return Err(Refusal::bad("a chunk must end with CRLF"));
+        }
+        buf.advance(size + 2);
+    }
+}
+
+fn find_crlf(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|w| w == b"\r\n")
+}
+
+/// Answers a refused request with its JSON error frame, and closes.
+async fn refuse(io: &mut Metered, refusal: Refusal) {
+    let body = Reply::error_json(Error::new(refusal.code, refusal.message));
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = refusal.status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let _ = write_response(io, response, false, false, Version::HTTP_11).await;
+}
+
+/// Writes an answer. `Ok(true)`: the connection can carry the next request.
+async fn write_response(
+    io: &mut Metered,
+    response: Response<Body>,
+    head_only: bool,
+    keep_alive: bool,
+    version: Version,
+) -> std::io::Result<bool> {
+    let status = response.status();
+    let bodiless = head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let exact = response.body().size_hint().exact().and_then(|n| usize::try_from(n).ok());
+    // A stream to a 1.0 client ends with the connection.
+    let keep_alive = keep_alive && (bodiless || exact.is_some() || version == Version::HTTP_11);
+    let framing = match (bodiless, exact) {
+        (true, _) if head_only => exact.map(Framing::Length),
+        (true, _) => None,
+        (false, Some(n)) => Some(Framing::Length(n)),
+        (false, None) if version == Version::HTTP_11 => Some(Framing::Chunked),
+        (false, None) => None,
+    };
+    let (parts, mut body) = response.into_parts();
+    let mut out = head_bytes(parts.status, &parts.headers, framing, keep_alive);
+    if bodiless {
+        io.write_all(&out).await?;
+        return Ok(keep_alive);
+    }
+    match framing {
+        Some(Framing::Length(_)) => {
+            // Known length: the whole answer in one write.
+            while let Some(frame) = body.frame().await {
+                match frame.map(|f| f.into_data()) {
+                    Ok(Ok(data)) => out.extend_from_slice(&data),
+                    Ok(Err(_trailers)) => {}
+                    Err(_) => return Ok(false),
+                }
+            }
+            io.write_all(&out).await?;
+        }
+        _ => {
+            // A stream: each piece as it comes.
+            let chunked = framing == Some(Framing::Chunked);
+            io.write_all(&out).await?;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { return Ok(false) };
+                let Ok(data) = frame.into_data() else { continue };
+                if data.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    out.clear();
+                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    out.extend_from_slice(&data);
+                    out.extend_from_slice(b"\r\n");
+                    io.write_all(&out).await?;
+                } else {
+                    io.write_all(&data).await?;
+                }
+            }
+            if chunked {
+                io.write_all(b"0\r\n\r\n").await?;
+            }
+        }
+    }
+    Ok(keep_alive)
+}
+
+/// The status line and headers: the route's, then the framing, the date and, when closing,
+/// `connection: close`.
+fn head_bytes(
+    status: StatusCode,
+    headers: &axum::http::HeaderMap,
+    framing: Option<Framing>,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        if !keep_alive && name == header::CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Some(Framing::Length(n)) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Some(Framing::Chunked) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        None => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(date().as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
+/// Today's `Date` header value, made once a second per thread.
+fn date() -> String {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != second || cache.1.is_empty() {
+            *cache = (second, httpdate::fmt_http_date(now));
+        }
+        cache.1.clone()
+    })
+}

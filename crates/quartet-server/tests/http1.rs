@@ -1,0 +1,237 @@
+//! HTTP/1.1 as the server speaks it, on raw sockets: pipelining, both body framings,
+//! `Expect: 100-continue`, `HEAD`, HTTP/1.0, and the refusals (request smuggling shapes,
+//! oversized bodies, malformed heads) answered with JSON error frames.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, start};
+use quartet_core::Config;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn connect(server: &Server) -> TcpStream {
+    TcpStream::connect(server.url.trim_start_matches("http://")).await.unwrap()
+}
+
+/// One answer read off a socket.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    /// Header lines, names lowercased.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Reads one answer from `socket` (bytes past it stay in `pending`). `head_only`: the answer
+/// to a HEAD, whose `content-length` announces a body that is not sent.
+async fn read_answer(socket: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> Answer {
+    let end = loop {
+        if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        read_more(socket, pending).await;
+    };
+    let head = String::from_utf8(pending.drain(..end + 4).collect()).unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (name, value) = l.split_once(':').unwrap();
+            (name.to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    let length: usize = match headers.iter().find(|(n, _)| n == "content-length") {
+        _ if head_only => 0,
+        Some((_, v)) => v.parse().unwrap(),
+        None => 0,
+    };
+    while pending.len() < length {
+        read_more(socket, pending).await;
+    }
+    let body = pending.drain(..length).collect();
+    Answer { status, headers, body }
+}
+
+/// Reads what comes next into `pending` (panics if nothing comes within 5 s, or the end).
+async fn read_more(socket: &mut TcpStream, pending: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut chunk))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    assert!(n > 0, "closed before the answer was whole: {:?}", String::from_utf8_lossy(pending));
+    pending.extend_from_slice(&chunk[..n]);
+}
+
+/// Whether the server closes `socket` within two seconds.
+async fn closes(socket: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    matches!(tokio::time::timeout(Duration::from_secs(2), socket.read_to_end(&mut rest)).await, Ok(Ok(_)))
+}
+
+/// A register request's body framed by chunks: `{"name":"carol"}` in two pieces and a trailer.
+const CHUNKED_REGISTER: &[u8] = b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{\"name\":\"\r\n7;ext=1\r\ncarol\"}\r\n0\r\nX-Trailer: yes\r\n\r\n";
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let server = start(Config::default()).await;
+    let mut socket = connect(&server).await;
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/rooms/lobby HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    let first = read_answer(&mut socket, &mut pending, false).await;
+    assert_eq!((first.status, first.json()["status"].as_str()), (200, Some("ok")), "{first:?}");
+    let second = read_answer(&mut socket, &mut pending, false).await;
+    assert_eq!((second.status, second.json()["room"].as_str()), (200, Some("lobby")), "{second:?}");
+    // And the connection carries a third.
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_answer(&mut socket, &mut pending, false).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_read_whole() {
+    let server = start(Config::default()).await;
+    let mut socket = connect(&server).await;
+    socket.write_all(CHUNKED_REGISTER).await.unwrap();
+    let answer = read_answer(&mut socket, &mut Vec::new(), false).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    assert_eq!(answer.json()["name"], "carol");
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body() {
+    let server = start(Config::default()).await;
+    let mut socket = connect(&server).await;
+    let body = br#"{"name":"dave"}"#;
+    let head = format!(
+        "POST /v1/clients HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let interim = read_answer(&mut socket, &mut pending, false).await;
+    assert_eq!(interim.status, 100, "{interim:?}");
+    socket.write_all(body).await.unwrap();
+    let answer = read_answer(&mut socket, &mut pending, false).await;
+    assert_eq!((answer.status, answer.json()["name"].as_str()), (201, Some("dave")), "{answer:?}");
+}
+
+#[tokio::test]
+async fn head_answers_without_a_body_and_the_connection_goes_on() {
+    let server = start(Config::default()).await;
+    let mut socket = connect(&server).await;
+    socket
+        .write_all(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    let head = read_answer(&mut socket, &mut pending, true).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("application/json"), "{head:?}");
+    // The next bytes are the GET's answer, not a body of the HEAD's.
+    let get = read_answer(&mut socket, &mut pending, false).await;
+    assert_eq!((get.status, get.json()["status"].as_str()), (200, Some("ok")), "{get:?}");
+}
+
+#[tokio::test]
+async fn http_1_0_closes_unless_asked_to_keep_alive() {
+    let server = start(Config::default()).await;
+    let mut socket = connect(&server).await;
+    socket.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.unwrap();
+    let answer = read_answer(&mut socket, &mut Vec::new(), false).await;
+    assert_eq!((answer.status, answer.header("connection")), (200, Some("close")), "{answer:?}");
+    assert!(closes(&mut socket).await, "a 1.0 request without keep-alive ends its connection");
+
+    let mut socket = connect(&server).await;
+    socket.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").await.unwrap();
+    let mut pending = Vec::new();
+    assert_eq!(read_answer(&mut socket, &mut pending, false).await.status, 200);
+    socket.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").await.unwrap();
+    assert_eq!(read_answer(&mut socket, &mut pending, false).await.status, 200);
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured() {
+    let server = start(Config::default()).await;
+    let mut socket = connect(&server).await;
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let answer = read_answer(&mut socket, &mut Vec::new(), false).await;
+    assert_eq!((answer.status, answer.header("connection")), (200, Some("close")));
+    assert!(closes(&mut socket).await);
+}
+
+/// The shapes a proxy in front could frame differently from the server are refused whole,
+/// with a JSON error, and the connection closed; the server serves on.
+#[tokio::test]
+async fn ambiguous_or_oversized_requests_are_refused_with_json_errors() {
+    let server = start(Config::default()).await;
+    let cases: [(&[u8], u16, &str); 6] = [
+        (
+            b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400, "bad_request"),
+        (b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, "bad_request"),
+        (b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n", 413, "too_large"),
+        (b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "bad_request"),
+        (b"GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n", 400, "bad_request"),
+    ];
+    for (request, status, code) in cases {
+        let mut socket = connect(&server).await;
+        socket.write_all(request).await.unwrap();
+        let answer = read_answer(&mut socket, &mut Vec::new(), false).await;
+        let shown = String::from_utf8_lossy(request);
+        assert_eq!(answer.status, status, "{shown}: {answer:?}");
+        assert_eq!(answer.json()["code"], code, "{shown}: {answer:?}");
+        assert_eq!(answer.header("connection"), Some("close"), "{shown}");
+        assert!(closes(&mut socket).await, "{shown}: still open");
+    }
+    let health = server.http.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+/// An SSE stream to an HTTP/1.0 client cannot be chunked: it is sent as is, and ends with the
+/// connection.
+#[tokio::test]
+async fn a_stream_to_http_1_0_is_close_delimited() {
+    let server = start(Config::default()).await;
+    let registered: Value = server
+        .http
+        .post(format!("{}/v1/clients", server.url))
+        .json(&serde_json::json!({"name": "erin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client = registered["client"].as_str().unwrap();
+    let mut socket = connect(&server).await;
+    socket.write_all(format!("GET /v1/clients/{client}/sse HTTP/1.0\r\n\r\n").as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let answer = read_answer(&mut socket, &mut pending, false).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("transfer-encoding"), None, "{answer:?}");
+    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    while !pending.ends_with(b"\n\n") {
+        read_more(&mut socket, &mut pending).await;
+    }
+    assert_eq!(String::from_utf8_lossy(&pending), "retry: 1000\n\n", "the stream's first block, unframed");
+}
