@@ -197,6 +197,11 @@ pub(crate) async fn serve(
             Err(refusal) => return refuse(&mut io, refusal).await,
         };
         *request.body_mut() = Body::from(body);
+        if buf.is_empty() {
+            // Nothing pipelined behind this request: while it is answered (a long poll
+            // parked, an SSE stream for hours) the connection keeps no read buffer.
+            buf = BytesMut::new();
+        }
         let on_upgrade = upgrade.then(|| {
             let (sender, receiver) = oneshot::channel();
             request.extensions_mut().insert(OnUpgrade(Arc::new(Mutex::new(Some(receiver)))));
@@ -218,7 +223,8 @@ pub(crate) async fn serve(
             if io.write_all(&head_bytes(response.status(), response.headers(), None, true)).await.is_err() {
                 return;
             }
-            let _ = sender.send(Upgraded { io, read_first: buf.freeze() });
+            // What the client sent after its head, copied: the buffer itself is not kept.
+            let _ = sender.send(Upgraded { io, read_first: Bytes::copy_from_slice(&buf) });
             return;
         }
         match write_response(&mut io, response, head_only, keep_alive, version).await {
@@ -227,10 +233,6 @@ pub(crate) async fn serve(
         }
         if !keep_alive {
             return;
-        }
-        // A large head or body made the buffer grow: an idle connection keeps a small one.
-        if buf.is_empty() && buf.capacity() > READ_BUFFER {
-            buf = BytesMut::new();
         }
     }
 }
@@ -256,6 +258,16 @@ async fn read_head(
         }
         if *stop.borrow() {
             return Ok(None);
+        }
+        // Between requests the connection holds no buffer: one is made when bytes are there.
+        if buf.capacity() == 0 {
+            let ready = tokio::select! {
+                ready = tokio::time::timeout_at(deadline, io.readable()) => ready,
+                _ = stop.changed() => return Ok(None),
+            };
+            if !matches!(ready, Ok(Ok(()))) {
+                return Ok(None);
+            }
         }
         if buf.capacity() - buf.len() < READ_BUFFER / 2 {
             buf.reserve(buf.capacity().clamp(READ_BUFFER, MAX_HEAD_BYTES));
@@ -501,6 +513,7 @@ async fn write_response(
             // A stream: each piece as it comes.
             let chunked = framing == Some(Framing::Chunked);
             io.write_all(&out).await?;
+            drop(out);
             while let Some(frame) = body.frame().await {
                 let Ok(frame) = frame else { return Ok(false) };
                 let Ok(data) = frame.into_data() else { continue };
@@ -508,11 +521,13 @@ async fn write_response(
                     continue;
                 }
                 if chunked {
-                    out.clear();
-                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                    out.extend_from_slice(&data);
-                    out.extend_from_slice(b"\r\n");
-                    io.write_all(&out).await?;
+                    // Framed in a buffer of its own, gone once written: an SSE stream idles
+                    // with none.
+                    let mut framed = Vec::with_capacity(data.len() + 12);
+                    framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    framed.extend_from_slice(&data);
+                    framed.extend_from_slice(b"\r\n");
+                    io.write_all(&framed).await?;
                 } else {
                     io.write_all(&data).await?;
                 }

@@ -160,6 +160,12 @@ impl Metered {
         self.peer_done = true;
     }
 
+    /// Waits until the socket has bytes to read (or its end, or an error, which the next read
+    /// then reports): lets a connection wait for its next request without a buffer.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        self.stream.as_ref().expect("a live connection").readable().await
+    }
+
     /// Keeps `slot` for as long as the connection lives (an upgraded WebSocket too).
     pub(crate) fn hold(&mut self, slot: Slot) {
         self.slot = Some(slot);

@@ -75,7 +75,10 @@ pub(crate) async fn long_poll(
         .retry_after(Duration::from_secs(1))
         .into());
     }
-    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref()).await?;
+    // Boxed: opening a reader may load the session from the store, a future far larger than
+    // what the parked request holds afterwards; inline, every parked long poll would keep
+    // room for it.
+    let mut reader = Box::pin(open_reader(&state.hub, &client, query.cursor.as_deref())).await?;
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);
     let mut shutdown = state.shutdown.clone();
