@@ -1,4 +1,4 @@
-//! Accepting and serving connections (HTTP/1.1 itself is [`crate::http1`]), with the guards a
+//! Accepting and serving connections (HTTP/1.1 itself is spoken in `http1.rs`), with the guards a
 //! public server needs.
 //!
 //! - **Headers in time.** A request must finish its headers within `header_timeout` of the
