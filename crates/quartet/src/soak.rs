@@ -198,7 +198,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         anyhow::ensure!(exe.is_file(), "--server-exe {}: no such file", exe.display());
         let _ = server::SERVER_EXE.set(exe.clone());
     }
-    server::pin_self_to_cpu1();
+    server::pin_self_off_cpu0();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(soak(args))
 }

@@ -11,6 +11,9 @@ fn tiny_bench_reports_every_transport_complete() {
         .args(["bench", "--sizes", "3", "--seconds", "0.5", "--idle", "10", "--poll-interval-ms", "100"])
         .args(["--saturation", "60", "--saturation-subscribers", "3", "--store-publishers", "1,4"])
         .args(["--redis-url", &quartet_redis::test_redis_url(), "--fanout-subscribers", "9"])
+        // Two runtime threads: the load generator's multi-threaded runtime, as on a machine
+        // with more CPUs than this one.
+        .args(["--loadgen-threads", "2"])
         .arg("--out")
         .arg(&out)
         .status()
@@ -18,6 +21,7 @@ fn tiny_bench_reports_every_transport_complete() {
     assert!(status.success(), "bench failed");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["machine"]["loadgen_threads"], 2);
     let runs = json["runs"].as_array().unwrap();
     let transports: Vec<&str> = runs.iter().map(|r| r["transport"].as_str().unwrap()).collect();
     assert_eq!(transports, ["short-poll", "long-poll", "sse", "ws", "socketio"]);

@@ -333,7 +333,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         deliveries_per_s: delivered as f64 / elapsed,
         server_cpu_us_per_delivery: server_cpu.map(per),
         server_cpu_percent: server_cpu.map(|us| us / 1e4 / elapsed),
-        loadgen_cpu_percent: self_cpu.map(|us| us / 1e4 / elapsed),
+        loadgen_cpu_percent: self_cpu.map(|us| us / 1e4 / elapsed / super::server::loadgen_capacity()),
         bytes_to_clients_per_delivery: per(delta("quartet_tcp_sent_bytes_total")),
         bytes_from_clients_per_delivery: per(delta("quartet_tcp_received_bytes_total")),
         http_requests_per_delivery: per(if polling { requests } else { requests.max(0.0) }),

@@ -1,7 +1,8 @@
 //! `quartet bench`: the four transports side by side on the same core, measured the same way.
 //!
 //! For each transport and room size it starts a fresh server (pinned to CPU 0), fills a room
-//! with subscribers from this process (pinned to CPU 1, one runtime thread), publishes at a fixed
+//! with subscribers from this process (pinned to every other CPU, one runtime thread per CPU
+//! unless `--loadgen-threads` says otherwise), publishes at a fixed
 //! rate for a fixed time, and measures delivery latency from the scheduled send time, server
 //! CPU per delivery (/proc), bytes on the wire and HTTP requests per delivery (the server's own
 //! socket-level counters), and the load generator's own CPU. Then it measures idle subscribers:
@@ -89,6 +90,10 @@ pub(crate) struct BenchArgs {
     /// Publisher counts of the store runs.
     #[arg(long, value_delimiter = ',', default_value = "1,100")]
     store_publishers: Vec<usize>,
+    /// Threads of the load generator's runtime (default: one per CPU it has, i.e. every CPU but
+    /// the server's). One thread runs a current-thread runtime; more, a multi-thread one.
+    #[arg(long)]
+    loadgen_threads: Option<usize>,
     /// Measure the server of another quartet executable (same load generator), e.g. an older
     /// build, for before/after comparisons.
     #[arg(long, value_name = "PATH")]
@@ -174,9 +179,15 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(exe.is_file(), "--server-exe {}: no such file", exe.display());
         let _ = server::SERVER_EXE.set(exe.clone());
     }
-    // Pin before the runtime exists, so every thread it makes inherits CPU 1.
-    let loadgen_pinned = server::pin_self_to_cpu1();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Pin before the runtime exists, so every thread it makes inherits the generator's CPUs.
+    let loadgen_pinned = server::pin_self_off_cpu0();
+    let threads = args.loadgen_threads.unwrap_or_else(server::loadgen_cpus).max(1);
+    let _ = server::LOADGEN_THREADS.set(threads);
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
+    };
     runtime.block_on(run_async(args, loadgen_pinned))
 }
 
@@ -405,7 +416,9 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map_or("unknown".into(), |k| k.trim().to_owned()),
             server_pinned_to_cpu0: server::server_pinned(),
-            loadgen_pinned_to_cpu1: loadgen_pinned,
+            loadgen_pinned_off_cpu0: loadgen_pinned,
+            loadgen_cpus: server::loadgen_cpus(),
+            loadgen_threads: server::LOADGEN_THREADS.get().copied().unwrap_or(1),
             build: if cfg!(debug_assertions) { "debug" } else { "release" },
         },
         settings: Settings {

@@ -53,7 +53,11 @@ pub(crate) struct Machine {
     pub(crate) cpu_model: String,
     pub(crate) kernel: String,
     pub(crate) server_pinned_to_cpu0: bool,
-    pub(crate) loadgen_pinned_to_cpu1: bool,
+    /// The load generator ran on every CPU but the server's.
+    pub(crate) loadgen_pinned_off_cpu0: bool,
+    /// CPUs the load generator had, and its runtime's threads on them.
+    pub(crate) loadgen_cpus: usize,
+    pub(crate) loadgen_threads: usize,
     pub(crate) build: &'static str,
 }
 
@@ -110,7 +114,7 @@ pub(crate) struct Run {
     pub(crate) empty_poll_ratio: Option<f64>,
 }
 
-/// Load generator CPU (percent of its one core) from which a run's figures may be the
+/// Load generator CPU (percent of the CPUs it can use) from which a run's figures may be the
 /// generator's limits rather than the server's: the run says so.
 pub(crate) const GENERATOR_BOUND_PERCENT: f64 = 90.0;
 
@@ -124,7 +128,7 @@ impl Run {
     pub(crate) fn summary(&self) -> String {
         let bound = match self.loadgen_cpu_percent {
             Some(p) if self.generator_bound() => {
-                format!("  (load generator at {p:.0} % of its core: it may be the limit, not the server)")
+                format!("  (load generator at {p:.0} % of its CPUs: it may be the limit, not the server)")
             }
             _ => String::new(),
         };
@@ -198,7 +202,7 @@ fn runs_table(md: &mut String, runs: &[Run]) {
     if !bound.is_empty() {
         let _ = writeln!(
             md,
-            "\n⚠ The load generator used {GENERATOR_BOUND_PERCENT:.0} % or more of its core in: {}. There, \
+            "\n⚠ The load generator used {GENERATOR_BOUND_PERCENT:.0} % or more of its CPUs in: {}. There, \
              latency and throughput may be the generator's limits, not the server's (the server's CPU \
              per delivery is still its own).",
             bound.join(", ")
@@ -223,14 +227,18 @@ impl Report {
         let _ = writeln!(md, "`{}`  ", self.command);
         let _ = writeln!(
             md,
-            "{} CPUs ({}), {}; {} build; server pinned to CPU 0: {}, load generator to CPU 1: {}. \
+            "{} CPUs ({}), {}; {} build; server pinned to CPU 0: {}, load generator on the other {}: {} \
+             ({} runtime thread{}; its CPU column is a percentage of those CPUs). \
              Payload {} B, short-poll interval {} ms, long-poll wait {} ms. Wall time {:.0} s.\n",
             m.cpus,
             m.cpu_model,
             m.kernel,
             m.build,
             m.server_pinned_to_cpu0,
-            m.loadgen_pinned_to_cpu1,
+            if m.loadgen_cpus == 1 { "CPU".to_owned() } else { format!("{} CPUs", m.loadgen_cpus) },
+            m.loadgen_pinned_off_cpu0,
+            m.loadgen_threads,
+            if m.loadgen_threads == 1 { "" } else { "s" },
             self.settings.payload_bytes,
             self.settings.short_poll_interval_ms,
             self.settings.long_poll_wait_ms,

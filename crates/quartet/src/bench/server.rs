@@ -148,17 +148,32 @@ pub(crate) fn which(program: &str) -> bool {
     Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
-/// Pins this process (all its threads, present and future) to CPU 1.
-pub(crate) fn pin_self_to_cpu1() -> bool {
+/// Pins this process (all its threads, present and future) to every CPU but the server's
+/// CPU 0: the load generator's CPUs. Returns whether it could.
+pub(crate) fn pin_self_off_cpu0() -> bool {
     if cpu_count() < 2 || !which("taskset") {
         return false;
     }
     let pid = std::process::id().to_string();
+    let cpus = format!("1-{}", cpu_count() - 1);
     Command::new("taskset")
-        .args(["-a", "-p", "-c", "1", &pid])
+        .args(["-a", "-p", "-c", &cpus, &pid])
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// The CPUs the load generator has: every one but the server's when pinned, else all.
+pub(crate) fn loadgen_cpus() -> usize {
+    if server_pinned() { cpu_count() - 1 } else { cpu_count() }.max(1)
+}
+
+/// The load generator's runtime threads (set once, at start).
+pub(crate) static LOADGEN_THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// What the load generator can use at most, in CPU-µs per second: its threads, on as many CPUs.
+pub(crate) fn loadgen_capacity() -> f64 {
+    LOADGEN_THREADS.get().copied().unwrap_or(1).min(loadgen_cpus()) as f64
 }
 
 /// Scrapes `/metrics` into `name{labels}` → value, on a connection of its own (never one of

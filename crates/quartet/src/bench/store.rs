@@ -188,7 +188,7 @@ pub(crate) async fn acked(
         acked_per_s: acked as f64 / elapsed,
         ack_latency_us: latency,
         server_cpu_percent: percent(server_cpu0, server_cpu1),
-        loadgen_cpu_percent: percent(self_cpu0, self_cpu1),
+        loadgen_cpu_percent: percent(self_cpu0, self_cpu1).map(|p| p / super::server::loadgen_capacity()),
         writes_per_commit,
         server_cpu_us_per_publish_by_thread: by_thread,
     })
