@@ -22,12 +22,12 @@
 //!   node tailing the logs it has readers for. The reason the seam is async even though the
 //!   memory engine never waits.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
+use quartet_protocol::{BaseId, ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
 
 use crate::entry::{Draft, Entry};
 use crate::grant::Grant;
@@ -65,6 +65,17 @@ pub struct SessionRecord {
     pub last_seen_ms: u64,
     /// Acks of its latest publishes that carried a message id: (id, log, seq), oldest first.
     pub acks: Vec<(String, LogId, Seq)>,
+}
+
+/// Positions stored for cursors to name instead of carrying (a cursor's base: see
+/// `quartet_protocol::cursor`), with the user whose they are: only that user's clients may
+/// resume from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CursorBase {
+    /// Whose positions they are.
+    pub user: UserName,
+    /// Last delivered seq per log.
+    pub positions: BTreeMap<LogId, Seq>,
 }
 
 /// What an engine shared by several nodes tells this one (see [`Engine::announcements`]).
@@ -209,6 +220,19 @@ pub trait Engine: Send + Sync + 'static {
         Box::pin(async { Ok(true) })
     }
 
+    /// Stores `base` for cursors to name; its id. `None`: this engine keeps no bases, and
+    /// readers write whole cursors. A base must be kept at least as long as the events its
+    /// positions point past, so that a cursor naming it resumes as long as a whole one would.
+    fn save_base<'a>(&'a self, _base: &'a CursorBase) -> BoxFuture<'a, Result<Option<BaseId>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// A stored base; `None` when this engine has no such base (never made, or dropped with the
+    /// events it pointed past).
+    fn load_base<'a>(&'a self, _id: BaseId) -> BoxFuture<'a, Result<Option<CursorBase>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Makes what is stored final before the process exits, after the last write: a durable
     /// engine finishes its upkeep (SQLite: indexes the last events and copies its WAL into the
     /// file, which then holds everything by itself). Called once, at shutdown.
@@ -246,12 +270,32 @@ pub struct MemoryEngine {
     epoch: Epoch,
     heads: Mutex<HashMap<LogId, Seq>>,
     restrictions: Mutex<HashMap<RoomName, Vec<Restriction>>>,
+    bases: Mutex<Bases>,
 }
+
+/// Cursor bases in memory: the newest [`MEMORY_BASES`], by id.
+#[derive(Debug, Default)]
+struct Bases {
+    by_id: HashMap<BaseId, CursorBase>,
+    order: VecDeque<BaseId>,
+    next: u64,
+}
+
+/// Cursor bases a memory engine keeps, the oldest dropped first. A reader makes one when it
+/// opens on a cursor of many logs and at most one per half minute after (see the reader), so
+/// this is hours of reconnections of thousands of multi-room clients; the rings, which hold
+/// what a resume could still deliver, are forgotten sooner.
+pub const MEMORY_BASES: usize = 65_536;
 
 impl MemoryEngine {
     /// A fresh, empty engine with a random epoch.
     pub fn new() -> MemoryEngine {
-        MemoryEngine { epoch: Epoch(rand::random()), heads: Mutex::default(), restrictions: Mutex::default() }
+        MemoryEngine {
+            epoch: Epoch(rand::random()),
+            heads: Mutex::default(),
+            restrictions: Mutex::default(),
+            bases: Mutex::default(),
+        }
     }
 }
 
@@ -321,5 +365,24 @@ impl Engine for MemoryEngine {
             kept.clone()
         });
         Box::pin(async move { Ok(in_force) })
+    }
+
+    fn save_base<'a>(&'a self, base: &'a CursorBase) -> BoxFuture<'a, Result<Option<BaseId>, Error>> {
+        let mut bases = self.bases.lock().expect("engine lock");
+        bases.next += 1;
+        let id = BaseId(bases.next);
+        bases.by_id.insert(id, base.clone());
+        bases.order.push_back(id);
+        while bases.order.len() > MEMORY_BASES {
+            if let Some(oldest) = bases.order.pop_front() {
+                bases.by_id.remove(&oldest);
+            }
+        }
+        Box::pin(async move { Ok(Some(id)) })
+    }
+
+    fn load_base<'a>(&'a self, id: BaseId) -> BoxFuture<'a, Result<Option<CursorBase>, Error>> {
+        let base = self.bases.lock().expect("engine lock").by_id.get(&id).cloned();
+        Box::pin(async move { Ok(base) })
     }
 }

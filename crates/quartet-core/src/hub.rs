@@ -25,7 +25,7 @@ use crate::limits::{
 };
 use crate::log::Log;
 use crate::moderation::{Action, Notice};
-use crate::reader::Reader;
+use crate::reader::{Base, Reader};
 use crate::session::Session;
 
 /// A log nobody has read for this long is dropped from memory (its seq counter stays with the
@@ -112,6 +112,7 @@ impl Hub {
     ) -> Result<Registration, Error> {
         let user = UserName::parse(name)?;
         let cursor = cursor.filter(|c| !c.is_empty()).map(Cursor::decode).transpose()?;
+        let (cursor, _) = self.resolve(cursor, &user, None).await?;
         if self.client_count() >= MAX_CLIENTS {
             return Err(Error::new(
                 ErrorCode::LimitReached,
@@ -188,7 +189,16 @@ impl Hub {
         let cursor = match (cursor, resumed) {
             // Another lifetime: hand the old cursor back, so the first read reports `reset` gaps.
             (Some(foreign), false) => foreign.encode(),
-            (cursor, _) => self.open_reader(session.clone(), cursor).current_cursor(),
+            // A whole cursor: the first reader stores a base, if it is worth one.
+            (cursor, _) => Reader::new(
+                self.shared.engine.clone(),
+                self.shared.stats.clone(),
+                session.clone(),
+                cursor,
+                None,
+            )
+            .without_bases()
+            .current_cursor(),
         };
         Ok(Registration {
             client: session.id.to_string(),
@@ -298,6 +308,7 @@ impl Hub {
     pub async fn reader(&self, client: &ClientId, cursor: Option<&str>) -> Result<Reader, Error> {
         let cursor = cursor.map(Cursor::decode).transpose()?;
         let session = self.session(client).await?;
+        let (cursor, base) = self.resolve(cursor, &session.user, Some(&session)).await?;
         if session.state().streams as usize >= MAX_READERS_PER_CLIENT {
             return Err(Error::new(
                 ErrorCode::LimitReached,
@@ -320,7 +331,42 @@ impl Hub {
                 }
             }
         }
-        Ok(self.open_reader(session, cursor))
+        Ok(Reader::new(self.shared.engine.clone(), self.shared.stats.clone(), session, cursor, base))
+    }
+
+    /// The whole cursor a cursor means: one naming a base gets the base's positions, amended
+    /// (the base must be `user`'s), and the base itself for the reader to keep naming. A base
+    /// from an earlier store lifetime is gone with it: the logs the cursor names, and with a
+    /// `session` every log it reads, get their `reset` gap instead.
+    async fn resolve(
+        &self,
+        cursor: Option<Cursor>,
+        user: &UserName,
+        session: Option<&Session>,
+    ) -> Result<(Option<Cursor>, Option<Base>), Error> {
+        let Some(cursor) = cursor else { return Ok((None, None)) };
+        let Some(id) = cursor.base else { return Ok((Some(cursor), None)) };
+        if cursor.epoch != self.shared.engine.epoch() {
+            let mut positions = cursor.positions;
+            if let Some(session) = session {
+                let state = session.state();
+                let logs = std::iter::once(session.inbox.id.clone())
+                    .chain(state.rooms.values().map(|(log, _)| log.id.clone()));
+                for log in logs {
+                    positions.entry(log).or_default();
+                }
+            }
+            return Ok((Some(Cursor::new(cursor.epoch, positions)), None));
+        }
+        let bad = |message: &str| Error::new(ErrorCode::BadCursor, message);
+        let stored = self.shared.engine.load_base(id).await?.ok_or_else(|| {
+            bad("the positions this cursor names are no longer kept (older than the store's retention): register again without it")
+        })?;
+        if stored.user != *user {
+            return Err(bad("this cursor is another user's"));
+        }
+        let base = Base::new(id, stored.positions);
+        Ok((Some(cursor.resolve(&base.positions())), Some(base)))
     }
 
     /// Refuses a cursor position after its log's head: no server issued it (and a reader
@@ -338,10 +384,6 @@ impl Hub {
             ErrorCode::BadCursor,
             format!("the cursor's position {seq} in {} is beyond its last event ({head})", log.id),
         ))
-    }
-
-    fn open_reader(&self, session: Arc<Session>, cursor: Option<Cursor>) -> Reader {
-        Reader::new(self.shared.engine.clone(), self.shared.stats.clone(), session, cursor)
     }
 
     /// Runs a request body of commands (one object or an array) for `client`. A malformed body

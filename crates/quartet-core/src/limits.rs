@@ -82,3 +82,19 @@ pub const PRESENCE_CROWD: usize = 100;
 
 /// How often a crowded room's online count is announced (only when it changed).
 pub const PRESENCE_COUNT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A reader whose cursor would name more logs than this stores a cursor base and writes
+/// cursors on it (see `quartet_protocol::cursor`): beyond a few logs, naming a base is shorter.
+pub const BASE_MIN_LOGS: usize = 4;
+
+/// A reader on a base whose cursor amends more logs than this stores a new base (at most once
+/// per [`REBASE_EVERY`]): the cursor stays short while many rooms move.
+pub const MAX_AMENDED_LOGS: usize = 4;
+
+/// Least time between two bases stored by one reader: bounds the writes a reader can cause,
+/// however many of its rooms move (between two, its cursor grows with the rooms that moved).
+pub const REBASE_EVERY: Duration = Duration::from_secs(30);
+
+/// A reader's base is renewed at least this often, so that the cursors a client holds name
+/// recent bases: a store drops bases only this long after the events they point past.
+pub const BASE_REFRESH: Duration = Duration::from_secs(24 * 3600);

@@ -13,6 +13,16 @@
 //! (the shared, pre-encoded JSON and this reader's cursor), which the transport frames straight
 //! into its write buffer: one copy of the event's bytes per reader, no allocation per delivery.
 //!
+//! ## Short cursors for many rooms
+//!
+//! Every event carries the cursor after it. A reader of more than [`BASE_MIN_LOGS`] logs stores
+//! its positions once as a cursor base ([`Engine::save_base`], off the delivery path) and from
+//! then on writes cursors that name the base and amend only the logs that moved since: an
+//! event's cursor grows with the rooms that moved, not with the rooms joined. When more than
+//! [`MAX_AMENDED_LOGS`] moved, it stores a new base, at most once per [`REBASE_EVERY`], and at
+//! least once per [`BASE_REFRESH`]. A reader opened on a cursor with a base keeps that base.
+//! An engine that keeps no bases gets whole cursors, as before.
+//!
 //! Reads come from the logs' in-memory rings. A position older than a ring is asked of the
 //! [`Engine`] ([`Engine::read`]); an engine that keeps nothing beyond the rings makes it a `gap`.
 //!
@@ -30,14 +40,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use quartet_protocol::event::gap_head;
-use quartet_protocol::{Cursor, CursorWriter, Epoch, Error, ErrorCode, GapReason, LogId, Seq};
+use quartet_protocol::{BaseId, Cursor, CursorWriter, Epoch, Error, ErrorCode, GapReason, LogId, Seq};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::Stats;
-use crate::engine::{Engine, History};
+use crate::engine::{CursorBase, Engine, History};
 use crate::entry::Entry;
 use crate::frame::{EncodedFrame, Sink, Source};
-use crate::limits::{MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, SHED_LAG};
+use crate::limits::{
+    BASE_MIN_LOGS, BASE_REFRESH, MAX_AMENDED_LOGS, MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, REBASE_EVERY,
+    SHED_LAG,
+};
 use crate::log::Log;
 use crate::session::Session;
 
@@ -54,6 +68,34 @@ struct LogRead {
     behind: bool,
     /// Set when the engine had nothing after `at` either: the ring's gap is reported as is.
     engine_empty: bool,
+    /// This log's position in the reader's cursor base, if the base has it.
+    base_at: Option<Seq>,
+}
+
+/// Positions stored for this reader's cursors to name (see the module doc).
+pub struct Base {
+    id: BaseId,
+    positions: Arc<BTreeMap<LogId, Seq>>,
+    /// When this reader took it on.
+    since: Instant,
+}
+
+impl Base {
+    /// A base a cursor named, with its (resolved) positions.
+    pub fn new(id: BaseId, positions: BTreeMap<LogId, Seq>) -> Base {
+        Base { id, positions: Arc::new(positions), since: Instant::now() }
+    }
+
+    /// Its positions.
+    pub fn positions(&self) -> Arc<BTreeMap<LogId, Seq>> {
+        self.positions.clone()
+    }
+}
+
+/// A base being stored: the positions it holds, and where the engine's answer comes.
+struct Saving {
+    positions: Arc<BTreeMap<LogId, Seq>>,
+    answer: oneshot::Receiver<Result<Option<BaseId>, Error>>,
 }
 
 /// See the module doc.
@@ -74,6 +116,19 @@ pub struct Reader {
     no_history: bool,
     /// Encodes the cursor of the current positions.
     cursor: CursorWriter,
+    /// The base its cursors name, if any.
+    base: Option<Base>,
+    /// Logs of the base this reader no longer reads: its cursors say so.
+    dropped: Vec<LogId>,
+    /// A base being stored.
+    saving: Option<Saving>,
+    /// When it last asked for a base to be stored.
+    last_save: Option<Instant>,
+    /// Set once the engine said it keeps no bases.
+    no_bases: bool,
+    /// Set by an encoding that found a base worth storing: done at the end of the read, from
+    /// the positions after the whole batch.
+    base_wanted: bool,
     /// Scratch for the entries of one log read, reused across reads.
     entries: Vec<Arc<Entry>>,
     /// For a stream: how long it may stay behind before reads fail with `slow`.
@@ -91,6 +146,7 @@ impl Reader {
         stats: Arc<Stats>,
         session: Arc<Session>,
         cursor: Option<Cursor>,
+        base: Option<Base>,
     ) -> Reader {
         {
             let mut state = session.state();
@@ -109,6 +165,12 @@ impl Reader {
             reset: Vec::new(),
             no_history: false,
             cursor: CursorWriter::default(),
+            base,
+            dropped: Vec::new(),
+            saving: None,
+            last_save: None,
+            no_bases: false,
+            base_wanted: false,
             entries: Vec::new(),
             slow_after: None,
             behind_since: None,
@@ -122,10 +184,20 @@ impl Reader {
                     read.at = read.log.head().max(read.floor);
                 }
             }
-            Some(cursor) if cursor.epoch == epoch => reader.opened_at = Some(cursor.positions),
+            Some(cursor) if cursor.epoch == epoch => {
+                reader.opened_at = Some(cursor.positions);
+                // Keeps the base the cursor named: its cursors stay on it, nothing is stored.
+                reader.last_save = reader.base.as_ref().map(|_| Instant::now());
+            }
             Some(cursor) => reader.reset = cursor.positions.into_keys().collect(),
         }
         reader
+    }
+
+    /// Writes whole cursors only, storing no base (for a cursor wanted once, at registration).
+    pub(crate) fn without_bases(mut self) -> Reader {
+        self.no_bases = true;
+        self
     }
 
     /// Makes reads fail with `slow` once every read for `after` has left a log more than
@@ -163,17 +235,129 @@ impl Reader {
                 None => {
                     let at =
                         opened_at.as_ref().and_then(|o| o.get(&log.id)).copied().unwrap_or(floor).max(floor);
-                    LogRead { log, floor, at, backlog: VecDeque::new(), behind: false, engine_empty: false }
+                    LogRead {
+                        log,
+                        floor,
+                        at,
+                        backlog: VecDeque::new(),
+                        behind: false,
+                        engine_empty: false,
+                        base_at: None,
+                    }
                 }
             })
             .collect();
         self.reads.sort_by(|a, b| a.log.id.cmp(&b.log.id));
         self.membership = Some(state.membership);
+        drop(state);
+        self.mark_base();
+    }
+
+    /// Notes each log's position in the base, and the base's logs no longer read.
+    fn mark_base(&mut self) {
+        let Some(base) = &self.base else { return };
+        for read in &mut self.reads {
+            read.base_at = base.positions.get(&read.log.id).copied();
+        }
+        self.dropped = base
+            .positions
+            .keys()
+            .filter(|log| self.reads.binary_search_by(|r| r.log.id.cmp(log)).is_err())
+            .cloned()
+            .collect();
     }
 
     /// Encodes the cursor of the current positions; [`CursorWriter::last`] holds it.
     fn encode_cursor(&mut self) {
-        self.cursor.write(self.epoch, self.reads.iter().map(|r| (&r.log.id, r.at)));
+        if self.saving.is_some() {
+            self.take_saved_base();
+        }
+        let wanted = match &self.base {
+            None => {
+                self.cursor.write(self.epoch, self.reads.iter().map(|r| (&r.log.id, r.at)));
+                self.reads.len() > BASE_MIN_LOGS
+            }
+            Some(base) => {
+                let amended = self.reads.iter().filter(|r| r.base_at != Some(r.at));
+                let dropped = self.dropped.iter().map(|log| (log, None));
+                self.cursor.write_based(
+                    self.epoch,
+                    Some(base.id),
+                    amended.clone().map(|r| (&r.log.id, Some(r.at))).chain(dropped),
+                );
+                amended.count() + self.dropped.len() > MAX_AMENDED_LOGS
+                    || base.since.elapsed() >= BASE_REFRESH
+            }
+        };
+        self.base_wanted |= wanted;
+    }
+
+    /// Asks the engine to store the current positions as a base (in a task of its own: the
+    /// delivery that asked goes on with the cursor it wrote), unless one is being stored, one
+    /// was asked for less than [`REBASE_EVERY`] ago, or the engine keeps none.
+    fn save_base(&mut self) {
+        if self.no_bases
+            || self.saving.is_some()
+            || self.last_save.is_some_and(|t| t.elapsed() < REBASE_EVERY)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        self.last_save = Some(Instant::now());
+        let positions: Arc<BTreeMap<LogId, Seq>> =
+            Arc::new(self.reads.iter().map(|r| (r.log.id.clone(), r.at)).collect());
+        let record = CursorBase { user: self.session.user.clone(), positions: (*positions).clone() };
+        let engine = self.engine.clone();
+        let (tell, answer) = oneshot::channel();
+        runtime.spawn(async move {
+            let _ = tell.send(engine.save_base(&record).await);
+        });
+        self.saving = Some(Saving { positions, answer });
+    }
+
+    /// Takes on the base being stored, once the engine has it.
+    fn take_saved_base(&mut self) {
+        let Some(saving) = &mut self.saving else { return };
+        let stored = match saving.answer.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => return,
+            Ok(stored) => stored,
+            Err(oneshot::error::TryRecvError::Closed) => Ok(None),
+        };
+        self.adopt(stored);
+    }
+
+    /// For a reader about to end with [`Reader::current_cursor`] (a poll's answer): stores the
+    /// base its cursor is worth, if any, and waits (a second at most) until the engine has it,
+    /// so that the cursor handed out names it; the next poll's reader then keeps it instead of
+    /// storing another. Cancel-safe.
+    pub async fn settle_base(&mut self) {
+        self.sync();
+        if self.base.is_none() && self.saving.is_none() && self.reads.len() <= BASE_MIN_LOGS {
+            return; // a whole cursor is short enough
+        }
+        self.encode_cursor();
+        if std::mem::take(&mut self.base_wanted) {
+            self.save_base();
+        }
+        let Some(saving) = &mut self.saving else { return };
+        if let Ok(stored) = tokio::time::timeout(std::time::Duration::from_secs(1), &mut saving.answer).await
+        {
+            self.adopt(stored.unwrap_or(Ok(None)));
+        }
+    }
+
+    /// Takes on what the engine answered for the base being stored.
+    fn adopt(&mut self, stored: Result<Option<BaseId>, Error>) {
+        let Some(saving) = self.saving.take() else { return };
+        match stored {
+            Ok(Some(id)) => {
+                self.base = Some(Base { id, positions: saving.positions, since: Instant::now() });
+                self.mark_base();
+            }
+            Ok(None) => self.no_bases = true,
+            // Not stored (the store failing): whole cursors meanwhile, another try later.
+            Err(_) => {}
+        }
     }
 
     /// Hands what is there now to `sink`, moving the positions past it (and past events this
@@ -346,6 +530,9 @@ impl Reader {
             behind |= head.0.saturating_sub(read.at.0) > SHED_LAG;
         }
         self.entries = entries;
+        if std::mem::take(&mut self.base_wanted) {
+            self.save_base();
+        }
         self.stats.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
         if shed > 0 {
             self.stats.shed.fetch_add(shed, Ordering::Relaxed);

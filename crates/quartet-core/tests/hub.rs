@@ -429,3 +429,73 @@ async fn a_user_may_hold_only_so_many_clients() {
     hub.remove(&clients.pop().unwrap()).await.unwrap();
     assert!(hub.register("alice").await.is_ok(), "an ended client frees its place");
 }
+
+/// A client in 50 rooms: once its reader has stored a base, an event's cursor names the base
+/// and the room that moved, so it is about as long as a one-room client's; and that short
+/// cursor resumes exactly (on a new reader, and by registering again after the client is gone),
+/// only for the same user.
+#[tokio::test]
+async fn a_cursor_for_fifty_rooms_names_a_base_and_resumes_exactly() {
+    let hub = hub();
+    let (one, one_cursor) = client(&hub, "solo").await;
+    run(&hub, &one, json!({"type":"join","room":"r0"})).await;
+    let mut solo = hub.reader(&one, Some(&one_cursor)).await.unwrap();
+    let (many, many_cursor) = client(&hub, "crowd").await;
+    for i in 0..50 {
+        assert_eq!(run(&hub, &many, json!({"type":"join","room":format!("r{i}")})).await["type"], "joined");
+    }
+    let mut crowd = hub.reader(&many, Some(&many_cursor)).await.unwrap();
+    drain(&mut solo).await;
+    // 50 rooms: the reader asks for a base (stored in a task of its own).
+    let mut seen: Vec<(String, u64)> = drain(&mut crowd).await.iter().map(room_seq).collect();
+    tokio::task::yield_now().await;
+    let say = |text: &str| json!({"type":"publish","room":"r0","event":"chat","data":text});
+    run(&hub, &one, say("one")).await;
+    let solo_frame = read_now(&mut solo).await.unwrap().pop().unwrap();
+    let crowd_frames = read_now(&mut crowd).await.unwrap();
+    seen.extend(crowd_frames.iter().map(|f| room_seq(&serde_json::from_slice(&f.json).unwrap())));
+    let crowd_frame = crowd_frames.last().unwrap().clone();
+    let decoded = quartet_protocol::Cursor::decode(&crowd_frame.cursor).unwrap();
+    assert!(decoded.base.is_some(), "the crowd's cursor names a base");
+    assert!(
+        crowd_frame.json.len() as f64 <= solo_frame.json.len() as f64 * 1.2,
+        "an event to a client in 50 rooms is {} bytes, to one in 1 room {}",
+        crowd_frame.json.len(),
+        solo_frame.json.len()
+    );
+    // More events, in several rooms; a new reader from the short cursor gets exactly those.
+    run(&hub, &one, say("two")).await;
+    for room in ["r7", "r30"] {
+        run(&hub, &many, json!({"type":"publish","room":room,"event":"chat","data":room})).await;
+    }
+    drop(crowd);
+    // (A reader goes through its logs in name order: r30 before r7.)
+    let mut resumed = hub.reader(&many, Some(&crowd_frame.cursor)).await.unwrap();
+    let events = drain(&mut resumed).await;
+    assert_eq!(chat(&events), ["two", "r30", "r7"]);
+    assert_eq!(events.len(), 3, "only what was missed");
+    drop(resumed);
+    // The client is gone: registering again from the short cursor restores its 50 rooms at
+    // their positions: what was missed comes (and the presence of the leave and the rejoin),
+    // nothing delivered before.
+    hub.remove(&many).await.unwrap();
+    let again = hub.register_from("crowd", Some(&crowd_frame.cursor)).await.unwrap();
+    let again_id = ClientId::from_wire(&again.client).unwrap();
+    let mut reader = hub.reader(&again_id, Some(&again.cursor)).await.unwrap();
+    let events = drain(&mut reader).await;
+    assert_eq!(chat(&events), ["two", "r30", "r7"]);
+    let repeated = events.iter().map(room_seq).filter(|e| seen.contains(e)).count();
+    assert_eq!(repeated, 0, "events delivered before the cursor came again");
+    let rooms: std::collections::BTreeSet<String> =
+        events.iter().map(|e| e["room"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(rooms.len(), 50, "every room restored");
+    run(&hub, &one, say("three")).await;
+    assert_eq!(chat(&drain(&mut reader).await), ["three"]);
+    // Another user cannot resume from it.
+    let thief = hub.register_from("thief", Some(&crowd_frame.cursor)).await.unwrap_err();
+    assert_eq!(thief.code, quartet_protocol::ErrorCode::BadCursor, "{thief:?}");
+}
+
+fn room_seq(event: &Value) -> (String, u64) {
+    (event["room"].as_str().unwrap_or_default().to_owned(), event["seq"].as_u64().unwrap_or_default())
+}

@@ -31,7 +31,7 @@ pub mod transport;
 
 pub use api::{Registration, RoomInfo};
 pub use command::{Command, Reply, Scope, WireCommand, parse_commands};
-pub use cursor::{Cursor, CursorWriter, Epoch};
+pub use cursor::{BaseId, Cursor, CursorWriter, Epoch};
 pub use error::{Error, ErrorCode};
 pub use event::{Event, Frame, Gap, GapReason};
 pub use ids::{ClientId, EventName, LogId, RoomName, Seq, UserName};

@@ -16,6 +16,8 @@
 //! | `P:members:{room}` | set: the clients in a room, for cluster-wide online counts |
 //! | `P:restrict:{room}` | hash: `mute:{user}` / `ban:{user}` → until (ms); gone when the last ends |
 //! | `P:claim:{task}` | a one-time task (a kick's leave) claimed by one node, kept an hour |
+//! | `P:bases` | the last cursor base id given (`INCR`) |
+//! | `P:base:{id}` | a cursor base: its user, a newline, its positions as a cursor; kept [`BASE_TTL`] |
 //! | `P:sessions` | channel: "this session changed", so nodes holding a copy reload it |
 //!
 //! An append is one atomic step (a Lua script: the ack check, `INCR`, `XADD`, the ack, the
@@ -30,11 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use quartet_core::engine::{Announcement, BoxFuture, Health, History, SessionRecord, wall_ms};
+use quartet_core::engine::{Announcement, BoxFuture, CursorBase, Health, History, SessionRecord, wall_ms};
 use quartet_core::entry::{Draft, Entry, StoredEvent, stored_scope};
 use quartet_core::moderation::{Restriction, RestrictionKind};
 use quartet_core::{Engine, Grant};
-use quartet_protocol::{ClientId, Epoch, Error, ErrorCode, LogId, RoomName, Seq, UserName};
+use quartet_protocol::{BaseId, ClientId, Cursor, Epoch, Error, ErrorCode, LogId, RoomName, Seq, UserName};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use serde_json::value::RawValue;
@@ -66,6 +68,11 @@ if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq, 'EX', ARGV[9]) end
 redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[8])
 return seq
 "#;
+
+/// How long Redis keeps a cursor base. Redis retention is by count, not age, so this is a
+/// time chosen: the SQLite default retention (30 days), plus the day within which a reader
+/// renews its base.
+pub const BASE_TTL: Duration = Duration::from_secs(31 * 24 * 3600);
 
 /// Deletes every key under `prefix` (a test's or a bench's cluster when it is done).
 pub async fn delete_prefix(url: &str, prefix: &str) -> Result<u64, String> {
@@ -672,6 +679,33 @@ impl Engine for RedisEngine {
                     Some(Restriction { user: UserName::parse(user).ok()?, kind, until_ms })
                 })
                 .collect())
+        })
+    }
+
+    fn save_base<'a>(&'a self, base: &'a CursorBase) -> BoxFuture<'a, Result<Option<BaseId>, Error>> {
+        let value = format!("{}\n{}", base.user, Cursor::new(self.epoch, base.positions.clone()).encode());
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let id: u64 = self.call(conn.incr(format!("{}:bases", self.prefix), 1)).await?;
+            let options =
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::EX(BASE_TTL.as_secs()));
+            let _: () =
+                self.call(conn.set_options(self.key("base", &id.to_string()), value, options)).await?;
+            Ok(Some(BaseId(id)))
+        })
+    }
+
+    fn load_base<'a>(&'a self, id: BaseId) -> BoxFuture<'a, Result<Option<CursorBase>, Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let value: Option<String> = self.call(conn.get(self.key("base", &id.0.to_string()))).await?;
+            Ok(value.and_then(|value| {
+                let (user, cursor) = value.split_once('\n')?;
+                Some(CursorBase {
+                    user: UserName::parse(user).ok()?,
+                    positions: Cursor::decode(cursor).ok()?.positions,
+                })
+            }))
         })
     }
 

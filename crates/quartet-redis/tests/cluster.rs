@@ -272,3 +272,57 @@ async fn retention_trims_each_log_to_the_events_kept() {
     assert_eq!(seqs(engine.read(&other, Seq(0), 100).await.unwrap()), [1], "each log is trimmed on its own");
     assert_eq!(engine.head(&lobby).await.unwrap(), Seq(20), "seqs are never trimmed");
 }
+
+/// A cursor naming a base stored through one node resumes on another (the base is in Redis),
+/// for its own user only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_on_a_base_made_on_one_node_resumes_on_another() {
+    use quartet_core::testing::read_now;
+    use quartet_protocol::{ClientId, Cursor, ErrorCode};
+
+    let prefix = format!("quartet-test-bases-{}-{}", std::process::id(), rand_suffix());
+    let _cleanup = Cleanup(prefix.clone());
+    let Some(redis) = quartet_redis::test_redis() else { return };
+    let node = |_: u8| async {
+        Hub::new(Arc::new(RedisEngine::connect(&redis, &prefix).await.unwrap()), Config::default())
+    };
+    let (a, b) = (node(0).await, node(1).await);
+    let reg = a.register("crowd").await.unwrap();
+    let crowd = ClientId::from_wire(&reg.client).unwrap();
+    for i in 0..8 {
+        a.execute(&crowd, json!({"type":"join","room":format!("r{i}")}).to_string().as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut reader = a.reader(&crowd, Some(&reg.cursor)).await.unwrap();
+    read_now(&mut reader).await.unwrap(); // 8 rooms: a base is stored in Redis
+    let publish = |text: &str| json!({"type":"publish","room":"r5","event":"chat","data":text}).to_string();
+    let mut based = None;
+    for i in 0..100 {
+        a.execute(&crowd, publish(&format!("before{i}")).as_bytes()).await.unwrap();
+        let frame = read_now(&mut reader).await.unwrap().pop().unwrap();
+        if Cursor::decode(&frame.cursor).unwrap().base.is_some() {
+            based = Some(frame.cursor);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cursor = based.expect("the reader's cursors name a base once Redis has it");
+    drop(reader);
+    a.execute(&crowd, publish("after").as_bytes()).await.unwrap();
+    let mut elsewhere = b.reader(&crowd, Some(&cursor)).await.unwrap();
+    let mut chats = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while chats.is_empty() && tokio::time::Instant::now() < deadline {
+        for frame in read_now(&mut elsewhere).await.unwrap() {
+            let event: Value = serde_json::from_slice(&frame.json).unwrap();
+            if event["event"] == "chat" {
+                chats.push(event["data"].as_str().unwrap().to_owned());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(chats, ["after"], "exactly what came after the cursor, on the other node");
+    let thief = b.register_from("thief", Some(&cursor)).await.unwrap_err();
+    assert_eq!(thief.code, ErrorCode::BadCursor);
+}

@@ -33,13 +33,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quartet_core::Grant;
-use quartet_core::engine::{BoxFuture, Health, History, SessionRecord, wall_ms};
+use quartet_core::engine::{BoxFuture, CursorBase, Health, History, SessionRecord, wall_ms};
 use quartet_core::entry::{Draft, Entry, StoredEvent};
 use quartet_core::moderation::{Restriction, RestrictionKind};
 use quartet_core::{Engine, limits::REMEMBERED_MESSAGE_IDS};
 use quartet_protocol::ids::Redacted;
-use quartet_protocol::{ClientId, Epoch, Error, LogId, RoomName, Seq, UserName};
-use rusqlite::{Connection, OpenFlags, params};
+use quartet_protocol::{BaseId, ClientId, Cursor, Epoch, Error, LogId, RoomName, Seq, UserName};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
@@ -363,9 +363,33 @@ impl Engine for SqliteEngine {
         Box::pin(self.read_with(move |conn| restrictions(conn, &room, now_ms)))
     }
 
+    fn save_base<'a>(&'a self, base: &'a CursorBase) -> BoxFuture<'a, Result<Option<BaseId>, Error>> {
+        let positions = Cursor::new(self.epoch, base.positions.clone()).encode();
+        let saved = (base.user.to_string(), positions, wall_ms());
+        Box::pin(async move { Ok(Some(BaseId(self.write(|reply| Op::SaveBase(saved, reply)).await?))) })
+    }
+
+    fn load_base<'a>(&'a self, id: BaseId) -> BoxFuture<'a, Result<Option<CursorBase>, Error>> {
+        Box::pin(self.read_with(move |conn| load_base(conn, id)))
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(self.write(Op::Close))
     }
+}
+
+/// A stored cursor base; `None` if there is none by that id, or one this build cannot read.
+fn load_base(conn: &Connection, id: BaseId) -> Result<Option<CursorBase>, rusqlite::Error> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT user, positions FROM cursor_bases WHERE id = ?1")?
+        .query_row([id.0 as i64], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(row.and_then(|(user, positions)| {
+        Some(CursorBase {
+            user: UserName::parse(&user).ok()?,
+            positions: Cursor::decode(&positions).ok()?.positions,
+        })
+    }))
 }
 
 /// The restrictions of `room` in force at `now_ms`.

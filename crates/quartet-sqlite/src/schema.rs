@@ -73,6 +73,17 @@ CREATE TABLE IF NOT EXISTS memberships (
     PRIMARY KEY (client, room)
 ) WITHOUT ROWID;
 
+-- Cursor bases: positions stored once for cursors to name instead of carrying (see
+-- quartet_protocol::cursor). `positions` is a whole cursor's wire form; `user` the only user
+-- whose clients may resume from it. Dropped by retention by age, a day after the events they
+-- point past. (Added without a schema version, like `restrictions`.)
+CREATE TABLE IF NOT EXISTS cursor_bases (
+    id         INTEGER PRIMARY KEY,
+    user       TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL,
+    positions  TEXT    NOT NULL
+);
+
 -- Mutes and the bans kicks leave, in force until `until_ms` (Unix ms); `kind` is `mute` or
 -- `ban`. Ended ones are deleted when the next is written. (Added without a schema version: a
 -- file of version 4 gains the table on open, and an older build ignores it.)

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use quartet_core::limits::BASE_REFRESH;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 /// How long events are kept.
@@ -89,6 +90,15 @@ pub(crate) fn retain(conn: &Connection, retention: Retention) -> Result<(), rusq
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let cutoff = now.saturating_sub(age).as_millis() as i64;
         dropped += drop_older_than(conn, cutoff)?;
+        // A base is dropped once every event it points past is, and a day more: a reader
+        // renews its base daily, so every cursor a client got within the retention still
+        // names a kept base.
+        let bases_cutoff = now.saturating_sub(age + BASE_REFRESH).as_millis() as i64;
+        let bases =
+            conn.prepare_cached("DELETE FROM cursor_bases WHERE created_ms < ?1")?.execute([bases_cutoff])?;
+        if bases > 0 {
+            tracing::info!(bases, "retention dropped old cursor bases");
+        }
     }
     if dropped > 0 {
         tracing::info!(dropped, "retention dropped old events");

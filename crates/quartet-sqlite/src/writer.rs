@@ -106,6 +106,8 @@ pub(crate) enum Op {
     SaveSession(SessionRecord, oneshot::Sender<Result<(), Error>>),
     DeleteSession(String, oneshot::Sender<Result<(), Error>>),
     Touch(Vec<(String, u64)>, oneshot::Sender<Result<(), Error>>),
+    /// Stores a cursor base (user, positions as a cursor, Unix ms now); answers its id.
+    SaveBase((String, String, u64), oneshot::Sender<Result<u64, Error>>),
     /// Keeps a restriction (room, user, kind, until ms; until 0 lifts it) and drops ended ones.
     Restrict(Restricted, oneshot::Sender<Result<(), Error>>),
     /// Shutdown, after the last write: index everything, copy the WAL into the file.
@@ -213,7 +215,7 @@ impl Answer {
     pub(crate) fn send(self) {
         let Answer(op, done) = self;
         match op {
-            Op::Append(_, reply) | Op::Head(_, reply) => {
+            Op::Append(_, reply) | Op::Head(_, reply) | Op::SaveBase(_, reply) => {
                 let _ = reply.send(done.map(|d| if let Done::Seq(seq) = d { seq } else { 0 }));
             }
             Op::SaveSession(_, reply)
@@ -534,6 +536,11 @@ fn apply(
             Ok(Done::Seq(seq))
         }
         Op::Head(log, _) => Ok(Done::Seq(head(tx, heads, log)?)),
+        Op::SaveBase((user, positions, now_ms), _) => {
+            tx.prepare_cached("INSERT INTO cursor_bases (user, created_ms, positions) VALUES (?1, ?2, ?3)")?
+                .execute(params![user, *now_ms as i64, positions])?;
+            Ok(Done::Seq(tx.last_insert_rowid() as u64))
+        }
         Op::Close(_) => Ok(Done::Unit), // taken out of the group before (see `Writer::commit`)
         Op::SaveSession(s, _) => {
             let client = s.client.as_str();

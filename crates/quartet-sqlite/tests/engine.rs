@@ -337,3 +337,85 @@ async fn restrictions_survive_reopening_until_they_end() {
     assert_eq!(kept, [restriction("eve", RestrictionKind::Ban, now + 60_000)], "bob's mute was lifted");
     assert!(engine.restrictions(&lobby, now + 60_000).await.unwrap().is_empty(), "eve's ban ends on time");
 }
+
+/// A cursor naming a base resumes after a restart: the base is in the file. A base is dropped
+/// by retention only a day after the events it points past.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_on_a_base_resumes_after_reopening_and_old_bases_are_dropped() {
+    let path = file("bases");
+    let rooms: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    let (cursor, base) = {
+        let engine: Arc<dyn Engine> = Arc::new(SqliteEngine::open(&path, Options::default()).unwrap());
+        let hub = Hub::new(engine.clone(), Config::default());
+        let reg = hub.register("crowd").await.unwrap();
+        let crowd = ClientId::from_wire(&reg.client).unwrap();
+        for room in &rooms {
+            hub.execute(&crowd, json!({"type":"join","room":room}).to_string().as_bytes()).await.unwrap();
+        }
+        let mut reader = hub.reader(&crowd, Some(&reg.cursor)).await.unwrap();
+        read_now(&mut reader).await.unwrap(); // 8 rooms: a base is stored, off the delivery path
+        let publish =
+            |text: &str| json!({"type":"publish","room":"r3","event":"chat","data":text}).to_string();
+        let mut based = None;
+        for i in 0..100 {
+            hub.execute(&crowd, publish(&format!("before{i}")).as_bytes()).await.unwrap();
+            let frame = read_now(&mut reader).await.unwrap().pop().unwrap();
+            let decoded = quartet_protocol::Cursor::decode(&frame.cursor).unwrap();
+            if let Some(base) = decoded.base {
+                based = Some((frame.cursor, base));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let (cursor, base) = based.expect("the reader's cursors name a base once it is committed");
+        hub.execute(&crowd, publish("after").as_bytes()).await.unwrap();
+        engine.close().await.unwrap();
+        (cursor, base)
+    };
+    let engine: Arc<dyn Engine> = Arc::new(SqliteEngine::open(&path, Options::default()).unwrap());
+    let hub = Hub::new(engine.clone(), Config::default());
+    let again = hub.register_from("crowd", Some(&cursor)).await.unwrap();
+    let crowd = ClientId::from_wire(&again.client).unwrap();
+    let mut reader = hub.reader(&crowd, Some(&again.cursor)).await.unwrap();
+    // Read until nothing more comes (older than the rings, some logs come from the file).
+    let mut frames: Vec<Frame> = Vec::new();
+    loop {
+        let more = read_now(&mut reader).await.unwrap();
+        if more.is_empty() {
+            break;
+        }
+        frames.extend(more.iter().map(|o| serde_json::from_slice::<Frame>(&o.json).unwrap()));
+    }
+    let chats: Vec<String> = frames
+        .iter()
+        .filter_map(Frame::as_event)
+        .filter(|e| e.event == "chat")
+        .map(|e| e.data.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(chats, ["after"], "exactly what came after the cursor");
+    let rooms_read: std::collections::BTreeSet<&str> =
+        frames.iter().filter_map(Frame::as_event).map(|e| e.room.as_str()).collect();
+    assert_eq!(rooms_read.len(), 8, "every room restored from the base: {rooms_read:?}");
+    engine.close().await.unwrap();
+    drop(hub);
+    drop(engine);
+
+    // Made 40 days ago: with 30 days of retention, the base is dropped at the next start.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old = quartet_core::engine::wall_ms() - 40 * 24 * 3600 * 1000;
+    conn.execute(
+        "UPDATE cursor_bases SET created_ms = ?1 WHERE id = ?2",
+        rusqlite::params![old as i64, base.0 as i64],
+    )
+    .unwrap();
+    drop(conn);
+    let options =
+        Options { retain_for: Some(std::time::Duration::from_secs(30 * 24 * 3600)), ..Options::default() };
+    let engine = SqliteEngine::open(&path, options).unwrap();
+    let mut waited = 0;
+    while engine.load_base(base).await.unwrap().is_some() {
+        waited += 1;
+        assert!(waited < 100, "retention kept a base older than the events it points past");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -90,5 +90,5 @@ pub(crate) async fn long_poll(
         // On shutdown, answer now with what there is, so the client comes back elsewhere.
         () = stopped(&mut shutdown) => { reader.read_into(&mut body).await?; }
     }
-    Ok(answer_poll(body, &mut reader, counters))
+    Ok(answer_poll(body, &mut reader, counters).await)
 }

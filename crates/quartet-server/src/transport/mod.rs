@@ -85,8 +85,10 @@ impl Sink for PollBody {
 }
 
 /// Answers a poll, short or long: counts it (empty or not, events delivered) and closes the body
-/// with the cursor after everything the reader took.
-pub(crate) fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> Response {
+/// with the cursor after everything the reader took (on a cursor base, for a client of many
+/// rooms: [`Reader::settle_base`]).
+pub(crate) async fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> Response {
+    reader.settle_base().await;
     if body.events() == 0 {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }

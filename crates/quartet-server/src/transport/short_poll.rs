@@ -37,5 +37,5 @@ pub(crate) async fn poll(
     reader.read_into(&mut body).await?;
     let counters = state.stats.of(Transport::ShortPoll);
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    Ok(answer_poll(body, &mut reader, counters))
+    Ok(answer_poll(body, &mut reader, counters).await)
 }

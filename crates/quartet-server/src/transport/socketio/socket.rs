@@ -255,7 +255,7 @@ async fn open_client(app: &AppState, auth: Option<&str>) -> Result<(ClientId, Re
         // Without an offset, from where the session started: its floors in every log.
         let cursor = match auth.offset {
             Some(offset) => offset,
-            None => Cursor { epoch: app.hub.engine().epoch(), positions: Default::default() }.encode(),
+            None => Cursor::new(app.hub.engine().epoch(), Default::default()).encode(),
         };
         match app.hub.reader(&pid, Some(&cursor)).await {
             Ok(reader) => return Ok((pid, with_stream_rules(app, reader))),
