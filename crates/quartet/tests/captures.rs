@@ -522,6 +522,34 @@ fn cursors_and_gaps(server: &Server) -> Vec<(&'static str, String)> {
             epoch.len()
         ),
     ));
+    // A client in 50 rooms: from its first poll on, its cursors name a base.
+    let (ivy, ivy_cursor) = register(server, "ivy");
+    let mut rooms: Vec<String> = (0..50).map(|i| format!("r{i}")).collect();
+    let joins: Vec<String> = rooms.iter().map(|r| format!(r#"{{"type":"join","room":"{r}"}}"#)).collect();
+    commands(server, &ivy, &format!("[{}]", joins.join(",")));
+    let (_, _, first) = poll(server, &ivy, &ivy_cursor);
+    commands(server, &ivy, r#"{"type":"publish","room":"r7","event":"chat","data":{"text":"hi"}}"#);
+    let (_, _, based) = poll(server, &ivy, &first);
+    let decoded = String::from_utf8(URL_SAFE_NO_PAD.decode(&based).unwrap()).unwrap();
+    let (epoch, rest) = decoded.split_once('|').unwrap();
+    let (base, amended) = rest.split_once('|').unwrap();
+    assert!(base.starts_with('~'), "a 50-room client's cursor names a base: {decoded}");
+    // The whole cursor it stands for: every room at its join's presence (seq 1), r7 one further.
+    rooms.sort();
+    let whole: Vec<String> = rooms
+        .iter()
+        .map(|r| format!("{r}:{}", if r == "r7" { 2 } else { 1 }))
+        .chain(["@ivy:0".into()])
+        .collect();
+    let whole = URL_SAFE_NO_PAD.encode(format!("{epoch}|{}", whole.join("|")));
+    captures.push((
+        "cursor-base",
+        format!(
+            "a client in 50 rooms, after one event in r7:\ndecoded             <epoch>|~<base>|{amended}\n  ~<base>           positions the server stored for this client's cursors (its 50 rooms and inbox)\n  {amended}              the one log that moved since\nlength              {} bytes, where the whole cursor would take {}\n",
+            based.len(),
+            whole.len()
+        ),
+    ));
     // A cursor from another lifetime of the store (a memory store restarted): a `reset` gap.
     let foreign = URL_SAFE_NO_PAD.encode(format!("{}|{positions}", "0".repeat(epoch.len())));
     let (request, response, _) = poll(server, &gus, &foreign);
