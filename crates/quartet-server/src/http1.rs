@@ -521,10 +521,14 @@ async fn write_response(
                     continue;
                 }
                 if chunked {
-                    // Framed in a buffer of its own, gone once written: an SSE stream idles
-                    // with none.
-                    let mut framed = Vec::with_capacity(data.len() + 12);
-                    framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    // Framed in a buffer of its own, gone once written (an SSE stream idles with
+                    // none), and written at once. (A vectored write of the size line, the data
+                    // and the CRLF, with no copy, cost more: 12.7-13.5 against 11.9-12.9 µs of
+                    // server CPU per SSE delivery, three alternated pairs.)
+                    let mut line = [0u8; 20];
+                    let line = chunk_size_line(data.len(), &mut line);
+                    let mut framed = Vec::with_capacity(line.len() + data.len() + 2);
+                    framed.extend_from_slice(line);
                     framed.extend_from_slice(&data);
                     framed.extend_from_slice(b"\r\n");
                     io.write_all(&framed).await?;
@@ -538,6 +542,23 @@ async fn write_response(
         }
     }
     Ok(keep_alive)
+}
+
+/// `len` in hex and CRLF, in `out`: a chunk's size line.
+fn chunk_size_line(len: usize, out: &mut [u8; 20]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut at = out.len() - 2;
+    out[at..].copy_from_slice(b"\r\n");
+    let mut n = len;
+    loop {
+        at -= 1;
+        out[at] = DIGITS[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    &out[at..]
 }
 
 /// The status line and headers: the route's, then the framing, the date and, when closing,
@@ -600,4 +621,17 @@ fn date() -> String {
         }
         cache.1.clone()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_lines_are_hex_and_crlf() {
+        for n in [0, 1, 15, 16, 255, 4096, 1_000_000, usize::MAX] {
+            let mut out = [0u8; 20];
+            assert_eq!(chunk_size_line(n, &mut out), format!("{n:x}\r\n").as_bytes());
+        }
+    }
 }
