@@ -491,7 +491,11 @@ async fn write_response(
         (false, None) if version == Version::HTTP_11 => Some(Framing::Chunked),
         (false, None) => None,
     };
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
+    if keep_alive && version == Version::HTTP_10 {
+        // A 1.0 client closes unless told the connection stays.
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
     let mut out = head_bytes(parts.status, &parts.headers, framing, keep_alive);
     if bodiless {
         io.write_all(&out).await?;

@@ -161,7 +161,8 @@ async fn http_1_0_closes_unless_asked_to_keep_alive() {
     let mut socket = connect(&server).await;
     socket.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").await.unwrap();
     let mut pending = Vec::new();
-    assert_eq!(read_answer(&mut socket, &mut pending, false).await.status, 200);
+    let answer = read_answer(&mut socket, &mut pending, false).await;
+    assert_eq!((answer.status, answer.header("connection")), (200, Some("keep-alive")), "{answer:?}");
     socket.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").await.unwrap();
     assert_eq!(read_answer(&mut socket, &mut pending, false).await.status, 200);
 }
