@@ -41,6 +41,9 @@ impl ServerUnderTest {
         command
             // The publisher sends hundreds of commands per second: lift the per-client limit.
             .args(["serve", "--addr", "127.0.0.1:0", "--rate-limit", "1000000"])
+            // 10 000 parked long polls: the default cap (half the descriptor limit) is below
+            // that where descriptors are capped at 20 000, as on the bench's machine.
+            .args(["--max-long-polls", "100000"])
             .args(store)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
