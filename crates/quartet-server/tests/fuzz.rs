@@ -1,5 +1,5 @@
 //! Fuzzing every decoder a stranger reaches: command bodies, cursors, tokens, WebSocket frames,
-//! request targets and their query strings.
+//! request targets and their query strings, and whole HTTP/1.1 requests against a live server.
 //!
 //! Each target starts from valid inputs and feeds its decoder thousands of mutations of them
 //! (bit flips, bytes changed, inserted, deleted, duplicated, spliced, truncated) and random
@@ -10,6 +10,9 @@
 //! one run. The long version: `QUARTET_FUZZ_SECONDS=300 cargo test --release -p quartet-server
 //! --test fuzz -- --nocapture`.
 
+mod common;
+
+use std::io::{Read as _, Write as _};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
@@ -285,4 +288,48 @@ fn socketio_packets() {
         }
     });
     assert!(runs > 100, "the fuzzer ran only {runs} inputs");
+}
+
+/// Whole requests, mutated, against a live server: each on a connection of its own, sent whole
+/// and then the sending side closed, must get an answer that is HTTP (or none) and a closed
+/// connection within seconds, never a hang; and the server serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests() {
+    let server = common::start(quartet_core::Config::default()).await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let seeds: Vec<Vec<u8>> = [
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"name\":\"carol\"}",
+        b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{\"name\":\"\r\n7;x=1\r\ncarol\"}\r\n0\r\nT: 1\r\n\r\n",
+        b"POST /v1/clients HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET /healthz HTTP/1.1\r\n\r\nHEAD /v1/rooms/lobby HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /v1/clients/abc/sse?cursor=QUJD HTTP/1.1\r\nLast-Event-ID: QUJD\r\n\r\n",
+    ]
+    .iter()
+    .map(|s| s.to_vec())
+    .collect();
+    let runs = tokio::task::spawn_blocking(move || {
+        fuzz("http requests", &seeds, |input| {
+            let mut socket = std::net::TcpStream::connect(&address).unwrap();
+            socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = socket.write_all(input); // the server may close first
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+            let mut answer = Vec::new();
+            match socket.read_to_end(&mut answer) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                Err(e) => panic!("neither answered nor closed within 5 s ({e})"),
+            }
+            assert!(
+                answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+                "not an HTTP answer: {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        })
+    })
+    .await
+    .unwrap();
+    assert!(runs > 0);
+    let health = server.http.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200, "the server serves on");
 }
