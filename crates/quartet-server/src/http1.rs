@@ -213,9 +213,28 @@ pub(crate) async fn serve(
         if std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut app, cx)).await.is_err() {
             return;
         }
-        let response = match app.call(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
+        // While the route makes its answer (a long poll may wait half a minute), a client that
+        // goes away ends the request at once, and what it sends meanwhile (the next pipelined
+        // request) is kept for after.
+        let call = app.call(request);
+        tokio::pin!(call);
+        let response = loop {
+            tokio::select! {
+                response = &mut call => match response {
+                    Ok(response) => break response,
+                    Err(never) => match never {},
+                },
+                heard = io.peek_one(), if buf.len() < MAX_HEAD_BYTES => match heard {
+                    Ok(1..) => {
+                        buf.reserve(READ_BUFFER);
+                        if !matches!(io.read_buf(&mut buf).await, Ok(1..)) {
+                            return;
+                        }
+                    }
+                    // Gone: the request is dropped with this connection.
+                    Ok(0) | Err(_) => return,
+                },
+            }
         };
         let keep_alive = keep_alive && !*stop.borrow();
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -518,7 +537,21 @@ async fn write_response(
             let chunked = framing == Some(Framing::Chunked);
             io.write_all(&out).await?;
             drop(out);
-            while let Some(frame) = body.frame().await {
+            // A client that goes away ends the stream at once (an SSE stream may be idle for
+            // long); once it sent something instead, it is no longer watched.
+            let mut watching = true;
+            loop {
+                let frame = tokio::select! {
+                    frame = body.frame() => frame,
+                    heard = io.peek_one(), if watching => {
+                        match heard {
+                            Ok(1..) => watching = false,
+                            Ok(0) | Err(_) => return Ok(false),
+                        }
+                        continue;
+                    }
+                };
+                let Some(frame) = frame else { break };
                 let Ok(frame) = frame else { return Ok(false) };
                 let Ok(data) = frame.into_data() else { continue };
                 if data.is_empty() {

@@ -166,6 +166,14 @@ impl Metered {
         self.stream.as_ref().expect("a live connection").readable().await
     }
 
+    /// Waits until the peer sent something or closed: `Ok(0)` once it closed, else `Ok(1)`
+    /// (the byte stays unread). Lets a connection notice a client gone while its answer is
+    /// still being made, without a buffer.
+    pub(crate) async fn peek_one(&self) -> io::Result<usize> {
+        let mut one = [0u8; 1];
+        self.stream.as_ref().expect("a live connection").peek(&mut one).await
+    }
+
     /// Keeps `slot` for as long as the connection lives (an upgraded WebSocket too).
     pub(crate) fn hold(&mut self, slot: Slot) {
         self.slot = Some(slot);

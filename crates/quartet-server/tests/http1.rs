@@ -236,3 +236,45 @@ async fn a_stream_to_http_1_0_is_close_delimited() {
     }
     assert_eq!(String::from_utf8_lossy(&pending), "retry: 1000\n\n", "the stream's first block, unframed");
 }
+
+/// A client that goes away while its long poll is parked, or while its SSE stream is idle,
+/// frees its reader at once: the client may open its eight readers again right away (without
+/// it, the parked polls would hold them for their whole wait, and the idle streams until a
+/// write failed).
+#[tokio::test]
+async fn a_client_gone_mid_answer_frees_its_reader_at_once() {
+    let server = start(Config::default()).await;
+    let registered: Value = server
+        .http
+        .post(format!("{}/v1/clients", server.url))
+        .json(&serde_json::json!({"name": "fay"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client = registered["client"].as_str().unwrap();
+    for route in ["long-poll?wait_ms=30000", "sse"] {
+        let mut sockets = Vec::new();
+        for _ in 0..8 {
+            let mut socket = connect(&server).await;
+            socket
+                .write_all(format!("GET /v1/clients/{client}/{route} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            sockets.push(socket);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // all eight parked or streaming
+        drop(sockets);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status = server
+            .http
+            .get(format!("{}/v1/clients/{client}/long-poll?wait_ms=10", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 200, "{route}: the gone clients' readers are still held");
+    }
+}
