@@ -182,7 +182,7 @@ pub(crate) async fn serve(
         let head = match read_head(&mut io, &mut buf, header_timeout, &mut stop).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
-            Err(refusal) => return refuse(&mut io, refusal).await,
+            Err(refusal) => return Box::pin(refuse(&mut io, refusal)).await,
         };
         let Head { mut request, framing, keep_alive, expects_continue, upgrade } = head;
         if expects_continue
@@ -194,7 +194,7 @@ pub(crate) async fn serve(
         let body = match read_body(&mut io, &mut buf, framing).await {
             Ok(Some(body)) => body,
             Ok(None) => return,
-            Err(refusal) => return refuse(&mut io, refusal).await,
+            Err(refusal) => return Box::pin(refuse(&mut io, refusal)).await,
         };
         *request.body_mut() = Body::from(body);
         if buf.is_empty() {
@@ -216,8 +216,9 @@ pub(crate) async fn serve(
         // While the route makes its answer (a long poll may wait half a minute), a client that
         // goes away ends the request at once, and what it sends meanwhile (the next pipelined
         // request) is kept for after.
-        let call = app.call(request);
-        tokio::pin!(call);
+        // Boxed, as the answer's writing below: a connection's task is as large as its largest
+        // step, and an idle connection (between requests) then keeps neither's room.
+        let mut call = Box::pin(app.call(request));
         let response = loop {
             tokio::select! {
                 response = &mut call => match response {
@@ -510,12 +511,16 @@ async fn write_response(
         (false, None) if version == Version::HTTP_11 => Some(Framing::Chunked),
         (false, None) => None,
     };
-    let (mut parts, mut body) = response.into_parts();
-    if keep_alive && version == Version::HTTP_10 {
-        // A 1.0 client closes unless told the connection stays.
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-    }
-    let mut out = head_bytes(parts.status, &parts.headers, framing, keep_alive);
+    // The head, made in a block of its own: the response's parts are not kept while the body
+    // is written (they would be room in every connection's task).
+    let (mut out, mut body) = {
+        let (mut parts, body) = response.into_parts();
+        if keep_alive && version == Version::HTTP_10 {
+            // A 1.0 client closes unless told the connection stays.
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        }
+        (head_bytes(parts.status, &parts.headers, framing, keep_alive), body)
+    };
     if bodiless {
         io.write_all(&out).await?;
         return Ok(keep_alive);
