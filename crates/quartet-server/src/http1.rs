@@ -179,67 +179,19 @@ pub(crate) async fn serve(
 ) {
     let mut buf = BytesMut::new();
     loop {
-        let head = match read_head(&mut io, &mut buf, header_timeout, &mut stop).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return,
-            Err(refusal) => return Box::pin(refuse(&mut io, refusal)).await,
-        };
-        let Head { mut request, framing, keep_alive, expects_continue, upgrade } = head;
-        if expects_continue
-            && framing != Framing::Length(0)
-            && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
-        {
+        // Each step in a function of its own, so that what one step holds (a request's head
+        // while its body is read, a response while it is written) takes no room in the task
+        // while another step waits: a parked long poll or an idle SSE stream keeps only what
+        // its own step needs.
+        let Some(mut pending) =
+            Box::pin(receive(&mut io, &mut buf, &mut app, header_timeout, &mut stop)).await
+        else {
             return;
-        }
-        let body = match read_body(&mut io, &mut buf, framing).await {
-            Ok(Some(body)) => body,
-            Ok(None) => return,
-            Err(refusal) => return Box::pin(refuse(&mut io, refusal)).await,
         };
-        *request.body_mut() = Body::from(body);
-        if buf.is_empty() {
-            // Nothing pipelined behind this request: while it is answered (a long poll
-            // parked, an SSE stream for hours) the connection keeps no read buffer.
-            buf = BytesMut::new();
-        }
-        let on_upgrade = upgrade.then(|| {
-            let (sender, receiver) = oneshot::channel();
-            request.extensions_mut().insert(OnUpgrade(Arc::new(Mutex::new(Some(receiver)))));
-            sender
-        });
-        let head_only = request.method() == Method::HEAD;
-        let version = request.version();
-        // A router is always ready; asked anyway, as the service contract wants.
-        if std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(&mut app, cx)).await.is_err() {
-            return;
-        }
-        // While the route makes its answer (a long poll may wait half a minute), a client that
-        // goes away ends the request at once, and what it sends meanwhile (the next pipelined
-        // request) is kept for after.
-        // Boxed, as the answer's writing below: a connection's task is as large as its largest
-        // step, and an idle connection (between requests) then keeps neither's room.
-        let mut call = Box::pin(app.call(request));
-        let response = loop {
-            tokio::select! {
-                response = &mut call => match response {
-                    Ok(response) => break response,
-                    Err(never) => match never {},
-                },
-                heard = io.peek_one(), if buf.len() < MAX_HEAD_BYTES => match heard {
-                    Ok(1..) => {
-                        buf.reserve(READ_BUFFER);
-                        if !matches!(io.read_buf(&mut buf).await, Ok(1..)) {
-                            return;
-                        }
-                    }
-                    // Gone: the request is dropped with this connection.
-                    Ok(0) | Err(_) => return,
-                },
-            }
-        };
-        let keep_alive = keep_alive && !*stop.borrow();
+        let Some(response) = answer(&mut pending.call, &mut io, &mut buf).await else { return };
+        let keep_alive = pending.keep_alive && !*stop.borrow();
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(sender) = on_upgrade else { return };
+            let Some(sender) = pending.on_upgrade else { return };
             if io.write_all(&head_bytes(response.status(), response.headers(), None, true)).await.is_err() {
                 return;
             }
@@ -247,12 +199,102 @@ pub(crate) async fn serve(
             let _ = sender.send(Upgraded { io, read_first: Bytes::copy_from_slice(&buf) });
             return;
         }
-        match write_response(&mut io, response, head_only, keep_alive, version).await {
+        match write_response(&mut io, response, pending.head_only, keep_alive, pending.version).await {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
         if !keep_alive {
             return;
+        }
+    }
+}
+
+/// A request handed to the routes: its answer on its way, and what the connection must know
+/// to write it.
+struct Pending {
+    /// Boxed: a parked long poll holds it, an idle connection does not.
+    call: std::pin::Pin<Box<<Router as Service<Request<Body>>>::Future>>,
+    keep_alive: bool,
+    on_upgrade: Option<oneshot::Sender<Upgraded>>,
+    head_only: bool,
+    version: Version,
+}
+
+/// Reads the next request, head and body, and hands it to the routes. `None`: the connection
+/// is over (closed, silent, stopping, or a refused request, answered).
+async fn receive(
+    io: &mut Metered,
+    buf: &mut BytesMut,
+    app: &mut Router,
+    header_timeout: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Pending> {
+    let head = match read_head(io, buf, header_timeout, stop).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return None,
+        Err(refusal) => {
+            Box::pin(refuse(io, refusal)).await;
+            return None;
+        }
+    };
+    let Head { mut request, framing, keep_alive, expects_continue, upgrade } = head;
+    if expects_continue
+        && framing != Framing::Length(0)
+        && io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+    {
+        return None;
+    }
+    let body = match read_body(io, buf, framing).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return None,
+        Err(refusal) => {
+            Box::pin(refuse(io, refusal)).await;
+            return None;
+        }
+    };
+    *request.body_mut() = Body::from(body);
+    if buf.is_empty() {
+        // Nothing pipelined behind this request: while it is answered (a long poll parked,
+        // an SSE stream for hours) the connection keeps no read buffer.
+        *buf = BytesMut::new();
+    }
+    let on_upgrade = upgrade.then(|| {
+        let (sender, receiver) = oneshot::channel();
+        request.extensions_mut().insert(OnUpgrade(Arc::new(Mutex::new(Some(receiver)))));
+        sender
+    });
+    let head_only = request.method() == Method::HEAD;
+    let version = request.version();
+    // A router is always ready; asked anyway, as the service contract wants.
+    if std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(app, cx)).await.is_err() {
+        return None;
+    }
+    Some(Pending { call: Box::pin(app.call(request)), keep_alive, on_upgrade, head_only, version })
+}
+
+/// Waits for the routes' answer. Meanwhile a client that goes away ends the request at once
+/// (`None`), and what it sends (the next pipelined request) is kept in `buf` for after.
+async fn answer(
+    call: &mut std::pin::Pin<Box<<Router as Service<Request<Body>>>::Future>>,
+    io: &mut Metered,
+    buf: &mut BytesMut,
+) -> Option<Response<Body>> {
+    loop {
+        tokio::select! {
+            response = call.as_mut() => match response {
+                Ok(response) => return Some(response),
+                Err(never) => match never {},
+            },
+            heard = io.peek_one(), if buf.len() < MAX_HEAD_BYTES => match heard {
+                Ok(1..) => {
+                    buf.reserve(READ_BUFFER);
+                    if !matches!(io.read_buf(buf).await, Ok(1..)) {
+                        return None;
+                    }
+                }
+                // Gone: the request is dropped with this connection.
+                Ok(0) | Err(_) => return None,
+            },
         }
     }
 }
