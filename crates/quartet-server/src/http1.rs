@@ -209,11 +209,14 @@ pub(crate) async fn serve(
     }
 }
 
+/// The routes' answer to one request, on its way.
+type RouteCall = std::pin::Pin<Box<<Router as Service<Request<Body>>>::Future>>;
+
 /// A request handed to the routes: its answer on its way, and what the connection must know
 /// to write it.
 struct Pending {
     /// Boxed: a parked long poll holds it, an idle connection does not.
-    call: std::pin::Pin<Box<<Router as Service<Request<Body>>>::Future>>,
+    call: RouteCall,
     keep_alive: bool,
     on_upgrade: Option<oneshot::Sender<Upgraded>>,
     head_only: bool,
@@ -274,11 +277,7 @@ async fn receive(
 
 /// Waits for the routes' answer. Meanwhile a client that goes away ends the request at once
 /// (`None`), and what it sends (the next pipelined request) is kept in `buf` for after.
-async fn answer(
-    call: &mut std::pin::Pin<Box<<Router as Service<Request<Body>>>::Future>>,
-    io: &mut Metered,
-    buf: &mut BytesMut,
-) -> Option<Response<Body>> {
+async fn answer(call: &mut RouteCall, io: &mut Metered, buf: &mut BytesMut) -> Option<Response<Body>> {
     loop {
         tokio::select! {
             response = call.as_mut() => match response {
@@ -382,17 +381,10 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, Refusal> {
             HeaderValue::from_bytes(line.value).map_err(|_| Refusal::bad("malformed header value"))?;
         headers.append(name, value);
     }
-    let has_token = |name: HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
     let keep_alive = if version == Version::HTTP_11 {
-        !has_token(header::CONNECTION, "close")
+        !has_token(headers, header::CONNECTION, "close")
     } else {
-        has_token(header::CONNECTION, "keep-alive")
+        has_token(headers, header::CONNECTION, "keep-alive")
     };
     let expects_continue =
         headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -400,6 +392,16 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, Refusal> {
     let framing = framing(headers)?;
     let head = Head { request, framing, keep_alive, expects_continue, upgrade };
     Ok(Some((head, used)))
+}
+
+/// Whether a header of `name` lists `token` (comma-separated, any case): `Connection: close`,
+/// `Upgrade: websocket`.
+pub(crate) fn has_token(headers: &axum::http::HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 /// How the body comes, by RFC 9112 §6.3, refusing what a proxy in front could read otherwise.

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, start};
+use common::{Server, register_raw, start};
 use quartet_core::Config;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -213,17 +213,7 @@ async fn ambiguous_or_oversized_requests_are_refused_with_json_errors() {
 #[tokio::test]
 async fn a_stream_to_http_1_0_is_close_delimited() {
     let server = start(Config::default()).await;
-    let registered: Value = server
-        .http
-        .post(format!("{}/v1/clients", server.url))
-        .json(&serde_json::json!({"name": "erin"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client = registered["client"].as_str().unwrap();
+    let (client, _) = register_raw(&server.http, &server.url, "erin").await;
     let mut socket = connect(&server).await;
     socket.write_all(format!("GET /v1/clients/{client}/sse HTTP/1.0\r\n\r\n").as_bytes()).await.unwrap();
     let mut pending = Vec::new();
@@ -244,17 +234,7 @@ async fn a_stream_to_http_1_0_is_close_delimited() {
 #[tokio::test]
 async fn a_client_gone_mid_answer_frees_its_reader_at_once() {
     let server = start(Config::default()).await;
-    let registered: Value = server
-        .http
-        .post(format!("{}/v1/clients", server.url))
-        .json(&serde_json::json!({"name": "fay"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client = registered["client"].as_str().unwrap();
+    let (client, _) = register_raw(&server.http, &server.url, "fay").await;
     for route in ["long-poll?wait_ms=30000", "sse"] {
         let mut sockets = Vec::new();
         for _ in 0..8 {

@@ -187,7 +187,7 @@ fn sync_rounds(path: &std::path::Path) -> anyhow::Result<SyncFloor> {
 /// This thread's CPU time in nanoseconds (the first field of /proc/thread-self/schedstat), far
 /// finer than the 10 ms ticks of `stat`: a few hundred syncs take only tens of milliseconds.
 fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+    task_cpu_ns(&this_thread_id()?)
 }
 
 /// Bytes relayed per message by the [`relay`] floor: a bench event's size.

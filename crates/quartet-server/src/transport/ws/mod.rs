@@ -46,7 +46,7 @@ use tokio::time::Instant;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http1::{OnUpgrade, Upgraded};
+use crate::http1::{OnUpgrade, Upgraded, has_token};
 use crate::metrics::OpenGuard;
 use crate::transport::{CursorQuery, Transport, open_reader, stopped};
 
@@ -113,15 +113,9 @@ where
 
 /// Checks that `headers` ask for a WebSocket (RFC 6455 §4.2.1) and computes the accept key.
 pub(crate) fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
     let refuse = ApiError::bad_request;
-    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+    if !has_token(headers, header::UPGRADE, "websocket") || !has_token(headers, header::CONNECTION, "upgrade")
+    {
         return Err(refuse("this route speaks WebSocket: send Connection: Upgrade and Upgrade: websocket"));
     }
     if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
