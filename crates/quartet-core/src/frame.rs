@@ -63,3 +63,16 @@ pub trait Sink {
     /// Takes one event or gap, in delivery order.
     fn push(&mut self, frame: EncodedFrame<'_>);
 }
+
+/// A reader's transport that takes its deliveries in the task that makes them readable (a
+/// publisher's), instead of waking a task of its own for each: see [`Reader::deliver_to`].
+///
+/// [`Reader::deliver_to`]: crate::Reader::deliver_to
+pub trait Deliver: Send + Sync {
+    /// Something this reader reads may have changed (a new event, a join or leave, the end of
+    /// its session). Called in the task that changed it, so it must not wait: it delivers what
+    /// it can now ([`Reader::read_now`]) and leaves the rest to its own task.
+    ///
+    /// [`Reader::read_now`]: crate::Reader::read_now
+    fn deliver(&self);
+}

@@ -48,7 +48,7 @@ pub mod testing;
 
 pub use config::{Config, Stats};
 pub use engine::{Engine, History, MemoryEngine};
-pub use frame::{EncodedFrame, Sink, Source};
+pub use frame::{Deliver, EncodedFrame, Sink, Source};
 pub use grant::{Grant, Role};
 pub use hub::Hub;
-pub use reader::Reader;
+pub use reader::{Delivering, ReadNow, Reader};

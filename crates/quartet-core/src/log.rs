@@ -2,24 +2,90 @@
 //! that read it.
 //!
 //! The reader set is what makes fan-out cheap: a publish appends one entry and then wakes each
-//! reader once; the readers come and take the shared entry themselves. A log holds only the
-//! readers' wake handles, never their sessions: sessions point to logs, not the other way, so
-//! no reference cycle can keep a removed client alive.
+//! reader once; the readers come and take the shared entry themselves, or, for a transport that
+//! takes deliveries in the publisher's task ([`Deliver`]), are handed it there. A log holds only
+//! the readers' wake handles, never their sessions: sessions point to logs, not the other way,
+//! so no reference cycle can keep a removed client alive.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use quartet_protocol::{ClientId, LogId, Seq};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::entry::Entry;
+use crate::frame::Deliver;
 use crate::moderation::Restrictions;
 use crate::ring::Ring;
 
-/// What a log keeps of each reader: the handle that wakes it.
-pub(crate) type Wake = Arc<Notify>;
+/// What a log keeps of each client reading it: the handle that wakes its readers.
+pub(crate) type Wake = Arc<Waking>;
+
+/// How to wake one session's readers: those waiting in [`Reader::next_into`], and those whose
+/// transport takes deliveries in the waker's task.
+///
+/// [`Reader::next_into`]: crate::Reader::next_into
+#[derive(Default)]
+pub(crate) struct Waking {
+    notify: Notify,
+    /// Readers in [`Reader::next_into`] now: `notify` is only called when there are some (a
+    /// session read by publishers' deliveries alone takes no lock for it).
+    ///
+    /// [`Reader::next_into`]: crate::Reader::next_into
+    waiting: AtomicUsize,
+    /// Readers delivered to in the waker's task ([`crate::Reader::deliver_to`]), while their
+    /// transport lives.
+    direct: Mutex<Vec<Weak<dyn Deliver>>>,
+}
+
+/// A reader counted as waiting (see [`Waking::waiting`]).
+pub(crate) struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Waking {
+    /// Wakes every reader.
+    pub(crate) fn wake(&self) {
+        // A reader counts itself before it reads, and this is called after the change is made
+        // (under the lock the reader reads it under): either it sees the change, or it is
+        // counted here.
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+        // Held while delivering: a transport stops being delivered to (its `Delivering` ends)
+        // only between deliveries. A delivery never wakes a session, so it cannot come back.
+        let direct = self.direct.lock().expect("direct lock");
+        for deliver in direct.iter().filter_map(Weak::upgrade) {
+            deliver.deliver();
+        }
+    }
+
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Counts a reader as waiting (see `waiting`) until the guard is dropped.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(&self.waiting)
+    }
+
+    pub(crate) fn add_direct(&self, deliver: Weak<dyn Deliver>) {
+        let mut direct = self.direct.lock().expect("direct lock");
+        direct.retain(|d| d.strong_count() > 0);
+        direct.push(deliver);
+    }
+
+    pub(crate) fn remove_direct(&self, deliver: &Weak<dyn Deliver>) {
+        self.direct.lock().expect("direct lock").retain(|d| !Weak::ptr_eq(d, deliver));
+    }
+}
 
 /// One room's or inbox's log on this node.
 pub(crate) struct Log {
@@ -27,6 +93,9 @@ pub(crate) struct Log {
     pub(crate) ring: Mutex<Ring>,
     /// Clients reading this log (a room's members, or an inbox owner's clients): how to wake each.
     readers: Mutex<HashMap<ClientId, Wake>>,
+    /// The wake handles of `readers`, as the last insert found them; `None` after a reader came
+    /// or went. A publish wakes from this copy, so joins and leaves wait for no fan-out.
+    wakes: Mutex<Option<Arc<[Wake]>>>,
     /// When the last reader left (for evicting idle logs); `None` while read.
     idle_since: Mutex<Option<Instant>>,
     /// Set while a presence `count` is scheduled for this (crowded) room.
@@ -41,6 +110,7 @@ impl Log {
             id,
             ring: Mutex::new(Ring::new(head, ring_capacity, ring_bytes)),
             readers: Mutex::default(),
+            wakes: Mutex::default(),
             idle_since: Mutex::new(Some(Instant::now())),
             count_pending: AtomicBool::new(false),
             restrictions: Mutex::default(),
@@ -51,10 +121,19 @@ impl Log {
     /// readable.
     pub(crate) fn insert(&self, entry: Arc<Entry>) {
         let visible = self.ring.lock().expect("ring lock").insert(entry);
-        if visible {
-            for wake in self.readers.lock().expect("readers lock").values() {
-                wake.notify_waiters();
-            }
+        if !visible {
+            return;
+        }
+        let cached = self.wakes.lock().expect("wakes lock").clone();
+        let wakes = cached.unwrap_or_else(|| {
+            // Locks in the order add_reader and remove_reader do: readers, then wakes.
+            let readers = self.readers.lock().expect("readers lock");
+            let wakes: Arc<[Wake]> = readers.values().cloned().collect();
+            *self.wakes.lock().expect("wakes lock") = Some(wakes.clone());
+            wakes
+        });
+        for wake in wakes.iter() {
+            wake.wake();
         }
     }
 
@@ -66,6 +145,7 @@ impl Log {
     pub(crate) fn add_reader(&self, client: ClientId, wake: Wake) -> usize {
         let mut readers = self.readers.lock().expect("readers lock");
         readers.insert(client, wake);
+        *self.wakes.lock().expect("wakes lock") = None;
         *self.idle_since.lock().expect("idle lock") = None;
         readers.len()
     }
@@ -73,7 +153,9 @@ impl Log {
     /// Removes a reader; returns the reader count after.
     pub(crate) fn remove_reader(&self, client: &ClientId) -> usize {
         let mut readers = self.readers.lock().expect("readers lock");
-        readers.remove(client);
+        if readers.remove(client).is_some() {
+            *self.wakes.lock().expect("wakes lock") = None;
+        }
         if readers.is_empty() {
             *self.idle_since.lock().expect("idle lock") = Some(Instant::now());
         }

@@ -2,7 +2,10 @@
 //!
 //! - [`Reader::read_into`]: hand whatever is there now to a [`Sink`] (a short poll).
 //! - [`Reader::next_into`]: wait until there is something, then hand it over (a long poll; SSE
-//!   and WebSocket call it in a loop).
+//!   calls it in a loop).
+//! - [`Reader::read_now`], with [`Reader::deliver_to`]: hand over what can be without waiting,
+//!   in the task that made it readable (a publisher's): the WebSocket writes an event to its
+//!   socket there, and wakes its own task only for what could not be done at once.
 //!
 //! A reader is cheap and transport-agnostic; a short poll makes one per request, a WebSocket one
 //! per connection. While a reader exists its client counts as alive.
@@ -36,8 +39,8 @@
 //! [`Reader::close_when_behind_for`] is ended with `slow`, and its client resumes by cursor.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use quartet_protocol::event::gap_head;
 use quartet_protocol::{BaseId, Cursor, CursorWriter, Epoch, Error, ErrorCode, GapReason, LogId, Seq};
@@ -47,12 +50,12 @@ use tokio::time::Instant;
 use crate::config::Stats;
 use crate::engine::{CursorBase, Engine, History};
 use crate::entry::Entry;
-use crate::frame::{EncodedFrame, Sink, Source};
+use crate::frame::{Deliver, EncodedFrame, Sink, Source};
 use crate::limits::{
     BASE_MIN_LOGS, BASE_REFRESH, MAX_AMENDED_LOGS, MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, REBASE_EVERY,
     SHED_LAG,
 };
-use crate::log::Log;
+use crate::log::{Log, Wake};
 use crate::session::Session;
 
 /// One log as this reader reads it.
@@ -136,7 +139,7 @@ pub struct Reader {
     /// Since when every read has left a log more than [`SHED_LAG`] events behind.
     behind_since: Option<Instant>,
     /// The client's last sign of life as the transport saw it, when the reader ends because the
-    /// client went silent (see [`Reader::ended_silent`]); else its end is one.
+    /// client went silent (see [`Reader::end_silent`]); else its end is one.
     silent_since: Option<Instant>,
 }
 
@@ -207,11 +210,52 @@ impl Reader {
         self.slow_after = Some(after);
     }
 
-    /// Ends the reader of a client that went silent (its transport heard nothing for the client
-    /// timeout): its last sign of life stays `last_heard`, so the client expires at the reaper's
-    /// next turn instead of a timeout later, as the end of a stream normally counts as life.
-    pub fn ended_silent(mut self, last_heard: Instant) {
+    /// Marks the reader of a client that went silent (its transport heard nothing for the client
+    /// timeout), to be dropped next: its last sign of life stays `last_heard`, so the client
+    /// expires at the reaper's next turn instead of a timeout later, as the end of a stream
+    /// normally counts as life.
+    pub fn end_silent(&mut self, last_heard: Instant) {
         self.silent_since = Some(last_heard);
+    }
+
+    /// From now until the returned [`Delivering`] is dropped, whatever wakes this reader's
+    /// session (an event in one of its logs, a join or leave, its end) calls `deliver` in the
+    /// waking task, as well as waking [`Reader::next_into`]. A transport that lets publishers
+    /// write for it ([`Deliver`]) then waits for its own wake instead of `next_into`; what
+    /// happened before the call, it reads itself.
+    pub fn deliver_to(&self, deliver: Weak<dyn Deliver>) -> Delivering {
+        let wake = self.session.wake_handle();
+        wake.add_direct(deliver.clone());
+        Delivering { wake, deliver }
+    }
+
+    /// What [`Reader::read_into`] does, as far as it can without waiting: hands over what is
+    /// in memory now. `complete` is false when more is left for [`Reader::read_into`]: a batch
+    /// bound was reached, a log must be read from the engine, or the read would fail (the
+    /// session ended, the stream stayed behind too long), which `read_into` then reports.
+    pub fn read_now(&mut self, sink: &mut impl Sink) -> ReadNow {
+        let unfinished = ReadNow { pushed: 0, complete: false };
+        if self.slow_for_too_long() || self.reads.iter().any(|r| r.behind) {
+            return unfinished;
+        }
+        let Ok(read) = self.read_memory(sink) else { return unfinished };
+        self.note_behind(read.behind);
+        ReadNow { pushed: read.pushed, complete: !read.more && !self.reads.iter().any(|r| r.behind) }
+    }
+
+    /// Whether a stream has been behind a log for longer than it may be (see
+    /// [`Reader::close_when_behind_for`]).
+    fn slow_for_too_long(&self) -> bool {
+        matches!((self.slow_after, self.behind_since), (Some(after), Some(since)) if since.elapsed() > after)
+    }
+
+    /// Notes whether a read left a log more than [`SHED_LAG`] events behind.
+    fn note_behind(&mut self, behind: bool) {
+        if behind {
+            self.behind_since.get_or_insert_with(Instant::now);
+        } else {
+            self.behind_since = None;
+        }
     }
 
     /// Brings the list of logs up to date with the session's rooms, keeping positions: a log
@@ -368,9 +412,7 @@ impl Reader {
     /// Completes at once unless a position is older than its log's ring: then the engine is
     /// asked first. Cancel-safe: every wait comes before the first push.
     pub async fn read_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
-        if let (Some(after), Some(since)) = (self.slow_after, self.behind_since)
-            && since.elapsed() > after
-        {
+        if let (Some(after), true) = (self.slow_after, self.slow_for_too_long()) {
             self.stats.slow.fetch_add(1, Ordering::Relaxed);
             return Err(Error::new(
                 ErrorCode::Slow,
@@ -386,11 +428,7 @@ impl Reader {
             self.fetch_history().await?;
             read = self.read_memory(sink)?;
         }
-        if read.behind {
-            self.behind_since.get_or_insert_with(Instant::now);
-        } else {
-            self.behind_since = None;
-        }
+        self.note_behind(read.behind);
         Ok(read.pushed)
     }
 
@@ -399,6 +437,7 @@ impl Reader {
     /// the logs (and pushed) in the poll that returns them.
     pub async fn next_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
         let session = self.session.clone();
+        let _waiting = session.waiting();
         loop {
             // Register for the wake-up *before* reading, so an event appended between the read
             // and the await still wakes us.
@@ -458,6 +497,8 @@ impl Reader {
         let mut shed = 0;
         // Set when a log is still more than SHED_LAG behind after this read.
         let mut behind = false;
+        // Set when a batch bound may have left events unread.
+        let mut more = false;
         for id in std::mem::take(&mut self.reset) {
             if self.reads.iter().any(|r| r.log.id == id) {
                 pushed += self.push_gap(sink, &id, GapReason::Reset, None);
@@ -467,6 +508,7 @@ impl Reader {
         for i in 0..self.reads.len() {
             let budget = MAX_EVENTS_PER_BATCH.saturating_sub(pushed);
             if budget == 0 || bytes >= MAX_BATCH_BYTES {
+                more = true;
                 break;
             }
             let from_engine = !self.reads[i].backlog.is_empty();
@@ -475,13 +517,16 @@ impl Reader {
                 let first = read.backlog.front().map_or(read.at, |e| e.seq);
                 let take = budget.min(read.backlog.len());
                 entries.extend(read.backlog.drain(..take).filter(|e| e.seq > read.at));
+                more = true; // the rest of the backlog, or the ring after it
                 // The store no longer has what came right after the position: dropped by retention.
                 let gap = (first > read.at.next()).then(|| (read.at.next(), Seq(first.0 - 1)));
                 (gap, read.log.head())
             } else {
                 let read = &self.reads[i];
                 let ring = read.log.ring.lock().expect("ring lock");
-                (ring.read_after_into(read.at, budget, &mut entries), ring.head())
+                let gap = ring.read_after_into(read.at, budget, &mut entries);
+                more |= entries.len() == budget;
+                (gap, ring.head())
             };
             let engine_empty = std::mem::take(&mut self.reads[i].engine_empty);
             if let Some((from, to)) = gap {
@@ -503,6 +548,7 @@ impl Reader {
             let mut taken = 0;
             for entry in &entries {
                 if pushed > 0 && bytes >= MAX_BATCH_BYTES {
+                    more = true;
                     break;
                 }
                 taken += 1;
@@ -537,7 +583,7 @@ impl Reader {
         if shed > 0 {
             self.stats.shed.fetch_add(shed, Ordering::Relaxed);
         }
-        Ok(Read { pushed, behind })
+        Ok(Read { pushed, behind, more })
     }
 
     fn push_gap(
@@ -563,6 +609,29 @@ struct Read {
     pushed: usize,
     /// Whether a log is still more than [`SHED_LAG`] events behind its newest after the read.
     behind: bool,
+    /// Whether a batch bound may have left events unread.
+    more: bool,
+}
+
+/// What [`Reader::read_now`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadNow {
+    /// Frames pushed.
+    pub pushed: usize,
+    /// Whether everything there was is handed over; if not, [`Reader::read_into`] does the rest.
+    pub complete: bool,
+}
+
+/// A reader's transport being delivered to (see [`Reader::deliver_to`]); dropping it stops it.
+pub struct Delivering {
+    wake: Wake,
+    deliver: Weak<dyn Deliver>,
+}
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        self.wake.remove_direct(&self.deliver);
+    }
 }
 
 impl Drop for Reader {

@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use quartet_protocol::{ClientId, Reply, RoomName, Seq, UserName};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::grant::Grant;
@@ -84,7 +83,7 @@ impl Session {
             user,
             grant,
             inbox,
-            wake: Arc::new(Notify::new()),
+            wake: Wake::default(),
             state: Mutex::new(SessionState {
                 rooms: BTreeMap::new(),
                 inbox_from,
@@ -105,7 +104,7 @@ impl Session {
 
     /// Wakes every reader of this session (see the field doc of `wake`).
     pub(crate) fn wake(&self) {
-        self.wake.notify_waiters();
+        self.wake.wake();
     }
 
     /// The handle a log keeps to wake this session's readers.
@@ -115,6 +114,12 @@ impl Session {
 
     pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
+    }
+
+    /// Counts a reader as waiting for [`Session::notified`] while the guard lives: wakes reach
+    /// only sessions with one.
+    pub(crate) fn waiting(&self) -> crate::log::Waiting<'_> {
+        self.wake.waiting()
     }
 }
 

@@ -42,7 +42,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::meter::Metered;
+use crate::meter::{Metered, SharedWriter};
 
 /// Most bytes of a request's head (request line and headers) the server buffers while the head
 /// is incomplete; a larger head is answered `431 Request Header Fields Too Large` and the
@@ -80,6 +80,13 @@ impl OnUpgrade {
     pub(crate) async fn upgraded(self) -> Option<Upgraded> {
         let receiver = self.0.lock().expect("upgrade lock").take()?;
         receiver.await.ok()
+    }
+}
+
+impl Upgraded {
+    /// A handle that writes to this socket from other tasks without waiting.
+    pub(crate) fn shared_writer(&self) -> SharedWriter {
+        self.io.shared_writer()
     }
 }
 

@@ -10,11 +10,11 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::serve::Listener;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
@@ -60,7 +60,7 @@ impl Listener for MeteredListener {
         tune(&stream, self.write_patience);
         self.meter.connections.fetch_add(1, Ordering::Relaxed);
         let metered = Metered {
-            stream: Some(stream),
+            stream: Some(Arc::new(stream)),
             meter: self.meter.clone(),
             write_patience: self.write_patience,
             stalled: None,
@@ -99,8 +99,9 @@ pub(crate) fn tune(stream: &TcpStream, patience: Duration) {
 /// which ends the connection for whichever transport was writing (an SSE stream, a long-poll
 /// answer, a WebSocket). The client resumes from its cursor like after any disconnection.
 pub(crate) struct Metered {
-    /// `None` only once dropped (handed to [`linger`]).
-    stream: Option<TcpStream>,
+    /// `None` only once dropped (handed to [`linger`]). Shared with a [`SharedWriter`], if one
+    /// was made; reads and writes go through `&TcpStream`.
+    stream: Option<Arc<TcpStream>>,
     meter: Arc<Meter>,
     write_patience: Duration,
     /// Armed while a write waits for the peer; cleared by any progress.
@@ -124,15 +125,26 @@ const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// at once while the peer's bytes still arrive makes the kernel answer them with a reset, which
 /// can destroy the answer before the peer has read it (RFC 6455 §7.1.1; nginx's lingering
 /// close does the same for HTTP).
-async fn linger(mut stream: TcpStream, slot: Option<Slot>) {
-    let _ = stream.shutdown().await; // the FIN: shuts the writing half only
+async fn linger(stream: Arc<TcpStream>, slot: Option<Slot>) {
+    // The FIN: shuts the writing half only.
+    let _ = socket2::SockRef::from(&*stream).shutdown(std::net::Shutdown::Write);
     let mut discard = vec![0u8; 16 * 1024];
     let mut budget = LINGER_BYTES;
     let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(n @ 1..) = stream.read(&mut discard).await {
-            budget = budget.saturating_sub(n);
-            if budget == 0 {
+        loop {
+            if stream.readable().await.is_err() {
                 break;
+            }
+            match stream.try_read(&mut discard) {
+                Ok(0) => break,
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        break;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
             }
         }
     })
@@ -163,7 +175,7 @@ impl Metered {
     /// Waits until the socket has bytes to read (or its end, or an error, which the next read
     /// then reports): lets a connection wait for its next request without a buffer.
     pub(crate) async fn readable(&self) -> io::Result<()> {
-        self.stream.as_ref().expect("a live connection").readable().await
+        self.stream().readable().await
     }
 
     /// Waits until the peer sent something or closed: `Ok(0)` once it closed, else `Ok(1)`
@@ -171,7 +183,17 @@ impl Metered {
     /// still being made, without a buffer.
     pub(crate) async fn peek_one(&self) -> io::Result<usize> {
         let mut one = [0u8; 1];
-        self.stream.as_ref().expect("a live connection").peek(&mut one).await
+        self.stream().peek(&mut one).await
+    }
+
+    /// A handle that writes to this connection from elsewhere without waiting (see
+    /// [`SharedWriter`]).
+    pub(crate) fn shared_writer(&self) -> SharedWriter {
+        SharedWriter { stream: self.stream.clone().expect("a live connection"), meter: self.meter.clone() }
+    }
+
+    fn stream(&self) -> &TcpStream {
+        self.stream.as_ref().expect("a live connection")
     }
 
     /// Keeps `slot` for as long as the connection lives (an upgraded WebSocket too).
@@ -228,7 +250,17 @@ impl AsyncRead for Metered {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let poll = Pin::new(self.stream.as_mut().expect("a live connection")).poll_read(cx, buf);
+        let poll = loop {
+            let stream = self.stream();
+            if let Err(error) = ready!(stream.poll_read_ready(cx)) {
+                break Poll::Ready(Err(error));
+            }
+            match stream.try_read_buf(buf) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => break Poll::Ready(Err(error)),
+                Ok(_) => break Poll::Ready(Ok(())),
+            }
+        };
         let read = buf.filled().len() - before;
         self.meter.received.fetch_add(read as u64, Ordering::Relaxed);
         match &poll {
@@ -242,7 +274,7 @@ impl AsyncRead for Metered {
 
 impl AsyncWrite for Metered {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(self.stream.as_mut().expect("a live connection")).poll_write(cx, data);
+        let poll = poll_io(self.stream(), cx, |stream| stream.try_write(data));
         self.account(cx, poll)
     }
 
@@ -251,20 +283,55 @@ impl AsyncWrite for Metered {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(self.stream.as_mut().expect("a live connection")).poll_write_vectored(cx, bufs);
+        let poll = poll_io(self.stream(), cx, |stream| stream.try_write_vectored(bufs));
         self.account(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.as_ref().is_some_and(TcpStream::is_write_vectored)
+        true
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.stream.as_mut().expect("a live connection")).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(())) // TCP keeps nothing back to flush (Nagle is off)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.stream.as_mut().expect("a live connection")).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(self.stream()).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// A write to `stream` as a poll: tried when the socket is writable, else waits for it.
+fn poll_io(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_write_ready(cx))?;
+        match write(stream) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
+/// Writes to a connection from outside the task that serves it, never waiting: a publisher
+/// hands an event straight to a subscriber's socket (see the WebSocket route). Whoever uses one
+/// must keep the connection's writes in order with its task's (the WebSocket route does so
+/// under one lock). The bytes count in the meter like any others.
+pub(crate) struct SharedWriter {
+    stream: Arc<TcpStream>,
+    meter: Arc<Meter>,
+}
+
+impl SharedWriter {
+    /// Writes what the socket takes now; `WouldBlock` when it takes nothing. A plain `send`:
+    /// the runtime's idea of the socket's readiness is neither asked nor changed (a full
+    /// socket is found by the task's next write, which then waits for it).
+    pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        let written = socket2::SockRef::from(&*self.stream).send(data)?;
+        self.meter.sent.fetch_add(written as u64, Ordering::Relaxed);
+        Ok(written)
     }
 }
 

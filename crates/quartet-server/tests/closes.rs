@@ -83,3 +83,27 @@ async fn an_http_body_over_the_limit_always_gets_its_413() {
         drop(write);
     }
 }
+
+/// A client removed while its WebSocket is open is told so on it, then the socket closes
+/// (1008): the end of a session reaches a connection whose events publishers write for it.
+#[tokio::test]
+async fn a_removed_client_s_websocket_is_told_why_and_closed() {
+    let server = start_default().await;
+    let (client, cursor) = common::register_raw(&server.http, &server.url, "gone").await;
+    let url = format!("{}/v1/clients/{client}/ws?cursor={cursor}", server.url.replacen("http", "ws", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let deleted = server.http.delete(format!("{}/v1/clients/{client}", server.url)).send().await.unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let mut said = None;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("the end within 10 s")
+        {
+            Some(Ok(Message::Text(text))) => said = Some(text.to_string()),
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert!(said.as_deref().is_some_and(|s| s.contains("unknown_client")), "said: {said:?}");
+    assert_eq!(close.map(|c| c.code), Some(CloseCode::Policy));
+}

@@ -1,6 +1,8 @@
 //! The kernel's floor for a delivery on this machine, measured in the same run as the server:
 //! one thread on the server's CPU writes ~100-byte messages to 1 000 loopback sockets (read on
-//! the load generator's CPU), first one message per `write()`, then ten per `write()`. Its CPU
+//! the load generator's CPU), first one message per `write()`, then ten per `write()`; and
+//! again with as many sockets as each larger room of the run has subscribers (the kernel's own
+//! cost per write grows with the connections it holds). Its CPU
 //! time per message is what any server pays the kernel at least, before its own work; on
 //! loopback the sender also pays much of the receiver's TCP processing.
 //!
@@ -16,12 +18,19 @@ use tokio::io::AsyncReadExt as _;
 
 use super::server::{cpu_count, cpu_us_of_stat, which};
 
-/// Sockets written to, as many as a 1 000-subscriber room has.
-const SOCKETS: usize = 1000;
+/// Sockets written to by the main floor, as many as a 1 000-subscriber room has.
+pub(crate) const SOCKETS: usize = 1000;
+/// Most sockets a floor can hold: both ends are in this process, under its descriptor limit,
+/// with room for the rest of the bench.
+pub(crate) fn max_sockets() -> usize {
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+    (usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(1000) / 2).max(SOCKETS)
+}
+
 /// Bytes per message, about one of the bench's events without its cursor.
 const MESSAGE: usize = 100;
-/// Writes per socket and mode: 200 000 writes each, enough CPU time for /proc's 10 ms ticks.
-const ROUNDS: usize = 200;
+/// Writes per mode: enough CPU time for /proc's 10 ms ticks.
+const WRITES: usize = 200_000;
 
 /// CPU time per message of bare `write()` calls, in microseconds.
 #[derive(Debug, Serialize)]
@@ -38,13 +47,14 @@ pub(crate) struct Floor {
     pub(crate) writer_pinned_to_cpu0: bool,
 }
 
-/// Measures the floor; the readers run on the calling (load generator's) runtime.
-pub(crate) async fn measure() -> anyhow::Result<Floor> {
+/// Measures the floor over `sockets` sockets; the readers run on the calling (load
+/// generator's) runtime.
+pub(crate) async fn measure(sockets: usize) -> anyhow::Result<Floor> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
-    let mut readers = Vec::with_capacity(SOCKETS);
-    let mut writers = Vec::with_capacity(SOCKETS);
-    for _ in 0..SOCKETS {
+    let mut readers = Vec::with_capacity(sockets);
+    let mut writers = Vec::with_capacity(sockets);
+    for _ in 0..sockets {
         let mut client = tokio::net::TcpStream::connect(address).await?;
         let (server, _) = listener.accept()?;
         server.set_nodelay(true)?;
@@ -54,16 +64,17 @@ pub(crate) async fn measure() -> anyhow::Result<Floor> {
             while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {}
         }));
     }
-    let writer = std::thread::spawn(move || write_all_rounds(writers));
+    let rounds = WRITES.div_ceil(sockets);
+    let writer = std::thread::spawn(move || write_all_rounds(writers, rounds));
     let (pinned, one, ten) = tokio::task::spawn_blocking(move || writer.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the floor's writer thread panicked"))??;
     for reader in readers {
         let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
     }
-    let writes = SOCKETS * ROUNDS;
+    let writes = sockets * rounds;
     Ok(Floor {
-        sockets: SOCKETS,
+        sockets,
         message_bytes: MESSAGE,
         writes,
         us_per_message_one_per_write: one as f64 / writes as f64,
@@ -75,18 +86,18 @@ pub(crate) async fn measure() -> anyhow::Result<Floor> {
 /// On its own thread: pins itself to CPU 0, then writes every round in both modes. Returns
 /// whether it was pinned and the thread's CPU time (µs) for each mode. Dropping the sockets at
 /// the end lets the readers finish.
-fn write_all_rounds(mut sockets: Vec<TcpStream>) -> anyhow::Result<(bool, u64, u64)> {
+fn write_all_rounds(mut sockets: Vec<TcpStream>, rounds: usize) -> anyhow::Result<(bool, u64, u64)> {
     let pinned = pin_this_thread_to_cpu0();
     let message = [b'x'; MESSAGE];
     let ten = [b'x'; MESSAGE * 10];
     let start = thread_cpu_us()?;
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for socket in &mut sockets {
             socket.write_all(&message)?;
         }
     }
     let middle = thread_cpu_us()?;
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for socket in &mut sockets {
             socket.write_all(&ten)?;
         }

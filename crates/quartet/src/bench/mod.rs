@@ -379,12 +379,20 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         ));
         store_report.sync_floor = Some(sync);
     }
-    progress.begin("kernel floor: bare write() calls to 1000 loopback sockets".into());
-    let floor = floor::measure().await?;
-    progress.line(&format!(
-        "kernel floor: {:.2} µs per message at one per write(), {:.2} µs at ten per write()",
-        floor.us_per_message_one_per_write, floor.us_per_message_ten_per_write
-    ));
+    let mut floors = Vec::new();
+    // The main floor, then one per larger room of the run, at its size.
+    let larger = sizes.iter().map(|&n| n.min(floor::max_sockets())).filter(|&n| n > floor::SOCKETS);
+    let floor_sizes = std::iter::once(floor::SOCKETS).chain(larger);
+    for sockets in floor_sizes {
+        progress.begin(format!("kernel floor: bare write() calls to {sockets} loopback sockets"));
+        let floor = floor::measure(sockets).await?;
+        progress.line(&format!(
+            "kernel floor, {sockets} sockets: {:.2} µs per message at one per write(), {:.2} µs at ten per write()",
+            floor.us_per_message_one_per_write, floor.us_per_message_ten_per_write
+        ));
+        floors.push(floor);
+    }
+    let floor = floors.remove(0);
     progress.begin("latency floor: a bare relay on CPU 0, one message at a time".into());
     let relay_floor = floor::relay(MAX_PUBLISH_RATE, seconds).await?;
     progress.finish_unit(unit(1));
@@ -438,6 +446,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         saturation,
         awake,
         floor: Some(floor),
+        larger_floors: floors,
         relay_floor: Some(relay_floor),
         relay_floor_awake,
         responder_floor,

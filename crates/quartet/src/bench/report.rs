@@ -22,6 +22,9 @@ pub(crate) struct Report {
     pub(crate) awake: Vec<Run>,
     /// What the kernel alone charges per message on this machine, measured in this run.
     pub(crate) floor: Option<super::floor::Floor>,
+    /// The same floor with as many sockets as each room of the run larger than its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) larger_floors: Vec<super::floor::Floor>,
     /// The machine's latency floor: a bare relay where the server runs (see `floor::relay`).
     pub(crate) relay_floor: Option<super::floor::RelayFloor>,
     /// The same with the CPUs kept awake.
@@ -301,6 +304,15 @@ impl Report {
                 f.us_per_message_one_per_write,
                 f.us_per_message_ten_per_write
             );
+            for f in &self.larger_floors {
+                let _ = writeln!(
+                    md,
+                    "\nThe same with {} sockets, for the larger rooms' rows (as many sockets as they \
+                     have subscribers, or as this process's descriptors allow with both ends in it): \
+                     **{:.2} µs at one message per write()**, {:.2} µs at ten per write().",
+                    f.sockets, f.us_per_message_one_per_write, f.us_per_message_ten_per_write
+                );
+            }
         }
         if let Some(r) = &self.relay_floor {
             let _ = writeln!(

@@ -29,6 +29,7 @@
 //! no per-message objects, locks or extra copies. This is the fan-out hot path.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::QueryRejection;
@@ -38,16 +39,18 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
-use quartet_core::{EncodedFrame, Reader, Sink};
+use quartet_core::{Deliver, EncodedFrame, Reader, Sink};
 use quartet_protocol::{ClientId, Error, ErrorCode, Reply};
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::http1::{OnUpgrade, Upgraded, has_token};
-use crate::metrics::OpenGuard;
+use crate::meter::SharedWriter;
+use crate::metrics::{OpenGuard, TransportStats};
 use crate::transport::{CursorQuery, Transport, open_reader, stopped};
 
 pub mod codec;
@@ -175,18 +178,84 @@ pub(crate) enum End {
     Server,
 }
 
-/// The connection loop. Each turn waits for one of:
-/// - something for this client in its logs: frame it all into the buffer, write once,
+/// What a connection's task shares with the publishers that write to its socket directly.
+///
+/// Fan-out without a task switch: when an event is published, the publisher's task calls
+/// [`Deliver::deliver`] for each subscriber, which reads the event for it ([`Reader::read_now`])
+/// and writes it to its socket at once, when the socket takes it. Only what cannot be done so
+/// (a socket that is full, a batch bound, a read from the store, the end) wakes the
+/// connection's own task. Everything that writes to the socket does it holding `conn`, so
+/// frames never interleave; the task holds it for each whole turn (a publish it executes
+/// included, so its ack goes before the event it published), a publisher only tries it.
+struct Shared {
+    conn: tokio::sync::Mutex<Conn>,
+    /// Wakes the task: work a publisher left.
+    wanted: Notify,
+    stats: Arc<TransportStats>,
+}
+
+/// The writing side of a connection.
+struct Conn {
+    reader: Reader,
+    /// Bytes not yet written: empty between turns unless a publisher left some.
+    out: WsOut,
+    writer: SharedWriter,
+    /// Set by the task's last turn: nothing more goes out (a close frame may have).
+    closed: bool,
+}
+
+impl Deliver for Shared {
+    fn deliver(&self) {
+        let Ok(mut conn) = self.conn.try_lock() else {
+            self.wanted.notify_one(); // the task is in a turn: it reads again after it
+            return;
+        };
+        if conn.closed {
+            return;
+        }
+        if !conn.out.0.is_empty() {
+            self.wanted.notify_one(); // bytes wait for the socket: the task writes them first
+            return;
+        }
+        let Conn { reader, out, writer, .. } = &mut *conn;
+        // Framed in this thread's scratch buffer, not the connection's: a delivery written at
+        // once allocates nothing, and the connection keeps no buffer.
+        let complete = SCRATCH.with_borrow_mut(|scratch| {
+            let read = reader.read_now(scratch);
+            if read.pushed > 0 {
+                self.stats.of(Transport::Ws).delivered.fetch_add(read.pushed as u64, Ordering::Relaxed);
+                // Full (or failing): the rest waits for the task, which waits as long as a peer
+                // may take to read.
+                let written = writer.try_write(&scratch.0).unwrap_or(0);
+                if written < scratch.0.len() {
+                    out.0.extend_from_slice(&scratch.0[written..]);
+                }
+                scratch.0.clear();
+                if scratch.0.capacity() > WS_READ_STEP_MAX {
+                    scratch.0 = Vec::new(); // a large batch is over: let go
+                }
+            }
+            read.complete && out.0.is_empty()
+        });
+        if !complete {
+            self.wanted.notify_one();
+        }
+    }
+}
+
+thread_local! {
+    /// Where [`Shared::deliver`] frames what it writes.
+    static SCRATCH: std::cell::RefCell<WsOut> = const { std::cell::RefCell::new(WsOut(Vec::new())) };
+}
+
+/// The connection loop. Events mostly go out from the publishers' tasks (see [`Shared`]); each
+/// turn of the connection's own task waits for one of:
+/// - work a publisher left: read what there is, frame it all into the buffer, write once,
 /// - bytes from the client: decode frames (commands, pings, pongs, close) and answer,
 /// - the connection's timer: a ping when one is due, or the end if the peer has been silent
 ///   for the client timeout (close with 1008),
 /// - server shutdown: close with 1001 "going away" (the client resumes elsewhere).
-///
-/// One task per connection and no lock: it owns both directions of the socket.
-async fn run<S>(mut io: S, state: AppState, client: ClientId, mut reader: Reader)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Reader) {
     let counters = state.stats.of(Transport::Ws);
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);
@@ -194,10 +263,22 @@ where
     let timeout = state.hub.config().client_timeout();
     let mut shutdown = state.shutdown.clone();
     // One shutdown wait for the connection's life: a new one per turn would take the watch's
-    // lock and register a waiter on every delivery.
+    // lock and register a waiter on every turn.
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     reader.close_when_behind_for(state.hub.config().slow_after);
+    let writer = io.shared_writer();
+    let mut delivering = None;
+    let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| {
+        delivering = Some(reader.deliver_to(me.clone()));
+        Shared {
+            conn: tokio::sync::Mutex::new(Conn { reader, out: WsOut::default(), writer, closed: false }),
+            wanted: Notify::new(),
+            stats: state.stats.clone(),
+        }
+    });
+    // The first turn reads what the cursor left unread; publishers take it from there.
+    shared.wanted.notify_one();
     // One timer for the connection's life, armed for whichever comes first: the next ping, or
     // the end of the peer's allowed silence (pushed back by every read: a pong, a command, any
     // frame). Reads only move the deadline; the timer re-arms itself when it fires early. One
@@ -206,14 +287,27 @@ where
     let mut next_ping = last_heard + heartbeat;
     let timer = tokio::time::sleep_until(next_ping);
     tokio::pin!(timer);
-    let mut out = WsOut::default();
     let mut input = BytesMut::with_capacity(WS_READ_BUFFER);
     let mut decoder = Decoder::new(WS_MAX_MESSAGE_BYTES);
     let end = loop {
-        let end = tokio::select! {
-            pushed = reader.next_into(&mut out) => match pushed {
+        let turn = tokio::select! {
+            () = shared.wanted.notified() => Turn::Deliver,
+            read = io.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => break End::Peer,
+                Ok(_) => Turn::Input,
+            },
+            () = &mut timer => Turn::Timer,
+            () = &mut stop => Turn::Stop,
+        };
+        let mut conn = shared.conn.lock().await;
+        let Conn { reader, out, .. } = &mut *conn;
+        let end = match turn {
+            Turn::Deliver => match reader.read_into(out).await {
                 Ok(pushed) => {
                     counters.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
+                    if pushed > 0 {
+                        shared.wanted.notify_one(); // a bound may have left more: read until none
+                    }
                     None
                 }
                 Err(error) => {
@@ -229,16 +323,13 @@ where
                     Some(End::Server)
                 }
             },
-            read = io.read_buf(&mut input) => match read {
-                Ok(0) | Err(_) => break End::Peer,
-                Ok(_) => {
-                    last_heard = Instant::now();
-                    let end = decode(&mut decoder, &mut input, &mut out, &state, &client).await;
-                    input.reserve(read_room(decoder.needed(), input.len()));
-                    end
-                }
-            },
-            () = &mut timer => {
+            Turn::Input => {
+                last_heard = Instant::now();
+                let end = decode(&mut decoder, &mut input, out, &state, &client).await;
+                input.reserve(read_room(decoder.needed(), input.len()));
+                end
+            }
+            Turn::Timer => {
                 let now = Instant::now();
                 if now >= last_heard + timeout {
                     // Said, in case the peer still reads; the write is bounded like any other.
@@ -253,27 +344,40 @@ where
                     None
                 }
             }
-            () = &mut stop => {
+            Turn::Stop => {
                 codec::put_close(&mut out.0, close_code::AWAY, "server shutting down");
                 Some(End::Server)
             }
         };
-        if let Err(ended) = write_out(&mut io, &mut out.0).await {
-            break ended;
-        }
+        let end = match write_out(&mut io, &mut out.0).await {
+            Err(ended) => Some(ended),
+            Ok(()) => end,
+        };
         if let Some(end) = end {
+            conn.closed = true;
             break end;
         }
+        drop(conn);
         if input.is_empty() && input.capacity() > WS_READ_STEP_MAX {
             input = BytesMut::with_capacity(WS_READ_BUFFER); // a large message is over: let go
         }
     };
+    // Publishers stop writing here before the socket goes.
+    drop(delivering);
     tracing::debug!(client = %client.redacted(), ?end, "websocket closed");
     if matches!(end, End::Silent) {
         // Silent for the whole timeout: it is gone, and its rooms hear so at the reaper's next
         // turn (its other readers, if any, still keep it alive).
-        reader.ended_silent(last_heard);
+        shared.conn.lock().await.reader.end_silent(last_heard);
     }
+}
+
+/// What woke a connection's task.
+enum Turn {
+    Deliver,
+    Input,
+    Timer,
+    Stop,
 }
 
 /// Room to make before the next read: what the frame in progress still lacks, but at least a
