@@ -84,6 +84,12 @@ impl OnUpgrade {
 }
 
 impl Upgraded {
+    /// Waits until there is something to read (at once if bytes came with the request), without
+    /// a buffer.
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
+        if self.read_first.is_empty() { self.io.readable().await } else { Ok(()) }
+    }
+
     /// A handle that writes to this socket from other tasks without waiting.
     pub(crate) fn shared_writer(&self) -> SharedWriter {
         self.io.shared_writer()

@@ -39,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
+use futures_util::FutureExt as _;
 use quartet_core::{Deliver, EncodedFrame, Reader, Sink};
 use quartet_protocol::{ClientId, Error, ErrorCode, Reply};
 use sha1::{Digest, Sha1};
@@ -287,14 +288,23 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
     let mut next_ping = last_heard + heartbeat;
     let timer = tokio::time::sleep_until(next_ping);
     tokio::pin!(timer);
-    let mut input = BytesMut::with_capacity(WS_READ_BUFFER);
+    // Empty while no message is in progress: an idle connection holds no read buffer.
+    let mut input = BytesMut::new();
     let mut decoder = Decoder::new(WS_MAX_MESSAGE_BYTES);
     let end = loop {
         let turn = tokio::select! {
             () = shared.wanted.notified() => Turn::Deliver,
-            read = io.read_buf(&mut input) => match read {
-                Ok(0) | Err(_) => break End::Peer,
-                Ok(_) => Turn::Input,
+            readable = io.readable() => match readable {
+                Err(_) => break End::Peer,
+                Ok(()) => {
+                    input.reserve(read_room(decoder.needed(), input.len()));
+                    // Readable, so this completes at once, unless the readiness was stale.
+                    match io.read_buf(&mut input).now_or_never() {
+                        None => continue,
+                        Some(Ok(0) | Err(_)) => break End::Peer,
+                        Some(Ok(_)) => Turn::Input,
+                    }
+                }
             },
             () = &mut timer => Turn::Timer,
             () = &mut stop => Turn::Stop,
@@ -325,9 +335,7 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
             },
             Turn::Input => {
                 last_heard = Instant::now();
-                let end = decode(&mut decoder, &mut input, out, &state, &client).await;
-                input.reserve(read_room(decoder.needed(), input.len()));
-                end
+                decode(&mut decoder, &mut input, out, &state, &client).await
             }
             Turn::Timer => {
                 let now = Instant::now();
@@ -358,8 +366,8 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
             break end;
         }
         drop(conn);
-        if input.is_empty() && input.capacity() > WS_READ_STEP_MAX {
-            input = BytesMut::with_capacity(WS_READ_BUFFER); // a large message is over: let go
+        if input.is_empty() {
+            input = BytesMut::new(); // no message in progress: let the buffer go
         }
     };
     // Publishers stop writing here before the socket goes.
