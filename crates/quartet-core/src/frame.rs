@@ -71,8 +71,11 @@ pub trait Sink {
 pub trait Deliver: Send + Sync {
     /// Something this reader reads may have changed (a new event, a join or leave, the end of
     /// its session). Called in the task that changed it, so it must not wait: it delivers what
-    /// it can now ([`Reader::read_now`]) and leaves the rest to its own task.
+    /// it can now ([`Reader::read_now`]) and leaves the rest to its own task. With `write_now`
+    /// false (events come faster than one write each pays off, see
+    /// [`BATCHING_GAP`](crate::limits::BATCHING_GAP)) it only wakes its task, which then takes
+    /// several events per write.
     ///
     /// [`Reader::read_now`]: crate::Reader::read_now
-    fn deliver(&self);
+    fn deliver(&self, write_now: bool);
 }

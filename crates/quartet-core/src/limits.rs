@@ -48,6 +48,12 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// loses one; a reader that falls behind catches up on what must be delivered first.
 pub const SHED_LAG: u64 = MAX_EVENTS_PER_BATCH as u64;
 
+/// Events of one log that come closer together than this are not written to subscribers'
+/// sockets by the publisher one by one (see [`crate::Deliver`]): their tasks are woken and
+/// take several per write. Over 500 events a second in one room, one `write()` per event per
+/// subscriber would cost more than the wake-ups it saves.
+pub const BATCHING_GAP: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How long a stream (SSE, WebSocket) may stay behind (every read leaving events waiting)
 /// before the server closes it with `slow`; the client resumes from its cursor. A backlog is
 /// caught up in milliseconds by a client that reads; ten seconds behind is a client that cannot

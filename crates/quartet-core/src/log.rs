@@ -8,7 +8,7 @@
 //! so no reference cycle can keep a removed client alive.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use quartet_protocol::{ClientId, LogId, Seq};
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::entry::Entry;
 use crate::frame::Deliver;
+use crate::limits::BATCHING_GAP;
 use crate::moderation::Restrictions;
 use crate::ring::Ring;
 
@@ -50,8 +51,8 @@ impl Drop for Waiting<'_> {
 }
 
 impl Waking {
-    /// Wakes every reader.
-    pub(crate) fn wake(&self) {
+    /// Wakes every reader; `write_now`: see [`Deliver::deliver`].
+    pub(crate) fn wake(&self, write_now: bool) {
         // A reader counts itself before it reads, and this is called after the change is made
         // (under the lock the reader reads it under): either it sees the change, or it is
         // counted here.
@@ -62,7 +63,7 @@ impl Waking {
         // only between deliveries. A delivery never wakes a session, so it cannot come back.
         let direct = self.direct.lock().expect("direct lock");
         for deliver in direct.iter().filter_map(Weak::upgrade) {
-            deliver.deliver();
+            deliver.deliver(write_now);
         }
     }
 
@@ -96,6 +97,10 @@ pub(crate) struct Log {
     /// The wake handles of `readers`, as the last insert found them; `None` after a reader came
     /// or went. A publish wakes from this copy, so joins and leaves wait for no fan-out.
     wakes: Mutex<Option<Arc<[Wake]>>>,
+    /// When the last event's fan-out ended, in ns since `born` (0: none yet): how close events
+    /// come.
+    last_event_ns: AtomicU64,
+    born: Instant,
     /// When the last reader left (for evicting idle logs); `None` while read.
     idle_since: Mutex<Option<Instant>>,
     /// Set while a presence `count` is scheduled for this (crowded) room.
@@ -111,6 +116,8 @@ impl Log {
             ring: Mutex::new(Ring::new(head, ring_capacity, ring_bytes)),
             readers: Mutex::default(),
             wakes: Mutex::default(),
+            last_event_ns: AtomicU64::new(0),
+            born: Instant::now(),
             idle_since: Mutex::new(Some(Instant::now())),
             count_pending: AtomicBool::new(false),
             restrictions: Mutex::default(),
@@ -124,6 +131,12 @@ impl Log {
         if !visible {
             return;
         }
+        // An event within BATCHING_GAP of the end of the last one's fan-out: readers' tasks take
+        // them several per write. (From the end: a fan-out that writes to every socket itself
+        // delays the next event, and must not count as a quiet room because of it.)
+        let since_born = || u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let last = self.last_event_ns.load(Ordering::Relaxed);
+        let write_now = last == 0 || since_born().saturating_sub(last) >= BATCHING_GAP.as_nanos() as u64;
         let cached = self.wakes.lock().expect("wakes lock").clone();
         let wakes = cached.unwrap_or_else(|| {
             // Locks in the order add_reader and remove_reader do: readers, then wakes.
@@ -133,8 +146,9 @@ impl Log {
             wakes
         });
         for wake in wakes.iter() {
-            wake.wake();
+            wake.wake(write_now);
         }
+        self.last_event_ns.store(since_born(), Ordering::Relaxed);
     }
 
     pub(crate) fn head(&self) -> Seq {

@@ -104,7 +104,7 @@ impl Session {
 
     /// Wakes every reader of this session (see the field doc of `wake`).
     pub(crate) fn wake(&self) {
-        self.wake.wake();
+        self.wake.wake(true);
     }
 
     /// The handle a log keeps to wake this session's readers.

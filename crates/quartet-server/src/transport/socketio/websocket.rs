@@ -13,19 +13,19 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use futures_util::FutureExt as _;
+use tokio::io::AsyncReadExt;
 
 use super::EngineError;
 use super::engine::Packet;
 use super::polling::{failed, too_many};
 use super::session::{Carrier, Closed, Outgoing, Session, receive};
 use crate::AppState;
+use crate::http1::Upgraded;
 use crate::metrics::OpenGuard;
 use crate::transport::stopped;
 use crate::transport::ws::codec::{self, Decoder, Incoming, OP_PONG, close_code};
-use crate::transport::ws::{
-    WS_READ_BUFFER, WS_READ_STEP_MAX, accept_key, read_room, switch_protocols, write_out,
-};
+use crate::transport::ws::{accept_key, read_room, switch_protocols, write_out};
 
 /// `GET /socket.io/?EIO=4&transport=websocket[&sid=S]`: upgrades, then runs the carrier.
 pub(super) async fn upgrade(app: AppState, sid: Option<String>, mut request: Request) -> Response {
@@ -54,24 +54,29 @@ struct Input {
 }
 
 impl Input {
-    async fn read<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> bool {
-        self.buf.reserve(read_room(self.decoder.needed(), self.buf.len()));
-        matches!(io.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+    /// Reads what the client sent; `false` once it is gone. The buffer is made room in only
+    /// when the socket has bytes: an idle connection holds none (see the end of `run`'s turn).
+    /// Cancel-safe: the bytes are taken in the poll that returns.
+    async fn read(&mut self, io: &mut Upgraded) -> bool {
+        loop {
+            if io.readable().await.is_err() {
+                return false;
+            }
+            self.buf.reserve(read_room(self.decoder.needed(), self.buf.len()));
+            // Readable, so this completes at once, unless the readiness was stale.
+            if let Some(read) = io.read_buf(&mut self.buf).now_or_never() {
+                return matches!(read, Ok(n) if n > 0);
+            }
+        }
     }
 }
 
 /// Runs the carrier until the session or the socket ends. A new session's socket starts with
 /// its `handshake`; an upgrade starts with the probe.
-async fn run<S>(mut io: S, app: AppState, session: Arc<Session>, handshake: Option<String>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: Option<String>) {
     let counters = &app.sessions.counters;
     let _open = OpenGuard::new(counters);
-    let mut input = Input {
-        buf: BytesMut::with_capacity(WS_READ_BUFFER),
-        decoder: Decoder::new(app.sessions.config.max_payload),
-    };
+    let mut input = Input { buf: BytesMut::new(), decoder: Decoder::new(app.sessions.config.max_payload) };
     let mut out = Outgoing::websocket();
     match handshake {
         Some(handshake) => out.text(&[handshake.as_bytes()]),
@@ -137,8 +142,8 @@ where
         if !out.buf.is_empty() && write_out(&mut io, &mut out.buf).await.is_err() {
             break Closed::TransportLost;
         }
-        if input.buf.is_empty() && input.buf.capacity() > WS_READ_STEP_MAX {
-            input.buf = BytesMut::with_capacity(WS_READ_BUFFER);
+        if input.buf.is_empty() {
+            input.buf = BytesMut::new(); // no message in progress: let the buffer go
         }
     };
     // Say goodbye where the protocol has words for it, then drop the socket.
@@ -193,10 +198,7 @@ async fn frames(input: &mut Input, out: &mut Outgoing, session: &Session, app: &
 /// The upgrade's probe: `2probe` → `3probe`, then `5`. Returns whether the WebSocket now
 /// carries the session. Anything else, or nothing within a ping interval, and the socket is
 /// dropped while the session goes on polling.
-async fn probe<S>(io: &mut S, input: &mut Input, session: &Session, app: &AppState) -> bool
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn probe(io: &mut Upgraded, input: &mut Input, session: &Session, app: &AppState) -> bool {
     let patience = app.sessions.config.ping_interval.max(Duration::from_secs(1));
     let mut probed = false;
     let deadline = tokio::time::Instant::now() + patience;

@@ -206,7 +206,11 @@ struct Conn {
 }
 
 impl Deliver for Shared {
-    fn deliver(&self) {
+    fn deliver(&self, write_now: bool) {
+        if !write_now {
+            self.wanted.notify_one();
+            return;
+        }
         let Ok(mut conn) = self.conn.try_lock() else {
             self.wanted.notify_one(); // the task is in a turn: it reads again after it
             return;
@@ -388,10 +392,12 @@ enum Turn {
     Stop,
 }
 
-/// Room to make before the next read: what the frame in progress still lacks, but at least a
-/// quarter of the usual buffer and at most [`WS_READ_STEP_MAX`].
+/// Room to make before the next read: what the frame in progress still lacks, but at least the
+/// usual buffer when none is held (an idle connection lets it go) and a quarter of it otherwise,
+/// and at most [`WS_READ_STEP_MAX`].
 pub(crate) fn read_room(needed: usize, buffered: usize) -> usize {
-    needed.saturating_sub(buffered).clamp(WS_READ_BUFFER / 4, WS_READ_STEP_MAX)
+    let least = if buffered == 0 { WS_READ_BUFFER } else { WS_READ_BUFFER / 4 };
+    needed.saturating_sub(buffered).clamp(least, WS_READ_STEP_MAX)
 }
 
 /// Handles every whole message in `input`; returns how the connection ends, if it does.
@@ -456,7 +462,8 @@ mod tests {
     fn a_claimed_length_does_not_reserve_memory() {
         // A header claiming 1 MiB with 10 bytes of it here: room for the next step only.
         assert_eq!(read_room(WS_MAX_MESSAGE_BYTES + 14, 24), WS_READ_STEP_MAX);
-        assert_eq!(read_room(2, 0), WS_READ_BUFFER / 4);
+        assert_eq!(read_room(2, 0), WS_READ_BUFFER);
+        assert_eq!(read_room(2, 1), WS_READ_BUFFER / 4);
         assert_eq!(read_room(5000, 1000), 4000);
     }
 
