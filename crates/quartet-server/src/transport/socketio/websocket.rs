@@ -81,7 +81,9 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
     match handshake {
         Some(handshake) => out.text(&[handshake.as_bytes()]),
         None => {
-            if !probe(&mut io, &mut input, &session, &app).await {
+            // Boxed, like the handling of frames below: states the loop passes through only
+            // now and then take no room in every idle connection's task.
+            if !Box::pin(probe(&mut io, &mut input, &session, &app)).await {
                 // Not upgraded: the session goes on polling.
                 let mut state = session.state();
                 if state.carrier == Carrier::Upgrading {
@@ -90,7 +92,7 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
                 return;
             }
             // Frames that came right behind the `5` are already read.
-            if !frames(&mut input, &mut out, &session, &app).await {
+            if !Box::pin(frames(&mut input, &mut out, &session, &app)).await {
                 session.close(Closed::Violation);
             }
         }
@@ -125,7 +127,7 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
             alive = input.read(&mut io) => {
                 if !alive {
                     ended = Some(Closed::TransportLost);
-                } else if !frames(&mut input, &mut out, &session, &app).await {
+                } else if !Box::pin(frames(&mut input, &mut out, &session, &app)).await {
                     ended = Some(Closed::Violation);
                 }
             }

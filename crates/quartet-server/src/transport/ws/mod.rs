@@ -339,7 +339,9 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
             },
             Turn::Input => {
                 last_heard = Instant::now();
-                decode(&mut decoder, &mut input, out, &state, &client).await
+                // Boxed: a command's execution (the largest state of the loop) takes room only
+                // while one runs, not in every idle connection's task.
+                Box::pin(decode(&mut decoder, &mut input, out, &state, &client)).await
             }
             Turn::Timer => {
                 let now = Instant::now();
