@@ -24,6 +24,9 @@
 //!   `1xx`, `204` and `304` without a body.
 //! - `101 Switching Protocols`: the socket, with whatever the client already sent after its
 //!   head, goes to the route's [`OnUpgrade`].
+//! - A response carrying a [`HandOver`] (an SSE stream): the head is written as for any stream,
+//!   then the socket goes to the route, which writes the body itself; the connection ends with
+//!   it.
 //! - Shutdown: an idle connection closes at once; a request being answered finishes, with
 //!   `connection: close`.
 
@@ -83,7 +86,39 @@ impl OnUpgrade {
     }
 }
 
+/// Put in a response's extensions by a route that writes its body itself (see the module
+/// doc): the socket comes through it once the head is written.
+#[derive(Clone)]
+pub(crate) struct HandOver(Arc<Mutex<Option<oneshot::Sender<Streamed>>>>);
+
+impl HandOver {
+    /// A hand-over to put in a response, and where the socket comes (`None` if the connection
+    /// did not hand it over: it ended first, or the request was a `HEAD`).
+    pub(crate) fn new() -> (HandOver, oneshot::Receiver<Streamed>) {
+        let (sender, receiver) = oneshot::channel();
+        (HandOver(Arc::new(Mutex::new(Some(sender)))), receiver)
+    }
+
+    fn take(self) -> Option<oneshot::Sender<Streamed>> {
+        self.0.lock().expect("hand-over lock").take()
+    }
+}
+
+/// The socket of a response whose head is written and whose body the route writes.
+pub(crate) struct Streamed {
+    pub(crate) io: Upgraded,
+    /// Whether the body is chunked (HTTP/1.1); else it is sent as is and ends with the
+    /// connection (HTTP/1.0).
+    pub(crate) chunked: bool,
+}
+
 impl Upgraded {
+    /// Waits until the peer sent something or closed: `Ok(0)` once it closed, else `Ok(1)`
+    /// (nothing is taken). For a connection that only writes, to notice a client gone.
+    pub(crate) async fn peek_one(&self) -> std::io::Result<usize> {
+        if self.read_first.is_empty() { self.io.peek_one().await } else { Ok(1) }
+    }
+
     /// Waits until there is something to read (at once if bytes came with the request), without
     /// a buffer.
     pub(crate) async fn readable(&self) -> std::io::Result<()> {
@@ -201,8 +236,23 @@ pub(crate) async fn serve(
         else {
             return;
         };
-        let Some(response) = answer(&mut pending.call, &mut io, &mut buf).await else { return };
+        let Some(mut response) = answer(&mut pending.call, &mut io, &mut buf).await else { return };
         let keep_alive = pending.keep_alive && !*stop.borrow();
+        if let Some(sender) = response.extensions_mut().remove::<HandOver>().and_then(HandOver::take)
+            && !pending.head_only
+        {
+            // The head as `write_response` writes a stream's, then the socket to the route.
+            let chunked = pending.version == Version::HTTP_11;
+            let framing = chunked.then_some(Framing::Chunked);
+            let head = head_bytes(response.status(), response.headers(), framing, keep_alive && chunked);
+            drop(response);
+            if io.write_all(&head).await.is_err() {
+                return;
+            }
+            let io = Upgraded { io, read_first: Bytes::copy_from_slice(&buf) };
+            let _ = sender.send(Streamed { io, chunked });
+            return;
+        }
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(sender) = pending.on_upgrade else { return };
             if io.write_all(&head_bytes(response.status(), response.headers(), None, true)).await.is_err() {
@@ -644,7 +694,7 @@ async fn write_response(
 }
 
 /// `len` in hex and CRLF, in `out`: a chunk's size line.
-fn chunk_size_line(len: usize, out: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn chunk_size_line(len: usize, out: &mut [u8; 20]) -> &[u8] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut at = out.len() - 2;
     out[at..].copy_from_slice(b"\r\n");

@@ -10,6 +10,7 @@
 //! All four read through a [`quartet_core::Reader`] from the same cursor, so a client can leave
 //! one transport and resume on another with nothing lost and nothing repeated.
 
+mod direct;
 pub mod long_poll;
 pub mod short_poll;
 pub mod socketio;

@@ -29,7 +29,6 @@
 //! no per-message objects, locks or extra copies. This is the fan-out hot path.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::QueryRejection;
@@ -40,18 +39,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
 use futures_util::FutureExt as _;
-use quartet_core::{Deliver, EncodedFrame, Reader, Sink};
+use quartet_core::{EncodedFrame, Reader, Sink};
 use quartet_protocol::{ClientId, Error, ErrorCode, Reply};
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::http1::{OnUpgrade, Upgraded, has_token};
-use crate::meter::SharedWriter;
-use crate::metrics::{OpenGuard, TransportStats};
+use crate::metrics::OpenGuard;
+use crate::transport::direct::{Conn, Shared, Wire};
 use crate::transport::{CursorQuery, Transport, open_reader, stopped};
 
 pub mod codec;
@@ -147,6 +145,16 @@ impl Sink for WsOut {
     }
 }
 
+impl Wire for WsOut {
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+
+    fn like(&self, buf: Vec<u8>) -> WsOut {
+        WsOut(buf)
+    }
+}
+
 impl WsOut {
     /// The frames so far, as they go on the wire.
     pub fn bytes(&self) -> &[u8] {
@@ -179,81 +187,7 @@ pub(crate) enum End {
     Server,
 }
 
-/// What a connection's task shares with the publishers that write to its socket directly.
-///
-/// Fan-out without a task switch: when an event is published, the publisher's task calls
-/// [`Deliver::deliver`] for each subscriber, which reads the event for it ([`Reader::read_now`])
-/// and writes it to its socket at once, when the socket takes it. Only what cannot be done so
-/// (a socket that is full, a batch bound, a read from the store, the end) wakes the
-/// connection's own task. Everything that writes to the socket does it holding `conn`, so
-/// frames never interleave; the task holds it for each whole turn (a publish it executes
-/// included, so its ack goes before the event it published), a publisher only tries it.
-struct Shared {
-    conn: tokio::sync::Mutex<Conn>,
-    /// Wakes the task: work a publisher left.
-    wanted: Notify,
-    stats: Arc<TransportStats>,
-}
-
-/// The writing side of a connection.
-struct Conn {
-    reader: Reader,
-    /// Bytes not yet written: empty between turns unless a publisher left some.
-    out: WsOut,
-    writer: SharedWriter,
-    /// Set by the task's last turn: nothing more goes out (a close frame may have).
-    closed: bool,
-}
-
-impl Deliver for Shared {
-    fn deliver(&self, write_now: bool) {
-        if !write_now {
-            self.wanted.notify_one();
-            return;
-        }
-        let Ok(mut conn) = self.conn.try_lock() else {
-            self.wanted.notify_one(); // the task is in a turn: it reads again after it
-            return;
-        };
-        if conn.closed {
-            return;
-        }
-        if !conn.out.0.is_empty() {
-            self.wanted.notify_one(); // bytes wait for the socket: the task writes them first
-            return;
-        }
-        let Conn { reader, out, writer, .. } = &mut *conn;
-        // Framed in this thread's scratch buffer, not the connection's: a delivery written at
-        // once allocates nothing, and the connection keeps no buffer.
-        let complete = SCRATCH.with_borrow_mut(|scratch| {
-            let read = reader.read_now(scratch);
-            if read.pushed > 0 {
-                self.stats.of(Transport::Ws).delivered.fetch_add(read.pushed as u64, Ordering::Relaxed);
-                // Full (or failing): the rest waits for the task, which waits as long as a peer
-                // may take to read.
-                let written = writer.try_write(&scratch.0).unwrap_or(0);
-                if written < scratch.0.len() {
-                    out.0.extend_from_slice(&scratch.0[written..]);
-                }
-                scratch.0.clear();
-                if scratch.0.capacity() > WS_READ_STEP_MAX {
-                    scratch.0 = Vec::new(); // a large batch is over: let go
-                }
-            }
-            read.complete && out.0.is_empty()
-        });
-        if !complete {
-            self.wanted.notify_one();
-        }
-    }
-}
-
-thread_local! {
-    /// Where [`Shared::deliver`] frames what it writes.
-    static SCRATCH: std::cell::RefCell<WsOut> = const { std::cell::RefCell::new(WsOut(Vec::new())) };
-}
-
-/// The connection loop. Events mostly go out from the publishers' tasks (see [`Shared`]); each
+/// The connection loop. Events mostly go out from the publishers' tasks (see `direct`); each
 /// turn of the connection's own task waits for one of:
 /// - work a publisher left: read what there is, frame it all into the buffer, write once,
 /// - bytes from the client: decode frames (commands, pings, pongs, close) and answer,
@@ -272,18 +206,8 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     reader.close_when_behind_for(state.hub.config().slow_after);
-    let writer = io.shared_writer();
-    let mut delivering = None;
-    let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| {
-        delivering = Some(reader.deliver_to(me.clone()));
-        Shared {
-            conn: tokio::sync::Mutex::new(Conn { reader, out: WsOut::default(), writer, closed: false }),
-            wanted: Notify::new(),
-            stats: state.stats.clone(),
-        }
-    });
-    // The first turn reads what the cursor left unread; publishers take it from there.
-    shared.wanted.notify_one();
+    let (shared, delivering) =
+        Shared::start(reader, WsOut::default(), io.shared_writer(), state.stats.clone(), Transport::Ws);
     // One timer for the connection's life, armed for whichever comes first: the next ping, or
     // the end of the peer's allowed silence (pushed back by every read: a pong, a command, any
     // frame). Reads only move the deadline; the timer re-arms itself when it fires early. One
@@ -315,6 +239,7 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
         };
         let mut conn = shared.conn.lock().await;
         let Conn { reader, out, .. } = &mut *conn;
+        let out: &mut WsOut = out;
         let end = match turn {
             Turn::Deliver => match reader.read_into(out).await {
                 Ok(pushed) => {
