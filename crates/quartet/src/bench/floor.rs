@@ -32,6 +32,91 @@ const MESSAGE: usize = 100;
 /// Writes per mode: enough CPU time for /proc's 10 ms ticks.
 const WRITES: usize = 200_000;
 
+/// The same writes paced like a room's fan-out: one message to every socket at once, `rate`
+/// times a second (as a publish to a room of that size at the bench's rate), instead of
+/// back to back. Between bursts the receiving side goes idle, so each burst pays the wake-ups
+/// and cold caches a server's fan-out pays too.
+#[derive(Debug, Serialize)]
+pub(crate) struct PacedFloor {
+    /// The room size whose rows it stands beside.
+    pub(crate) room: usize,
+    pub(crate) sockets: usize,
+    pub(crate) bursts_per_s: f64,
+    pub(crate) writes: usize,
+    /// CPU time per message, in microseconds; `None` where /proc/thread-self/schedstat is
+    /// missing.
+    pub(crate) us_per_message: Option<f64>,
+}
+
+/// Measures a [`PacedFloor`] for `seconds`.
+pub(crate) async fn measure_paced(
+    room: usize,
+    sockets: usize,
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<PacedFloor> {
+    let (writers, readers) = connect_pairs(sockets).await?;
+    let bursts = ((rate * seconds).ceil() as usize).max(1);
+    let writer = std::thread::spawn(move || -> anyhow::Result<Option<u64>> {
+        pin_this_thread_to_cpu0();
+        let mut sockets = writers;
+        let message = [b'x'; MESSAGE];
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let start = std::time::Instant::now();
+        let mut cpu = 0;
+        for burst in 0..bursts {
+            if let Some(wait) =
+                (start + period * burst as u32).checked_duration_since(std::time::Instant::now())
+            {
+                std::thread::sleep(wait);
+            }
+            let before = thread_cpu_ns();
+            for socket in &mut sockets {
+                socket.write_all(&message)?;
+            }
+            match (before, thread_cpu_ns()) {
+                (Some(before), Some(after)) => cpu += after - before,
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(cpu))
+    });
+    let cpu_ns = tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the paced floor's writer thread panicked"))??;
+    for reader in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+    }
+    let writes = bursts * sockets;
+    Ok(PacedFloor {
+        room,
+        sockets,
+        bursts_per_s: rate,
+        writes,
+        us_per_message: cpu_ns.map(|ns| ns as f64 / 1000.0 / writes as f64),
+    })
+}
+
+/// `sockets` loopback connections: this side's ends (blocking, no Nagle delay), and tasks on
+/// the calling runtime reading the other ends until they close.
+async fn connect_pairs(sockets: usize) -> anyhow::Result<(Vec<TcpStream>, Vec<tokio::task::JoinHandle<()>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let mut readers = Vec::with_capacity(sockets);
+    let mut writers = Vec::with_capacity(sockets);
+    for _ in 0..sockets {
+        let mut client = tokio::net::TcpStream::connect(address).await?;
+        let (server, _) = listener.accept()?;
+        server.set_nodelay(true)?;
+        writers.push(server);
+        readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 8 * 1024];
+            while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {}
+        }));
+    }
+    Ok((writers, readers))
+}
+
 /// CPU time per message of bare `write()` calls, in microseconds.
 #[derive(Debug, Serialize)]
 pub(crate) struct Floor {
@@ -50,20 +135,7 @@ pub(crate) struct Floor {
 /// Measures the floor over `sockets` sockets; the readers run on the calling (load
 /// generator's) runtime.
 pub(crate) async fn measure(sockets: usize) -> anyhow::Result<Floor> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let address = listener.local_addr()?;
-    let mut readers = Vec::with_capacity(sockets);
-    let mut writers = Vec::with_capacity(sockets);
-    for _ in 0..sockets {
-        let mut client = tokio::net::TcpStream::connect(address).await?;
-        let (server, _) = listener.accept()?;
-        server.set_nodelay(true)?;
-        writers.push(server);
-        readers.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; 8 * 1024];
-            while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {}
-        }));
-    }
+    let (writers, readers) = connect_pairs(sockets).await?;
     let rounds = WRITES.div_ceil(sockets);
     let writer = std::thread::spawn(move || write_all_rounds(writers, rounds));
     let (pinned, one, ten) = tokio::task::spawn_blocking(move || writer.join())

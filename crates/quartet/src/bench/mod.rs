@@ -393,6 +393,21 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         floors.push(floor);
     }
     let floor = floors.remove(0);
+    // The same writes in bursts, as the rooms of 1 000 and more get them: one message to every
+    // socket at once, at the row's publish rate.
+    let mut paced_floors = Vec::new();
+    for &n in sizes.iter().filter(|&&n| n >= floor::SOCKETS) {
+        let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
+        let sockets = n.min(floor::max_sockets());
+        progress
+            .begin(format!("paced kernel floor: {sockets} sockets, a write to each {rate} times a second"));
+        let paced = floor::measure_paced(n, sockets, rate, seconds).await?;
+        progress.line(&format!(
+            "paced kernel floor, {sockets} sockets at {rate} bursts/s: {} µs per message",
+            paced.us_per_message.map_or("–".into(), |us| format!("{us:.2}"))
+        ));
+        paced_floors.push(paced);
+    }
     progress.begin("latency floor: a bare relay on CPU 0, one message at a time".into());
     let relay_floor = floor::relay(MAX_PUBLISH_RATE, seconds).await?;
     progress.finish_unit(unit(1));
@@ -447,6 +462,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         awake,
         floor: Some(floor),
         larger_floors: floors,
+        paced_floors,
         relay_floor: Some(relay_floor),
         relay_floor_awake,
         responder_floor,

@@ -25,6 +25,9 @@ pub(crate) struct Report {
     /// The same floor with as many sockets as each room of the run larger than its own.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) larger_floors: Vec<super::floor::Floor>,
+    /// The floor paced like each large room's fan-out (see `floor::PacedFloor`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) paced_floors: Vec<super::floor::PacedFloor>,
     /// The machine's latency floor: a bare relay where the server runs (see `floor::relay`).
     pub(crate) relay_floor: Option<super::floor::RelayFloor>,
     /// The same with the CPUs kept awake.
@@ -304,6 +307,18 @@ impl Report {
                 f.us_per_message_one_per_write,
                 f.us_per_message_ten_per_write
             );
+            for f in &self.paced_floors {
+                let _ = writeln!(
+                    md,
+                    "\nPaced as the {}-subscriber rows' fan-out is (one message to each of {} sockets at \
+                     once, {} times a second; the receiving side idles between bursts): **{} µs per \
+                     message**.",
+                    f.room,
+                    f.sockets,
+                    f.bursts_per_s,
+                    f.us_per_message.map_or("–".into(), |us| format!("{us:.2}"))
+                );
+            }
             for f in &self.larger_floors {
                 let _ = writeln!(
                     md,
