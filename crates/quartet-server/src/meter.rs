@@ -316,9 +316,9 @@ fn poll_io(
 }
 
 /// Writes to a connection from outside the task that serves it, never waiting: a publisher
-/// hands an event straight to a subscriber's socket (see the WebSocket route). Whoever uses one
-/// must keep the connection's writes in order with its task's (the WebSocket route does so
-/// under one lock). The bytes count in the meter like any others.
+/// hands an event straight to a subscriber's socket (see `transport/direct.rs`). Whoever uses
+/// one must keep the connection's writes in order with its task's (the WebSocket and SSE
+/// routes do so under one lock). The bytes count in the meter like any others.
 pub(crate) struct SharedWriter {
     stream: Arc<TcpStream>,
     meter: Arc<Meter>,

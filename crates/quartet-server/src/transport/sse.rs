@@ -6,7 +6,7 @@
 //!   │ Accept: text/event-stream               │
 //!   │────────────────────────────────────────►│
 //!   │◄────────────────────────────────────────│ 200 text/event-stream
-//!   │◄──── id: C1\ndata: {"type":"event",…}\n\n │ next_into → e1
+//!   │◄──── id: C1\ndata: {"type":"event",…}\n\n │ a publish → e1
 //!   │◄──── : keep-alive\n\n                    │ nothing for a while
 //!   │◄──── id: C2\ndata: {…}\n\n               │ e2
 //!   │  (connection drops; the browser's EventSource reconnects by itself)

@@ -7,7 +7,7 @@
 //!   │ Upgrade: websocket, Sec-WebSocket-Key: …     │
 //!   │─────────────────────────────────────────────►│
 //!   │◄─────────────────────────────────────────────│ 101 Switching Protocols
-//!   │◄══ {"type":"event",…,"cursor":"C1"} ═════════│ next_into → e1
+//!   │◄══ {"type":"event",…,"cursor":"C1"} ═════════│ a publish → e1
 //!   │══ {"type":"publish","room":"lobby",…} ══════►│ execute
 //!   │◄══ {"type":"ack","seq":…} ═══════════════════│
 //!   │◄══ ping ═════════════════════════════════════│ every heartbeat; the client pongs
@@ -56,8 +56,8 @@ pub mod codec;
 
 use codec::{Decoder, Incoming, OP_PING, OP_PONG, OP_TEXT, close_code};
 
-/// Bytes read from the socket at a time (more when a frame needs more). Commands are small, so
-/// a small buffer keeps idle connections cheap.
+/// Room made for a read when the connection holds no buffer (more when a frame needs more).
+/// Commands are small; an idle connection holds none (it waits for the socket to be readable).
 pub const WS_READ_BUFFER: usize = 1024;
 
 /// Most bytes made room for in one read while a large frame arrives. The buffer grows with the
