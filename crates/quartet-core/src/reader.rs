@@ -1,11 +1,12 @@
 //! A reader: one client's position in all the logs it reads, and the one way to read them.
 //!
 //! - [`Reader::read_into`]: hand whatever is there now to a [`Sink`] (a short poll).
-//! - [`Reader::next_into`]: wait until there is something, then hand it over (a long poll; SSE
-//!   calls it in a loop).
+//! - [`Reader::next_into`]: wait until there is something, then hand it over (a long poll;
+//!   Socket.IO calls it in a loop).
 //! - [`Reader::read_now`], with [`Reader::deliver_to`]: hand over what can be without waiting,
-//!   in the task that made it readable (a publisher's): the WebSocket writes an event to its
-//!   socket there, and wakes its own task only for what could not be done at once.
+//!   in the task that made it readable (a publisher's): a WebSocket or SSE stream writes an
+//!   event to its socket there, and wakes its own task only for what could not be done at
+//!   once.
 //!
 //! A reader is cheap and transport-agnostic; a short poll makes one per request, a WebSocket one
 //! per connection. While a reader exists its client counts as alive.

@@ -246,20 +246,17 @@ pub(crate) async fn serve(
             let framing = chunked.then_some(Framing::Chunked);
             let head = head_bytes(response.status(), response.headers(), framing, keep_alive && chunked);
             drop(response);
-            if io.write_all(&head).await.is_err() {
-                return;
+            if let Some(io) = release(io, &head, &buf).await {
+                let _ = sender.send(Streamed { io, chunked });
             }
-            let io = Upgraded { io, read_first: Bytes::copy_from_slice(&buf) };
-            let _ = sender.send(Streamed { io, chunked });
             return;
         }
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(sender) = pending.on_upgrade else { return };
-            if io.write_all(&head_bytes(response.status(), response.headers(), None, true)).await.is_err() {
-                return;
+            let head = head_bytes(response.status(), response.headers(), None, true);
+            if let Some(io) = release(io, &head, &buf).await {
+                let _ = sender.send(io);
             }
-            // What the client sent after its head, copied: the buffer itself is not kept.
-            let _ = sender.send(Upgraded { io, read_first: Bytes::copy_from_slice(&buf) });
             return;
         }
         match write_response(&mut io, response, pending.head_only, keep_alive, pending.version).await {
@@ -270,6 +267,13 @@ pub(crate) async fn serve(
             return;
         }
     }
+}
+
+/// Writes `head`, then lets the socket go to a route (a `101`, a [`HandOver`]), with what the
+/// client sent after its request head, copied: the buffer itself is not kept.
+async fn release(mut io: Metered, head: &[u8], buf: &BytesMut) -> Option<Upgraded> {
+    io.write_all(head).await.ok()?;
+    Some(Upgraded { io, read_first: Bytes::copy_from_slice(buf) })
 }
 
 /// The routes' answer to one request, on its way.

@@ -86,6 +86,26 @@ impl<W: Wire> Shared<W> {
     }
 }
 
+impl<W: Wire> Shared<W> {
+    /// The task's read, for work a publisher left: what there is, framed, counted; and as a
+    /// batch bound may have left more, another turn until a read finds nothing. Errors are
+    /// the reader's (the client removed, too slow, the store failing), for the task to say.
+    pub(crate) async fn read(&self, conn: &mut Conn<W>) -> Result<usize, quartet_protocol::Error> {
+        let Conn { reader, out, .. } = conn;
+        let pushed = reader.read_into(out).await?;
+        out.finish();
+        self.count(pushed);
+        if pushed > 0 {
+            self.wanted.notify_one();
+        }
+        Ok(pushed)
+    }
+
+    fn count(&self, delivered: usize) {
+        self.stats.of(self.transport).delivered.fetch_add(delivered as u64, Ordering::Relaxed);
+    }
+}
+
 impl<W: Wire> Deliver for Shared<W> {
     fn deliver(&self, write_now: bool) {
         if !write_now {
@@ -109,7 +129,7 @@ impl<W: Wire> Deliver for Shared<W> {
             let read = reader.read_now(&mut framed);
             framed.finish();
             if read.pushed > 0 {
-                self.stats.of(self.transport).delivered.fetch_add(read.pushed as u64, Ordering::Relaxed);
+                self.count(read.pushed);
                 let bytes = framed.bytes();
                 // Full (or failing): the rest waits for the task, which waits as long as a peer
                 // may take to read.

@@ -36,7 +36,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::http1::{HandOver, Streamed, chunk_size_line};
 use crate::metrics::OpenGuard;
-use crate::transport::direct::{Conn, Shared, Wire};
+use crate::transport::direct::{Shared, Wire};
 use crate::transport::ws::write_out;
 use crate::transport::{CursorQuery, Transport, open_reader, stopped};
 
@@ -121,18 +121,9 @@ async fn stream(socket: oneshot::Receiver<Streamed>, state: AppState, mut reader
             () = &mut stop => Turn::Stop,
         };
         let mut conn = shared.conn.lock().await;
-        let Conn { reader, out, .. } = &mut *conn;
-        let out: &mut SseOut = out;
         let last = match turn {
-            Turn::Deliver => match Box::pin(reader.read_into(out)).await {
-                Ok(pushed) => {
-                    out.finish();
-                    counters.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
-                    if pushed > 0 {
-                        shared.wanted.notify_one(); // a bound may have left more: read until none
-                    }
-                    false
-                }
+            Turn::Deliver => match Box::pin(shared.read(&mut conn)).await {
+                Ok(_) => false,
                 Err(error) => {
                     // The client was removed (DELETE or timeout), or the stream stayed behind
                     // (`slow`: an EventSource reconnects by itself, from its Last-Event-ID):
@@ -140,20 +131,20 @@ async fn stream(socket: oneshot::Receiver<Streamed>, state: AppState, mut reader
                     let mut block = b"data: ".to_vec();
                     block.extend_from_slice(&Reply::error_json(error));
                     block.extend_from_slice(b"\n\n");
-                    out.block(&block);
+                    conn.out.block(&block);
                     true
                 }
             },
             Turn::KeepAlive => {
-                out.block(b": keep-alive\n\n");
+                conn.out.block(b": keep-alive\n\n");
                 false
             }
             Turn::Stop => true,
         };
         if last && chunked {
-            out.buf.extend_from_slice(b"0\r\n\r\n"); // the end of the chunked body
+            conn.out.buf.extend_from_slice(b"0\r\n\r\n"); // the end of the chunked body
         }
-        let failed = write_out(&mut io, &mut out.buf).await.is_err();
+        let failed = write_out(&mut io, &mut conn.out.buf).await.is_err();
         if last || failed {
             conn.closed = true;
             break;

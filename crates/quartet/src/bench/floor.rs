@@ -81,12 +81,7 @@ pub(crate) async fn measure_paced(
         }
         Ok(Some(cpu))
     });
-    let cpu_ns = tokio::task::spawn_blocking(move || writer.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the paced floor's writer thread panicked"))??;
-    for reader in readers {
-        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
-    }
+    let cpu_ns = finish(writer, readers).await?;
     let writes = bursts * sockets;
     Ok(PacedFloor {
         room,
@@ -95,6 +90,21 @@ pub(crate) async fn measure_paced(
         writes,
         us_per_message: cpu_ns.map(|ns| ns as f64 / 1000.0 / writes as f64),
     })
+}
+
+/// Waits for a floor's writer thread (which drops its sockets when done), then for the readers
+/// to see the ends; returns what the writer measured.
+async fn finish<T: Send + 'static>(
+    writer: std::thread::JoinHandle<anyhow::Result<T>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<T> {
+    let measured = tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("a floor's writer thread panicked"))??;
+    for reader in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+    }
+    Ok(measured)
 }
 
 /// `sockets` loopback connections: this side's ends (blocking, no Nagle delay), and tasks on
@@ -138,12 +148,7 @@ pub(crate) async fn measure(sockets: usize) -> anyhow::Result<Floor> {
     let (writers, readers) = connect_pairs(sockets).await?;
     let rounds = WRITES.div_ceil(sockets);
     let writer = std::thread::spawn(move || write_all_rounds(writers, rounds));
-    let (pinned, one, ten) = tokio::task::spawn_blocking(move || writer.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the floor's writer thread panicked"))??;
-    for reader in readers {
-        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
-    }
+    let (pinned, one, ten) = finish(writer, readers).await?;
     let writes = sockets * rounds;
     Ok(Floor {
         sockets,

@@ -13,8 +13,6 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use futures_util::FutureExt as _;
-use tokio::io::AsyncReadExt;
 
 use super::EngineError;
 use super::engine::Packet;
@@ -25,7 +23,7 @@ use crate::http1::Upgraded;
 use crate::metrics::OpenGuard;
 use crate::transport::stopped;
 use crate::transport::ws::codec::{self, Decoder, Incoming, OP_PONG, close_code};
-use crate::transport::ws::{accept_key, read_room, switch_protocols, write_out};
+use crate::transport::ws::{accept_key, read_more, switch_protocols, write_out};
 
 /// `GET /socket.io/?EIO=4&transport=websocket[&sid=S]`: upgrades, then runs the carrier.
 pub(super) async fn upgrade(app: AppState, sid: Option<String>, mut request: Request) -> Response {
@@ -58,16 +56,7 @@ impl Input {
     /// when the socket has bytes: an idle connection holds none (see the end of `run`'s turn).
     /// Cancel-safe: the bytes are taken in the poll that returns.
     async fn read(&mut self, io: &mut Upgraded) -> bool {
-        loop {
-            if io.readable().await.is_err() {
-                return false;
-            }
-            self.buf.reserve(read_room(self.decoder.needed(), self.buf.len()));
-            // Readable, so this completes at once, unless the readiness was stale.
-            if let Some(read) = io.read_buf(&mut self.buf).now_or_never() {
-                return matches!(read, Ok(n) if n > 0);
-            }
-        }
+        read_more(io, &mut self.buf, self.decoder.needed()).await
     }
 }
 

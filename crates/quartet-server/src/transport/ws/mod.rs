@@ -49,7 +49,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::http1::{OnUpgrade, Upgraded, has_token};
 use crate::metrics::OpenGuard;
-use crate::transport::direct::{Conn, Shared, Wire};
+use crate::transport::direct::{Shared, Wire};
 use crate::transport::{CursorQuery, Transport, open_reader, stopped};
 
 pub mod codec;
@@ -222,33 +222,19 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
     let end = loop {
         let turn = tokio::select! {
             () = shared.wanted.notified() => Turn::Deliver,
-            readable = io.readable() => match readable {
-                Err(_) => break End::Peer,
-                Ok(()) => {
-                    input.reserve(read_room(decoder.needed(), input.len()));
-                    // Readable, so this completes at once, unless the readiness was stale.
-                    match io.read_buf(&mut input).now_or_never() {
-                        None => continue,
-                        Some(Ok(0) | Err(_)) => break End::Peer,
-                        Some(Ok(_)) => Turn::Input,
-                    }
+            alive = read_more(&mut io, &mut input, decoder.needed()) => {
+                if !alive {
+                    break End::Peer;
                 }
-            },
+                Turn::Input
+            }
             () = &mut timer => Turn::Timer,
             () = &mut stop => Turn::Stop,
         };
         let mut conn = shared.conn.lock().await;
-        let Conn { reader, out, .. } = &mut *conn;
-        let out: &mut WsOut = out;
         let end = match turn {
-            Turn::Deliver => match reader.read_into(out).await {
-                Ok(pushed) => {
-                    counters.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
-                    if pushed > 0 {
-                        shared.wanted.notify_one(); // a bound may have left more: read until none
-                    }
-                    None
-                }
+            Turn::Deliver => match shared.read(&mut conn).await {
+                Ok(_) => None,
                 Err(error) => {
                     // Say why, then close: the client was removed (DELETE or timeout), or the
                     // store failed a read (the client reconnects from its cursor).
@@ -257,8 +243,8 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
                         ErrorCode::Slow => (close_code::POLICY, "too slow: resume from the cursor"),
                         _ => (close_code::SERVER_ERROR, "server error"),
                     };
-                    out.error(error);
-                    codec::put_close(&mut out.0, code, reason);
+                    conn.out.error(error);
+                    codec::put_close(&mut conn.out.0, code, reason);
                     Some(End::Server)
                 }
             },
@@ -266,17 +252,21 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
                 last_heard = Instant::now();
                 // Boxed: a command's execution (the largest state of the loop) takes room only
                 // while one runs, not in every idle connection's task.
-                Box::pin(decode(&mut decoder, &mut input, out, &state, &client)).await
+                Box::pin(decode(&mut decoder, &mut input, &mut conn.out, &state, &client)).await
             }
             Turn::Timer => {
                 let now = Instant::now();
                 if now >= last_heard + timeout {
                     // Said, in case the peer still reads; the write is bounded like any other.
-                    codec::put_close(&mut out.0, close_code::POLICY, "no sign of life within the timeout");
+                    codec::put_close(
+                        &mut conn.out.0,
+                        close_code::POLICY,
+                        "no sign of life within the timeout",
+                    );
                     Some(End::Silent)
                 } else {
                     if now >= next_ping {
-                        codec::put_frame(&mut out.0, OP_PING, b"");
+                        codec::put_frame(&mut conn.out.0, OP_PING, b"");
                         next_ping = now + heartbeat;
                     }
                     timer.as_mut().reset(next_ping.min(last_heard + timeout));
@@ -284,11 +274,11 @@ async fn run(mut io: Upgraded, state: AppState, client: ClientId, mut reader: Re
                 }
             }
             Turn::Stop => {
-                codec::put_close(&mut out.0, close_code::AWAY, "server shutting down");
+                codec::put_close(&mut conn.out.0, close_code::AWAY, "server shutting down");
                 Some(End::Server)
             }
         };
-        let end = match write_out(&mut io, &mut out.0).await {
+        let end = match write_out(&mut io, &mut conn.out.0).await {
             Err(ended) => Some(ended),
             Ok(()) => end,
         };
@@ -317,6 +307,22 @@ enum Turn {
     Input,
     Timer,
     Stop,
+}
+
+/// Reads what the client sent into `input`, making room (for a frame still lacking `needed`
+/// bytes) only once the socket is readable: an idle connection holds no buffer. `false` once
+/// the client is gone. Cancel-safe: the bytes are taken in the poll that returns.
+pub(crate) async fn read_more(io: &mut Upgraded, input: &mut BytesMut, needed: usize) -> bool {
+    loop {
+        if io.readable().await.is_err() {
+            return false;
+        }
+        input.reserve(read_room(needed, input.len()));
+        // Readable, so this completes at once, unless the readiness was stale.
+        if let Some(read) = io.read_buf(input).now_or_never() {
+            return matches!(read, Ok(1..));
+        }
+    }
 }
 
 /// Room to make before the next read: what the frame in progress still lacks, but at least the
