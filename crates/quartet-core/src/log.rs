@@ -41,6 +41,31 @@ pub(crate) struct Waking {
     direct: Mutex<Vec<Weak<dyn Deliver>>>,
 }
 
+/// Readers a fan-out's phases take at a time: enough for each phase to run as a loop, few
+/// enough that what the first phase framed is still in the caches when the second writes it.
+const FAN_OUT_BATCH: usize = 64;
+
+thread_local! {
+    /// The list [`fan_out`] fills and empties, kept to save its allocation.
+    static FRAMED: std::cell::Cell<Vec<Arc<dyn Deliver>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Wakes each session of `wakes` in two phases: every reader delivered to in this task reads
+/// and frames its part first, then every socket is written to. Alternating the two per reader
+/// (the plain way) makes each kernel send start with caches full of the reader's data, and each
+/// read with caches full of the kernel's.
+fn fan_out<'a>(wakes: impl IntoIterator<Item = &'a Waking>, write_now: bool) {
+    let mut framed = FRAMED.take(); // taken, not borrowed: a write may not call back here, but nothing breaks if it does
+    for wake in wakes {
+        wake.read_and_frame(write_now, &mut framed);
+        if framed.len() >= FAN_OUT_BATCH {
+            framed.drain(..).for_each(|deliver| deliver.write_framed());
+        }
+    }
+    framed.drain(..).for_each(|deliver| deliver.write_framed());
+    FRAMED.set(framed);
+}
+
 /// A reader counted as waiting (see [`Waking::waiting`]).
 pub(crate) struct Waiting<'a>(&'a AtomicUsize);
 
@@ -53,6 +78,12 @@ impl Drop for Waiting<'_> {
 impl Waking {
     /// Wakes every reader; `write_now`: see [`Deliver::deliver`].
     pub(crate) fn wake(&self, write_now: bool) {
+        fan_out(std::iter::once(self), write_now);
+    }
+
+    /// Phase one of [`fan_out`] for this session: wakes the readers in `next_into`, and has
+    /// those delivered to here read and frame; those that framed go on `framed`.
+    fn read_and_frame(&self, write_now: bool, framed: &mut Vec<Arc<dyn Deliver>>) {
         // A reader counts itself before it reads, and this is called after the change is made
         // (under the lock the reader reads it under): either it sees the change, or it is
         // counted here.
@@ -63,7 +94,9 @@ impl Waking {
         // only between deliveries. A delivery never wakes a session, so it cannot come back.
         let direct = self.direct.lock().expect("direct lock");
         for deliver in direct.iter().filter_map(Weak::upgrade) {
-            deliver.deliver(write_now);
+            if deliver.deliver(write_now) {
+                framed.push(deliver);
+            }
         }
     }
 
@@ -145,9 +178,7 @@ impl Log {
             *self.wakes.lock().expect("wakes lock") = Some(wakes.clone());
             wakes
         });
-        for wake in wakes.iter() {
-            wake.wake(write_now);
-        }
+        fan_out(wakes.iter().map(|wake| &**wake), write_now);
         self.last_event_ns.store(since_born(), Ordering::Relaxed);
     }
 

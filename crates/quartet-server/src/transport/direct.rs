@@ -2,12 +2,16 @@
 //!
 //! The plain way is a task per connection, woken per event. Here a publish calls each
 //! subscriber's [`Shared::deliver`] in the publisher's task, which reads the event for it
-//! ([`Reader::read_now`]) and writes it to its socket at once, when the socket takes it. Only
-//! what cannot be done so (a socket that is full, a batch bound, a read from the store, the end,
-//! a busy room) wakes the connection's own task, through [`Shared::wanted`]. Everything that
-//! writes to the socket does it holding [`Shared::conn`], so frames never interleave; the task
-//! holds it for each whole turn (a command it executes included, so a client's ack goes before
-//! the event its own publish delivers), a publisher only tries it.
+//! ([`Reader::read_now`]) and frames it into the connection's `out`; once a batch of
+//! subscribers has read, [`Shared::write_framed`] writes each one's bytes to its socket, when the
+//! socket takes them (two tight loops, each staying in the CPU's caches, instead of one loop
+//! that alternates reader and kernel). Only what cannot be done so (a socket that is full, a
+//! batch bound, a read from the store, the end, a busy room) wakes the connection's own task,
+//! through [`Shared::wanted`]. Everything that writes to the socket does it holding
+//! [`Shared::conn`], and writes what waits in `out` before anything newer, so frames never
+//! interleave or reorder; the task holds it for each whole turn (a command it executes
+//! included, so a client's ack goes before the event its own publish delivers), a publisher
+//! only tries it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,13 +35,35 @@ pub(crate) trait Wire: Sink + Send + 'static {
     fn finish(&mut self) {}
 }
 
-/// Largest scratch buffer kept between deliveries (a batch's may be larger, once).
-const SCRATCH_KEPT: usize = 64 * 1024;
+/// Largest buffer kept for reuse (a batch's may be larger, once).
+const BUFFER_KEPT: usize = 64 * 1024;
+/// Buffers kept for reuse per thread: a fan-out holds one per connection of a batch (see
+/// `FAN_OUT_BATCH` in the core's log) from its read to its write.
+const BUFFERS_KEPT: usize = 256;
 
 thread_local! {
-    /// Where [`Shared::deliver`] frames what it writes: a delivery written at once allocates
-    /// nothing, and the connection keeps no buffer.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Buffers for what [`Shared::deliver`] frames: a connection holds one only from its
+    /// delivery to its write (the task's own bytes aside), so an idle one holds none, and a
+    /// fan-out allocates nothing once warm.
+    static BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer from [`BUFFERS`], empty.
+fn take_buffer() -> Vec<u8> {
+    BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default()
+}
+
+/// Gives a buffer back to [`BUFFERS`] (or lets it go).
+fn give_back(mut buffer: Vec<u8>) {
+    if buffer.capacity() == 0 || buffer.capacity() > BUFFER_KEPT {
+        return;
+    }
+    buffer.clear();
+    BUFFERS.with_borrow_mut(|buffers| {
+        if buffers.len() < BUFFERS_KEPT {
+            buffers.push(buffer);
+        }
+    });
 }
 
 /// What a connection's task shares with the publishers that write to its socket.
@@ -107,45 +133,57 @@ impl<W: Wire> Shared<W> {
 }
 
 impl<W: Wire> Deliver for Shared<W> {
-    fn deliver(&self, write_now: bool) {
+    fn deliver(&self, write_now: bool) -> bool {
         if !write_now {
             self.wanted.notify_one(); // a busy room: the task takes several events per write
-            return;
+            return false;
         }
         let Ok(mut conn) = self.conn.try_lock() else {
             self.wanted.notify_one(); // the task is in a turn: it reads again after it
-            return;
+            return false;
         };
         if conn.closed {
-            return;
+            return false;
         }
         if !conn.out.bytes().is_empty() {
             self.wanted.notify_one(); // bytes wait for the socket: the task writes them first
+            return false;
+        }
+        let Conn { reader, out, .. } = &mut *conn;
+        let mut framed = out.like(take_buffer());
+        let read = reader.read_now(&mut framed);
+        framed.finish();
+        if !read.complete {
+            self.wanted.notify_one();
+        }
+        if read.pushed == 0 {
+            give_back(std::mem::take(framed.bytes()));
+            return false;
+        }
+        self.count(read.pushed);
+        // Kept in `out` until written: whoever writes next (this task's `write_framed` or the
+        // connection's task, if it takes the lock first) writes it before anything newer.
+        std::mem::swap(out.bytes(), framed.bytes());
+        true
+    }
+
+    fn write_framed(&self) {
+        let Ok(mut conn) = self.conn.try_lock() else {
+            self.wanted.notify_one(); // the task is in a turn: `out` goes with its next write
+            return;
+        };
+        if conn.closed || conn.out.bytes().is_empty() {
             return;
         }
-        let Conn { reader, out, writer, .. } = &mut *conn;
-        let complete = SCRATCH.with_borrow_mut(|scratch| {
-            let mut framed = out.like(std::mem::take(scratch));
-            let read = reader.read_now(&mut framed);
-            framed.finish();
-            if read.pushed > 0 {
-                self.count(read.pushed);
-                let bytes = framed.bytes();
-                // Full (or failing): the rest waits for the task, which waits as long as a peer
-                // may take to read.
-                let written = writer.try_write(bytes).unwrap_or(0);
-                if written < bytes.len() {
-                    out.bytes().extend_from_slice(&bytes[written..]);
-                }
-            }
-            let mut buf = std::mem::take(framed.bytes());
-            buf.clear();
-            if buf.capacity() <= SCRATCH_KEPT {
-                *scratch = buf; // else a large batch is over: let it go
-            }
-            read.complete
-        });
-        if !complete || !conn.out.bytes().is_empty() {
+        let Conn { out, writer, .. } = &mut *conn;
+        let bytes = out.bytes();
+        // Full (or failing): the rest waits for the task, which waits as long as a peer may take
+        // to read.
+        let written = writer.try_write(bytes).unwrap_or(0);
+        if written == bytes.len() {
+            give_back(std::mem::take(bytes));
+        } else {
+            bytes.drain(..written);
             self.wanted.notify_one();
         }
     }
