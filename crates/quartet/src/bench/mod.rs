@@ -208,8 +208,20 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let saturated = |kind: Technique| {
         args.saturation > 0.0 && matches!(kind, Technique::Native(TransportKind::Ws | TransportKind::Sse))
     };
+    // A kernel floor beside each row that writes one event per write to many sockets.
+    let one_event_per_write = |kind: Technique| {
+        matches!(kind, Technique::Native(TransportKind::Ws | TransportKind::Sse) | Technique::SocketIo)
+    };
+    let floor_unit = |sockets: usize| 2.0 + sockets as f64 / 2000.0;
+    let floors_beside: f64 = args.transports.iter().filter(|&&k| one_event_per_write(k)).count() as f64
+        * sizes
+            .iter()
+            .filter(|&&n| n >= floor::SOCKETS)
+            .map(|&n| floor_unit(n.min(floor::max_sockets())))
+            .sum::<f64>();
     let saturation_unit = SATURATION_SECONDS + args.saturation_subscribers as f64 / 2000.0 + 3.0;
-    let total: f64 = args.transports.len() as f64
+    let total: f64 = floors_beside
+        + args.transports.len() as f64
         * (sizes.iter().map(|&n| unit(n)).sum::<f64>()
             + if idle_n > 0 { 5.0 + idle_n as f64 / 2000.0 } else { 0.0 })
         + args.transports.iter().filter(|&&k| saturated(k)).count() as f64 * saturation_unit
@@ -239,9 +251,21 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
                 seconds,
                 options: options.clone(),
             };
-            let run = load::run(&shape, &http()?, &progress).await?;
+            let mut run = load::run(&shape, &http()?, &progress).await?;
             progress.finish_unit(unit(n));
             progress.line(&run.summary());
+            if one_event_per_write(kind) && n >= floor::SOCKETS {
+                let sockets = n.min(floor::max_sockets());
+                progress.begin(format!("kernel floor right after {kind} × {n}: {sockets} sockets"));
+                let floor = floor::measure(sockets).await?.us_per_message_one_per_write;
+                progress.finish_unit(floor_unit(sockets));
+                if let Some(ratio) = run.server_cpu_us_per_delivery.map(|us| us / floor) {
+                    progress.line(&format!(
+                        "kernel floor right after, {sockets} sockets: {floor:.2} µs per write; {kind} × {n} at {ratio:.2}× it"
+                    ));
+                }
+                run.floor_right_after_us = Some(floor);
+            }
             runs.push(run);
         }
         if saturated(kind) {

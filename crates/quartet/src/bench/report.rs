@@ -118,6 +118,13 @@ pub(crate) struct Run {
     pub(crate) bytes_from_clients_per_delivery: f64,
     pub(crate) http_requests_per_delivery: f64,
     pub(crate) empty_poll_ratio: Option<f64>,
+    /// The kernel floor (µs per message at one message per `write()`, over as many sockets as
+    /// this row has subscribers, or as the bench can hold) measured right after this row; for
+    /// the rows that write one event per write to [`super::floor::SOCKETS`] or more sockets.
+    /// This machine's floor moves by a third from one minute to the next; a row's ratio to the
+    /// floor measured beside it moves less.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) floor_right_after_us: Option<f64>,
 }
 
 /// Load generator CPU (percent of the CPUs it can use) from which a run's figures may be the
@@ -125,6 +132,11 @@ pub(crate) struct Run {
 pub(crate) const GENERATOR_BOUND_PERCENT: f64 = 90.0;
 
 impl Run {
+    /// Server CPU per delivery over the kernel floor measured right after the row.
+    pub(crate) fn against_floor(&self) -> Option<f64> {
+        Some(self.server_cpu_us_per_delivery? / self.floor_right_after_us?)
+    }
+
     /// Whether the load generator was near saturation during the run.
     pub(crate) fn generator_bound(&self) -> bool {
         self.loadgen_cpu_percent.is_some_and(|p| p >= GENERATOR_BOUND_PERCENT)
@@ -165,6 +177,32 @@ pub(crate) struct Idle {
     pub(crate) server_cpu_percent: Option<f64>,
     /// Short poll only: server CPU per empty poll.
     pub(crate) cpu_us_per_empty_poll: Option<f64>,
+}
+
+/// The rows measured against a kernel floor of their own (see [`Run::floor_right_after_us`]).
+fn floor_ratios(md: &mut String, runs: &[Run]) {
+    let rows: Vec<(&Run, f64, f64)> =
+        runs.iter().filter_map(|r| Some((r, r.floor_right_after_us?, r.against_floor()?))).collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nAgainst the kernel floor measured right after each row (bare `write()` calls, one message \
+         each, over as many loopback sockets as the row has subscribers, or as the bench can hold):\n"
+    );
+    let _ =
+        writeln!(md, "| transport | subs | server CPU µs/delivery | floor µs/write, right after | ratio |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for (r, floor, ratio) in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {floor:.2} | **{ratio:.2}×** |",
+            r.transport,
+            r.subscribers,
+            opt(r.server_cpu_us_per_delivery, 2)
+        );
+    }
 }
 
 /// The table of delivery runs.
@@ -252,6 +290,7 @@ impl Report {
         );
         let _ = writeln!(md, "## Delivery under an open-loop publisher\n");
         runs_table(&mut md, &self.runs);
+        floor_ratios(&mut md, &self.runs);
         if !self.awake.is_empty() {
             let _ = writeln!(md, "\n## Idle delivery with the CPUs kept awake\n");
             let _ = writeln!(
@@ -720,6 +759,7 @@ mod tests {
             bytes_from_clients_per_delivery: 0.2,
             http_requests_per_delivery: 0.0,
             empty_poll_ratio: None,
+            floor_right_after_us: None,
         }
     }
 
@@ -737,5 +777,18 @@ mod tests {
         let mut quiet = String::new();
         runs_table(&mut quiet, &[run("sse", Some(60.0))]);
         assert!(!quiet.contains('⚠'), "{quiet}");
+    }
+
+    #[test]
+    fn a_row_with_a_floor_beside_it_is_given_its_ratio() {
+        let mut measured = run("ws", Some(50.0));
+        measured.floor_right_after_us = Some(8.0);
+        let mut md = String::new();
+        floor_ratios(&mut md, &[run("sse", Some(50.0)), measured]);
+        assert!(md.contains("| ws | 1000 | 10.00 | 8.00 | **1.25×** |"), "{md}");
+        assert!(!md.contains("| sse |"), "a row without a floor has no ratio: {md}");
+        let mut none = String::new();
+        floor_ratios(&mut none, &[run("sse", None)]);
+        assert!(none.is_empty(), "{none}");
     }
 }
