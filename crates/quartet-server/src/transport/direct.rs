@@ -49,12 +49,12 @@ thread_local! {
 }
 
 /// A buffer from [`BUFFERS`], empty.
-fn take_buffer() -> Vec<u8> {
+pub(crate) fn take_buffer() -> Vec<u8> {
     BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default()
 }
 
 /// Gives a buffer back to [`BUFFERS`] (or lets it go).
-fn give_back(mut buffer: Vec<u8>) {
+pub(crate) fn give_back(mut buffer: Vec<u8>) {
     if buffer.capacity() == 0 || buffer.capacity() > BUFFER_KEPT {
         return;
     }

@@ -3,9 +3,10 @@
 //! A session is found by its `sid` in [`Sessions`]. It holds:
 //! - the packets waiting for a carrier (the pending polling GET, or the WebSocket): the
 //!   handshake's replies, acks, pings, a close;
-//! - the quartet [`Reader`] of the connected Socket.IO socket: the carrier takes it while it
-//!   waits for events and puts it back, so events go from the log straight into the carrier's
-//!   buffer, never through the session;
+//! - the quartet [`Reader`] of the connected Socket.IO socket: a polling GET takes it while it
+//!   waits for events and puts it back; the WebSocket carrier takes it only for reads of its
+//!   own, and publishers read it here ([`Session::read_now`]) for the carrier's socket. Either
+//!   way events go from the log straight into the carrier's buffer, never through the session;
 //! - the heartbeat: a small task pings every `pingInterval` and closes the session when no pong
 //!   comes within `pingTimeout`, whoever carries it (a polling client that vanished has no
 //!   request open to notice it by).
@@ -164,6 +165,18 @@ impl Session {
         }
     }
 
+    /// Reads what the socket's reader has now into `out`, for a delivery made in a publisher's
+    /// task; `None` when that cannot be done now: the session ended, packets wait in the outbox
+    /// (they go first, and the carrier sends them), or the reader is lent to the carrier's own
+    /// read.
+    pub(crate) fn read_now(&self, out: &mut Outgoing) -> Option<quartet_core::ReadNow> {
+        let mut state = self.state();
+        if state.closed.is_some() || !state.outbox.is_empty() {
+            return None;
+        }
+        Some(state.reader.as_mut()?.read_now(out))
+    }
+
     /// Why the session ended, if it did.
     pub(crate) fn closed(&self) -> Option<Closed> {
         self.state().closed
@@ -185,6 +198,11 @@ pub(crate) struct Lent<'a> {
 }
 
 impl Lent<'_> {
+    /// Which of the session's sockets the reader is of (see `State::generation`).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The reader, if a socket is connected.
     pub(crate) fn reader(&mut self) -> Option<&mut Reader> {
         self.reader.as_mut()
@@ -344,7 +362,12 @@ impl Outgoing {
 
     /// Packets as WebSocket frames.
     pub fn websocket() -> Outgoing {
-        Outgoing { websocket: true, buf: Vec::new(), packets: 0, events: 0 }
+        Outgoing::websocket_over(Vec::new())
+    }
+
+    /// Packets as WebSocket frames, written into `buf` (empty; a reused buffer).
+    pub(crate) fn websocket_over(buf: Vec<u8>) -> Outgoing {
+        Outgoing { websocket: true, buf, packets: 0, events: 0 }
     }
 
     /// The bytes so far, as they go on the wire.

@@ -6,8 +6,8 @@
 //! answered `3probe`; the held GET gets `6` and no new one is held), then sends `5`, and from
 //! then on the WebSocket carries the session.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -17,26 +17,29 @@ use bytes::BytesMut;
 use super::EngineError;
 use super::engine::Packet;
 use super::polling::{failed, too_many};
-use super::session::{Carrier, Closed, Outgoing, Session, receive};
+use super::session::{Carrier as Carried, Closed, Outgoing, Session, Sessions, receive};
 use crate::AppState;
 use crate::http1::Upgraded;
+use crate::meter::SharedWriter;
 use crate::metrics::OpenGuard;
+use crate::transport::direct;
 use crate::transport::stopped;
 use crate::transport::ws::codec::{self, Decoder, Incoming, OP_PONG, close_code};
 use crate::transport::ws::{accept_key, read_more, switch_protocols, write_out};
+use quartet_core::{Deliver, Delivering};
 
 /// `GET /socket.io/?EIO=4&transport=websocket[&sid=S]`: upgrades, then runs the carrier.
 pub(super) async fn upgrade(app: AppState, sid: Option<String>, mut request: Request) -> Response {
     let Ok(accept) = accept_key(request.headers()) else { return EngineError::BadRequest.into_response() };
     let (session, handshake) = match sid {
-        None => match app.sessions.open(Carrier::WebSocket) {
+        None => match app.sessions.open(Carried::WebSocket) {
             Some((session, handshake)) => (session, Some(handshake)),
             None => return too_many(),
         },
         Some(sid) => match app.sessions.get(&sid) {
             None => return EngineError::UnknownSid.into_response(),
             // Only a polling session may be upgraded, once.
-            Some(session) if session.state().carrier != Carrier::Polling => {
+            Some(session) if session.state().carrier != Carried::Polling => {
                 return EngineError::BadRequest.into_response();
             }
             Some(session) => (session, None),
@@ -75,8 +78,8 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
             if !Box::pin(probe(&mut io, &mut input, &session, &app)).await {
                 // Not upgraded: the session goes on polling.
                 let mut state = session.state();
-                if state.carrier == Carrier::Upgrading {
-                    state.carrier = Carrier::Polling;
+                if state.carrier == Carried::Upgrading {
+                    state.carrier = Carried::Polling;
                 }
                 return;
             }
@@ -86,65 +89,165 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
             }
         }
     }
+    let carrier = Arc::new(Carrier {
+        session: session.clone(),
+        conn: tokio::sync::Mutex::new(Conn { out, writer: io.shared_writer(), closed: false }),
+        sessions: app.sessions.clone(),
+    });
+    let handle: Weak<dyn Deliver> = Arc::downgrade(&carrier) as Weak<dyn Deliver>;
+    // The socket's reader delivered to by publishers, and which of the session's sockets it is.
+    let mut delivering: Option<(u64, Delivering)> = None;
     let mut shutdown = app.shutdown.clone();
     let stop = stopped(&mut shutdown);
     tokio::pin!(stop);
     let closed = loop {
+        // A turn: the packets waiting, then what the reader has (a publisher may have left it
+        // to this task), written.
+        let mut conn = carrier.conn.lock().await;
         let mut lent = {
             let mut state = session.state();
             if let Some(closed) = state.closed {
                 break closed;
             }
-            out.drain(&mut state.outbox);
+            conn.out.drain(&mut state.outbox);
             session.lend(&mut state)
         };
-        if !out.buf.is_empty() && write_out(&mut io, &mut out.buf).await.is_err() {
-            break Closed::TransportLost;
-        }
+        let generation = lent.generation();
         let mut failure = None;
-        let mut ended = None;
-        tokio::select! {
-            read = async {
-                match lent.reader() {
-                    Some(reader) => reader.next_into(&mut out).await,
-                    None => std::future::pending().await,
-                }
-            } => if let Err(error) = read {
-                failure = Some(error.code);
-            },
-            () = session.wake.notified() => {}
-            alive = input.read(&mut io) => {
-                if !alive {
-                    ended = Some(Closed::TransportLost);
-                } else if !Box::pin(frames(&mut input, &mut out, &session, &app)).await {
-                    ended = Some(Closed::Violation);
-                }
+        if let Some(reader) = lent.reader() {
+            // A new socket (CONNECT): publishers deliver to its reader from now on; what came
+            // before is read just below.
+            if delivering.as_ref().is_none_or(|(of, _)| *of != generation) {
+                delivering = Some((generation, reader.deliver_to(handle.clone())));
             }
-            () = &mut stop => session.close(Closed::Shutdown),
+            if let Err(error) = Box::pin(reader.read_into(&mut conn.out)).await {
+                failure = Some(error.code);
+            }
         }
         drop(lent); // given back (unless the session or its socket changed meanwhile)
         if let Some(code) = failure {
             failed(&session, code);
         }
-        counters.delivered.fetch_add(std::mem::take(&mut out.events) as u64, Ordering::Relaxed);
+        counters.delivered.fetch_add(std::mem::take(&mut conn.out.events) as u64, Ordering::Relaxed);
+        if !conn.out.buf.is_empty() && write_out(&mut io, &mut conn.out.buf).await.is_err() {
+            break Closed::TransportLost;
+        }
+        drop(conn);
+        let mut ended = None;
+        tokio::select! {
+            () = session.wake.notified() => {}
+            alive = input.read(&mut io) => {
+                if !alive {
+                    ended = Some(Closed::TransportLost);
+                } else {
+                    // Replies go out with the next turn, before any event this frame's
+                    // publish delivers (publishers find the lock held and leave it to us).
+                    let mut conn = carrier.conn.lock().await;
+                    if !Box::pin(frames(&mut input, &mut conn.out, &session, &app)).await {
+                        ended = Some(Closed::Violation);
+                    }
+                    session.wake.notify_one();
+                }
+            }
+            () = &mut stop => session.close(Closed::Shutdown),
+        }
         if let Some(why) = ended {
             session.close(why); // a close the client sent stands as the reason
-        }
-        if !out.buf.is_empty() && write_out(&mut io, &mut out.buf).await.is_err() {
-            break Closed::TransportLost;
         }
         if input.buf.is_empty() {
             input.buf = BytesMut::new(); // no message in progress: let the buffer go
         }
     };
-    // Say goodbye where the protocol has words for it, then drop the socket.
+    // Publishers stop here; then say goodbye where the protocol has words for it, and drop
+    // the socket.
+    drop(delivering);
+    let mut conn = carrier.conn.lock().await;
+    conn.closed = true;
     match closed {
-        Closed::Shutdown => codec::put_close(&mut out.buf, close_code::AWAY, "server shutting down"),
+        Closed::Shutdown => codec::put_close(&mut conn.out.buf, close_code::AWAY, "server shutting down"),
         Closed::TransportLost => {}
-        _ => codec::put_close(&mut out.buf, close_code::NORMAL, ""),
+        _ => codec::put_close(&mut conn.out.buf, close_code::NORMAL, ""),
     }
-    let _ = write_out(&mut io, &mut out.buf).await;
+    let _ = write_out(&mut io, &mut conn.out.buf).await;
     session.close(closed);
+}
+
+/// What the carrier's task shares with the publishers that deliver to its socket (the way
+/// `transport::direct` does for the native WebSocket): a publish reads the socket's events
+/// (the reader stays in the session, not lent while the task waits) and frames them itself;
+/// only what it cannot do at once (packets waiting in the outbox, which go first; a full
+/// socket; a read from the store; a batch bound) wakes the task, through the session's `wake`.
+struct Carrier {
+    session: Arc<Session>,
+    conn: tokio::sync::Mutex<Conn>,
+    sessions: Arc<Sessions>,
+}
+
+/// The carrier's writing side; whoever writes holds it, and writes what waits in `out` first.
+struct Conn {
+    out: Outgoing,
+    writer: SharedWriter,
+    /// Set by the task's last turn: nothing more goes out.
+    closed: bool,
+}
+
+impl Deliver for Carrier {
+    fn deliver(&self, write_now: bool) -> bool {
+        if !write_now {
+            self.session.wake.notify_one(); // a busy room: the task takes several per write
+            return false;
+        }
+        let Ok(mut conn) = self.conn.try_lock() else {
+            self.session.wake.notify_one(); // the task is in a turn: it reads again after it
+            return false;
+        };
+        if conn.closed {
+            return false;
+        }
+        if !conn.out.buf.is_empty() {
+            self.session.wake.notify_one(); // bytes wait for the socket: the task writes them first
+            return false;
+        }
+        let mut framed = Outgoing::websocket_over(direct::take_buffer());
+        let Some(read) = self.session.read_now(&mut framed) else {
+            self.session.wake.notify_one();
+            direct::give_back(framed.buf);
+            return false;
+        };
+        if !read.complete {
+            self.session.wake.notify_one();
+        }
+        if framed.buf.is_empty() {
+            direct::give_back(framed.buf);
+            return false;
+        }
+        self.sessions
+            .counters
+            .delivered
+            .fetch_add(std::mem::take(&mut framed.events) as u64, Ordering::Relaxed);
+        std::mem::swap(&mut conn.out.buf, &mut framed.buf);
+        true
+    }
+
+    fn write_framed(&self) {
+        let Ok(mut conn) = self.conn.try_lock() else {
+            self.session.wake.notify_one(); // the task is in a turn: `out` goes with its next write
+            return;
+        };
+        if conn.closed || conn.out.buf.is_empty() {
+            return;
+        }
+        let Conn { out, writer, .. } = &mut *conn;
+        // Full (or failing): the rest waits for the task, which waits as long as a peer may take
+        // to read.
+        let written = writer.try_write(&out.buf).unwrap_or(0);
+        if written == out.buf.len() {
+            direct::give_back(std::mem::take(&mut out.buf));
+        } else {
+            out.buf.drain(..written);
+            self.session.wake.notify_one();
+        }
+    }
 }
 
 /// Decodes and handles every whole frame read; `false` when the socket must end (a close, a
@@ -214,15 +317,15 @@ async fn probe(io: &mut Upgraded, input: &mut Input, session: &Session, app: &Ap
                 }
                 probed = true;
                 let mut state = session.state();
-                if state.carrier != Carrier::Polling || state.closed.is_some() {
+                if state.carrier != Carried::Polling || state.closed.is_some() {
                     return false;
                 }
-                state.carrier = Carrier::Upgrading;
+                state.carrier = Carried::Upgrading;
                 drop(state);
                 session.wake.notify_one(); // the held GET answers 6
             }
             (b"5", true) => {
-                session.state().carrier = Carrier::WebSocket;
+                session.state().carrier = Carried::WebSocket;
                 session.wake.notify_one();
                 return true;
             }
