@@ -140,13 +140,13 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
                 if !alive {
                     ended = Some(Closed::TransportLost);
                 } else {
-                    // Replies go out with the next turn, before any event this frame's
-                    // publish delivers (publishers find the lock held and leave it to us).
+                    // Replies go out with the turn that follows, before any event this
+                    // frame's publish delivers: publishers find the lock held, or the replies
+                    // waiting in `out` or the outbox, and leave the event to that turn.
                     let mut conn = carrier.conn.lock().await;
                     if !Box::pin(frames(&mut input, &mut conn.out, &session, &app)).await {
                         ended = Some(Closed::Violation);
                     }
-                    session.wake.notify_one();
                 }
             }
             () = &mut stop => session.close(Closed::Shutdown),
