@@ -176,15 +176,21 @@ impl<W: Wire> Deliver for Shared<W> {
             return;
         }
         let Conn { out, writer, .. } = &mut *conn;
-        let bytes = out.bytes();
-        // Full (or failing): the rest waits for the task, which waits as long as a peer may take
-        // to read.
-        let written = writer.try_write(bytes).unwrap_or(0);
-        if written == bytes.len() {
-            give_back(std::mem::take(bytes));
-        } else {
-            bytes.drain(..written);
+        if !send_now(out.bytes(), writer) {
             self.wanted.notify_one();
         }
     }
+}
+
+/// Sends what waits in `out`, as much as the socket takes now, and gives the buffer back once
+/// all of it went. `false` when some is left (a full socket, or failing): the connection's task
+/// writes the rest, waiting as long as a peer may take to read.
+pub(crate) fn send_now(out: &mut Vec<u8>, writer: &SharedWriter) -> bool {
+    let written = writer.try_write(out).unwrap_or(0);
+    if written < out.len() {
+        out.drain(..written);
+        return false;
+    }
+    give_back(std::mem::take(out));
+    true
 }

@@ -238,13 +238,7 @@ impl Deliver for Carrier {
             return;
         }
         let Conn { out, writer, .. } = &mut *conn;
-        // Full (or failing): the rest waits for the task, which waits as long as a peer may take
-        // to read.
-        let written = writer.try_write(&out.buf).unwrap_or(0);
-        if written == out.buf.len() {
-            direct::give_back(std::mem::take(&mut out.buf));
-        } else {
-            out.buf.drain(..written);
+        if !direct::send_now(&mut out.buf, writer) {
             self.session.wake.notify_one();
         }
     }
