@@ -259,12 +259,12 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
                 progress.begin(format!("kernel floor right after {kind} × {n}: {sockets} sockets"));
                 let floor = floor::measure(sockets).await?.us_per_message_one_per_write;
                 progress.finish_unit(floor_unit(sockets));
-                if let Some(ratio) = run.server_cpu_us_per_delivery.map(|us| us / floor) {
+                run.floor_right_after_us = Some(floor);
+                if let Some(ratio) = run.against_floor() {
                     progress.line(&format!(
                         "kernel floor right after, {sockets} sockets: {floor:.2} µs per write; {kind} × {n} at {ratio:.2}× it"
                     ));
                 }
-                run.floor_right_after_us = Some(floor);
             }
             runs.push(run);
         }
