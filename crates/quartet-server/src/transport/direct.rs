@@ -66,6 +66,67 @@ pub(crate) fn give_back(mut buffer: Vec<u8>) {
     });
 }
 
+/// The writing side of a connection delivered to in publishers' tasks: its bytes waiting and
+/// its socket, behind the connection's lock.
+pub(crate) trait Outbound {
+    /// Bytes not yet written, and the socket they go to.
+    fn waiting(&mut self) -> (&mut Vec<u8>, &SharedWriter);
+
+    /// Set by the task's last turn: nothing more goes out.
+    fn closed(&self) -> bool;
+}
+
+/// Phase one's checks, the same for every connection delivered to in a publisher's task:
+/// returns the connection, locked, when the publisher may read and frame for it now; else
+/// wakes its task where the task has work (`wake`), and returns `None`.
+pub(crate) fn may_deliver<'a, C: Outbound>(
+    conn: &'a tokio::sync::Mutex<C>,
+    wake: &Notify,
+    write_now: bool,
+) -> Option<tokio::sync::MutexGuard<'a, C>> {
+    if !write_now {
+        wake.notify_one(); // a busy room: the task takes several events per write
+        return None;
+    }
+    let Ok(mut conn) = conn.try_lock() else {
+        wake.notify_one(); // the task is in a turn: it reads again after it
+        return None;
+    };
+    if conn.closed() {
+        return None;
+    }
+    if !conn.waiting().0.is_empty() {
+        wake.notify_one(); // bytes wait for the socket: the task writes them first
+        return None;
+    }
+    Some(conn)
+}
+
+/// Phase two, the same for every connection: sends what phase one framed, as much as the
+/// socket takes now, and gives the buffer back once all of it went. The rest (a full socket,
+/// or failing), or all of it when the task holds the lock, goes with the task's next write,
+/// which waits as long as a peer may take to read.
+pub(crate) fn write_framed<C: Outbound>(conn: &tokio::sync::Mutex<C>, wake: &Notify) {
+    let Ok(mut conn) = conn.try_lock() else {
+        wake.notify_one();
+        return;
+    };
+    if conn.closed() {
+        return;
+    }
+    let (out, writer) = conn.waiting();
+    if out.is_empty() {
+        return;
+    }
+    let written = writer.try_write(out).unwrap_or(0);
+    if written < out.len() {
+        out.drain(..written);
+        wake.notify_one();
+        return;
+    }
+    give_back(std::mem::take(out));
+}
+
 /// What a connection's task shares with the publishers that write to its socket.
 pub(crate) struct Shared<W> {
     pub(crate) conn: tokio::sync::Mutex<Conn<W>>,
@@ -132,23 +193,19 @@ impl<W: Wire> Shared<W> {
     }
 }
 
+impl<W: Wire> Outbound for Conn<W> {
+    fn waiting(&mut self) -> (&mut Vec<u8>, &SharedWriter) {
+        (self.out.bytes(), &self.writer)
+    }
+
+    fn closed(&self) -> bool {
+        self.closed
+    }
+}
+
 impl<W: Wire> Deliver for Shared<W> {
     fn deliver(&self, write_now: bool) -> bool {
-        if !write_now {
-            self.wanted.notify_one(); // a busy room: the task takes several events per write
-            return false;
-        }
-        let Ok(mut conn) = self.conn.try_lock() else {
-            self.wanted.notify_one(); // the task is in a turn: it reads again after it
-            return false;
-        };
-        if conn.closed {
-            return false;
-        }
-        if !conn.out.bytes().is_empty() {
-            self.wanted.notify_one(); // bytes wait for the socket: the task writes them first
-            return false;
-        }
+        let Some(mut conn) = may_deliver(&self.conn, &self.wanted, write_now) else { return false };
         let Conn { reader, out, .. } = &mut *conn;
         let mut framed = out.like(take_buffer());
         let read = reader.read_now(&mut framed);
@@ -168,29 +225,6 @@ impl<W: Wire> Deliver for Shared<W> {
     }
 
     fn write_framed(&self) {
-        let Ok(mut conn) = self.conn.try_lock() else {
-            self.wanted.notify_one(); // the task is in a turn: `out` goes with its next write
-            return;
-        };
-        if conn.closed || conn.out.bytes().is_empty() {
-            return;
-        }
-        let Conn { out, writer, .. } = &mut *conn;
-        if !send_now(out.bytes(), writer) {
-            self.wanted.notify_one();
-        }
+        write_framed(&self.conn, &self.wanted);
     }
-}
-
-/// Sends what waits in `out`, as much as the socket takes now, and gives the buffer back once
-/// all of it went. `false` when some is left (a full socket, or failing): the connection's task
-/// writes the rest, waiting as long as a peer may take to read.
-pub(crate) fn send_now(out: &mut Vec<u8>, writer: &SharedWriter) -> bool {
-    let written = writer.try_write(out).unwrap_or(0);
-    if written < out.len() {
-        out.drain(..written);
-        return false;
-    }
-    give_back(std::mem::take(out));
-    true
 }

@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use super::EngineError;
 use super::engine::Packet;
 use super::polling::{failed, too_many};
-use super::session::{Carrier as Carried, Closed, Outgoing, Session, Sessions, receive};
+use super::session::{Carrier, Closed, Outgoing, Session, Sessions, receive};
 use crate::AppState;
 use crate::http1::Upgraded;
 use crate::meter::SharedWriter;
@@ -32,14 +32,14 @@ use quartet_core::{Deliver, Delivering};
 pub(super) async fn upgrade(app: AppState, sid: Option<String>, mut request: Request) -> Response {
     let Ok(accept) = accept_key(request.headers()) else { return EngineError::BadRequest.into_response() };
     let (session, handshake) = match sid {
-        None => match app.sessions.open(Carried::WebSocket) {
+        None => match app.sessions.open(Carrier::WebSocket) {
             Some((session, handshake)) => (session, Some(handshake)),
             None => return too_many(),
         },
         Some(sid) => match app.sessions.get(&sid) {
             None => return EngineError::UnknownSid.into_response(),
             // Only a polling session may be upgraded, once.
-            Some(session) if session.state().carrier != Carried::Polling => {
+            Some(session) if session.state().carrier != Carrier::Polling => {
                 return EngineError::BadRequest.into_response();
             }
             Some(session) => (session, None),
@@ -78,8 +78,8 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
             if !Box::pin(probe(&mut io, &mut input, &session, &app)).await {
                 // Not upgraded: the session goes on polling.
                 let mut state = session.state();
-                if state.carrier == Carried::Upgrading {
-                    state.carrier = Carried::Polling;
+                if state.carrier == Carrier::Upgrading {
+                    state.carrier = Carrier::Polling;
                 }
                 return;
             }
@@ -89,7 +89,7 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
             }
         }
     }
-    let carrier = Arc::new(Carrier {
+    let carrier = Arc::new(Publishing {
         session: session.clone(),
         conn: tokio::sync::Mutex::new(Conn { out, writer: io.shared_writer(), closed: false }),
         sessions: app.sessions.clone(),
@@ -177,7 +177,7 @@ async fn run(mut io: Upgraded, app: AppState, session: Arc<Session>, handshake: 
 /// (the reader stays in the session, not lent while the task waits) and frames them itself;
 /// only what it cannot do at once (packets waiting in the outbox, which go first; a full
 /// socket; a read from the store; a batch bound) wakes the task, through the session's `wake`.
-struct Carrier {
+struct Publishing {
     session: Arc<Session>,
     conn: tokio::sync::Mutex<Conn>,
     sessions: Arc<Sessions>,
@@ -191,23 +191,21 @@ struct Conn {
     closed: bool,
 }
 
-impl Deliver for Carrier {
+impl direct::Outbound for Conn {
+    fn waiting(&mut self) -> (&mut Vec<u8>, &SharedWriter) {
+        (&mut self.out.buf, &self.writer)
+    }
+
+    fn closed(&self) -> bool {
+        self.closed
+    }
+}
+
+impl Deliver for Publishing {
     fn deliver(&self, write_now: bool) -> bool {
-        if !write_now {
-            self.session.wake.notify_one(); // a busy room: the task takes several per write
-            return false;
-        }
-        let Ok(mut conn) = self.conn.try_lock() else {
-            self.session.wake.notify_one(); // the task is in a turn: it reads again after it
+        let Some(mut conn) = direct::may_deliver(&self.conn, &self.session.wake, write_now) else {
             return false;
         };
-        if conn.closed {
-            return false;
-        }
-        if !conn.out.buf.is_empty() {
-            self.session.wake.notify_one(); // bytes wait for the socket: the task writes them first
-            return false;
-        }
         let mut framed = Outgoing::websocket_over(direct::take_buffer());
         let Some(read) = self.session.read_now(&mut framed) else {
             self.session.wake.notify_one();
@@ -230,17 +228,7 @@ impl Deliver for Carrier {
     }
 
     fn write_framed(&self) {
-        let Ok(mut conn) = self.conn.try_lock() else {
-            self.session.wake.notify_one(); // the task is in a turn: `out` goes with its next write
-            return;
-        };
-        if conn.closed || conn.out.buf.is_empty() {
-            return;
-        }
-        let Conn { out, writer, .. } = &mut *conn;
-        if !direct::send_now(&mut out.buf, writer) {
-            self.session.wake.notify_one();
-        }
+        direct::write_framed(&self.conn, &self.session.wake);
     }
 }
 
@@ -311,15 +299,15 @@ async fn probe(io: &mut Upgraded, input: &mut Input, session: &Session, app: &Ap
                 }
                 probed = true;
                 let mut state = session.state();
-                if state.carrier != Carried::Polling || state.closed.is_some() {
+                if state.carrier != Carrier::Polling || state.closed.is_some() {
                     return false;
                 }
-                state.carrier = Carried::Upgrading;
+                state.carrier = Carrier::Upgrading;
                 drop(state);
                 session.wake.notify_one(); // the held GET answers 6
             }
             (b"5", true) => {
-                session.state().carrier = Carried::WebSocket;
+                session.state().carrier = Carrier::WebSocket;
                 session.wake.notify_one();
                 return true;
             }
