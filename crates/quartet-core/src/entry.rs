@@ -60,8 +60,20 @@ pub struct Entry {
     /// Everything else about it.
     pub draft: Draft,
     json_head: Bytes,
+    /// [`client_key`] of `draft.from_client`.
+    from_key: u64,
     /// The event as Socket.IO clients receive it, made on its first delivery to one.
     socketio: OnceLock<Box<OtherForm>>,
+}
+
+/// A number for a client id, equal for equal ids: a reader keeps its own beside its other hot
+/// fields, so checking an `others` or `self` event's sender compares two numbers, and reads
+/// the ids themselves (cold, in another allocation each) only when the numbers are equal.
+pub(crate) fn client_key(id: &ClientId) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// An event encoded for a protocol other than quartet's own (Socket.IO), by the transport that
@@ -81,7 +93,8 @@ impl Entry {
     pub fn new(seq: Seq, draft: Draft) -> Arc<Entry> {
         let d = &draft;
         let json_head = Bytes::from(event_head(&d.log, seq, &d.event, &d.from, &d.data, d.ts));
-        Arc::new(Entry { seq, draft, json_head, socketio: OnceLock::new() })
+        let from_key = client_key(&draft.from_client);
+        Arc::new(Entry { seq, draft, json_head, from_key, socketio: OnceLock::new() })
     }
 
     /// The event as the Socket.IO transport writes it: `encode` runs on the first call only
@@ -102,10 +115,17 @@ impl Entry {
 
     /// Whether the client `reader` may see this event.
     pub fn visible_to(&self, reader: &ClientId) -> bool {
+        self.visible_to_keyed(client_key(reader), reader)
+    }
+
+    /// [`Entry::visible_to`] for a reader whose [`client_key`] is `key`: `reader` is read only
+    /// when the keys are equal.
+    pub(crate) fn visible_to_keyed(&self, key: u64, reader: &ClientId) -> bool {
+        let sender = || key == self.from_key && self.draft.from_client == *reader;
         match self.draft.scope {
             Scope::Room => true,
-            Scope::Others => self.draft.from_client != *reader,
-            Scope::SelfOnly => self.draft.from_client == *reader,
+            Scope::Others => !sender(),
+            Scope::SelfOnly => sender(),
         }
     }
 

@@ -763,12 +763,7 @@ impl Hub {
         }
         let session = self.shared.sessions.lock().expect("sessions lock").remove(client);
         let session = session.ok_or_else(Error::unknown_client)?;
-        let rooms = {
-            let mut state = session.state();
-            state.gone = true;
-            state.membership += 1;
-            std::mem::take(&mut state.rooms)
-        };
+        let rooms = session.state().end();
         session.inbox.remove_reader(&session.id);
         session.wake();
         for (log, _) in rooms.values() {
@@ -873,12 +868,7 @@ impl Hub {
         let Some(session) = self.shared.sessions.lock().expect("sessions lock").remove(client) else {
             return;
         };
-        let rooms = {
-            let mut state = session.state();
-            state.gone = true;
-            state.membership += 1;
-            std::mem::take(&mut state.rooms)
-        };
+        let rooms = session.state().end();
         for (log, _) in rooms.values() {
             log.remove_reader(&session.id);
         }

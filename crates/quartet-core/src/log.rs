@@ -36,9 +36,45 @@ pub(crate) struct Waking {
     ///
     /// [`Reader::next_into`]: crate::Reader::next_into
     waiting: AtomicUsize,
+    /// The session's membership version, or [`GONE`] once it ended, as its state last
+    /// published it (under the state's lock): a delivery checks it here, in the handle it has
+    /// just used, instead of taking the session's lock.
+    membership: AtomicU64,
     /// Readers delivered to in the waker's task ([`crate::Reader::deliver_to`]), while their
     /// transport lives.
-    direct: Mutex<Vec<Weak<dyn Deliver>>>,
+    direct: Mutex<Direct>,
+}
+
+/// [`Waking::membership`] of a session that ended.
+const GONE: u64 = u64::MAX;
+
+/// The readers of one session delivered to in the waker's task: nearly always one, kept
+/// inline (a fan-out reads it for every subscriber: no second allocation to fetch).
+#[derive(Default)]
+struct Direct {
+    first: Option<Weak<dyn Deliver>>,
+    more: Vec<Weak<dyn Deliver>>,
+}
+
+impl Direct {
+    fn iter(&self) -> impl Iterator<Item = &Weak<dyn Deliver>> {
+        self.first.iter().chain(&self.more)
+    }
+
+    fn add(&mut self, deliver: Weak<dyn Deliver>) {
+        self.more.retain(|d| d.strong_count() > 0);
+        match &self.first {
+            Some(first) if first.strong_count() > 0 => self.more.push(deliver),
+            _ => self.first = Some(deliver),
+        }
+    }
+
+    fn remove(&mut self, deliver: &Weak<dyn Deliver>) {
+        self.more.retain(|d| !Weak::ptr_eq(d, deliver));
+        if self.first.as_ref().is_some_and(|first| Weak::ptr_eq(first, deliver)) {
+            self.first = self.more.pop();
+        }
+    }
 }
 
 /// Readers a fan-out's phases take at a time: enough for each phase to run as a loop, few
@@ -111,13 +147,22 @@ impl Waking {
     }
 
     pub(crate) fn add_direct(&self, deliver: Weak<dyn Deliver>) {
-        let mut direct = self.direct.lock().expect("direct lock");
-        direct.retain(|d| d.strong_count() > 0);
-        direct.push(deliver);
+        self.direct.lock().expect("direct lock").add(deliver);
     }
 
     pub(crate) fn remove_direct(&self, deliver: &Weak<dyn Deliver>) {
-        self.direct.lock().expect("direct lock").retain(|d| !Weak::ptr_eq(d, deliver));
+        self.direct.lock().expect("direct lock").remove(deliver);
+    }
+
+    /// Publishes the session's membership version (see the field); called under the session
+    /// state's lock, by every change of it.
+    pub(crate) fn publish_membership(&self, membership: u64, gone: bool) {
+        self.membership.store(if gone { GONE } else { membership }, Ordering::SeqCst);
+    }
+
+    /// The session's membership version, `None` once it ended.
+    pub(crate) fn membership(&self) -> Option<u64> {
+        Some(self.membership.load(Ordering::SeqCst)).filter(|&m| m != GONE)
     }
 }
 

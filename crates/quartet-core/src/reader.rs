@@ -50,7 +50,7 @@ use tokio::time::Instant;
 
 use crate::config::Stats;
 use crate::engine::{CursorBase, Engine, History};
-use crate::entry::Entry;
+use crate::entry::{Entry, client_key};
 use crate::frame::{Deliver, EncodedFrame, Sink, Source};
 use crate::limits::{
     BASE_MIN_LOGS, BASE_REFRESH, MAX_AMENDED_LOGS, MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, REBASE_EVERY,
@@ -58,6 +58,29 @@ use crate::limits::{
 };
 use crate::log::{Log, Wake};
 use crate::session::Session;
+
+/// What one read needs for a moment only: the entries of one log, and the cursor encoder.
+/// Kept per thread, not per reader: a fan-out's reads then all use the same few cache lines
+/// instead of each fetching its reader's own.
+#[derive(Default)]
+struct Scratch {
+    entries: Vec<Arc<Entry>>,
+    cursor: CursorWriter,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's [`Scratch`] (taken, not borrowed: a nested read, were there
+/// one, would get an empty one).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = SCRATCH.take();
+    let result = f(&mut scratch);
+    scratch.entries.clear();
+    SCRATCH.set(scratch);
+    result
+}
 
 /// One log as this reader reads it.
 struct LogRead {
@@ -107,6 +130,11 @@ pub struct Reader {
     engine: Arc<dyn Engine>,
     stats: Arc<Stats>,
     session: Arc<Session>,
+    /// The session's wake handle: a read checks the session's membership there (see
+    /// [`crate::log::Waking::membership`]), not under the session's lock.
+    wake: Wake,
+    /// [`client_key`] of the session's client id.
+    key: u64,
     epoch: Epoch,
     /// The logs read, sorted by id (the cursor lists them in that order).
     reads: Vec<LogRead>,
@@ -118,8 +146,6 @@ pub struct Reader {
     reset: Vec<LogId>,
     /// Set once the engine said it keeps nothing beyond the rings: gaps are reported at once.
     no_history: bool,
-    /// Encodes the cursor of the current positions.
-    cursor: CursorWriter,
     /// The base its cursors name, if any.
     base: Option<Base>,
     /// Logs of the base this reader no longer reads: its cursors say so.
@@ -133,8 +159,6 @@ pub struct Reader {
     /// Set by an encoding that found a base worth storing: done at the end of the read, from
     /// the positions after the whole batch.
     base_wanted: bool,
-    /// Scratch for the entries of one log read, reused across reads.
-    entries: Vec<Arc<Entry>>,
     /// For a stream: how long it may stay behind before reads fail with `slow`.
     slow_after: Option<std::time::Duration>,
     /// Since when every read has left a log more than [`SHED_LAG`] events behind.
@@ -161,6 +185,8 @@ impl Reader {
         let mut reader = Reader {
             engine,
             stats,
+            wake: session.wake_handle(),
+            key: client_key(&session.id),
             session,
             epoch,
             reads: Vec::new(),
@@ -168,14 +194,12 @@ impl Reader {
             opened_at: None,
             reset: Vec::new(),
             no_history: false,
-            cursor: CursorWriter::default(),
             base,
             dropped: Vec::new(),
             saving: None,
             last_save: None,
             no_bases: false,
             base_wanted: false,
-            entries: Vec::new(),
             slow_after: None,
             behind_since: None,
             silent_since: None,
@@ -312,20 +336,21 @@ impl Reader {
             .collect();
     }
 
-    /// Encodes the cursor of the current positions; [`CursorWriter::last`] holds it.
-    fn encode_cursor(&mut self) {
+    /// Encodes the cursor of the current positions with `cursor`; [`CursorWriter::last`]
+    /// holds it.
+    fn encode_cursor(&mut self, cursor: &mut CursorWriter) {
         if self.saving.is_some() {
             self.take_saved_base();
         }
         let wanted = match &self.base {
             None => {
-                self.cursor.write(self.epoch, self.reads.iter().map(|r| (&r.log.id, r.at)));
+                cursor.write(self.epoch, self.reads.iter().map(|r| (&r.log.id, r.at)));
                 self.reads.len() > BASE_MIN_LOGS
             }
             Some(base) => {
                 let amended = self.reads.iter().filter(|r| r.base_at != Some(r.at));
                 let dropped = self.dropped.iter().map(|log| (log, None));
-                self.cursor.write_based(
+                cursor.write_based(
                     self.epoch,
                     Some(base.id),
                     amended.clone().map(|r| (&r.log.id, Some(r.at))).chain(dropped),
@@ -380,7 +405,7 @@ impl Reader {
         if self.base.is_none() && self.saving.is_none() && self.reads.len() <= BASE_MIN_LOGS {
             return; // a whole cursor is short enough
         }
-        self.encode_cursor();
+        with_scratch(|scratch| self.encode_cursor(&mut scratch.cursor));
         if std::mem::take(&mut self.base_wanted) {
             self.save_base();
         }
@@ -456,8 +481,10 @@ impl Reader {
     /// The cursor of everything delivered so far.
     pub fn current_cursor(&mut self) -> String {
         self.sync();
-        self.encode_cursor();
-        self.cursor.last().to_owned()
+        with_scratch(|scratch| {
+            self.encode_cursor(&mut scratch.cursor);
+            scratch.cursor.last().to_owned()
+        })
     }
 
     /// Asks the engine for the events of every log whose ring no longer holds its position.
@@ -481,18 +508,18 @@ impl Reader {
 
     /// The in-memory part of [`Reader::read_into`]: the engine's backlog, then the rings.
     fn read_memory(&mut self, sink: &mut impl Sink) -> Result<Read, Error> {
-        // One look at the session state for both questions; `sync` locks again only when the
-        // client joined or left a room since the last read.
-        let membership = {
-            let state = self.session.state();
-            if state.gone {
-                return Err(Error::unknown_client());
-            }
-            state.membership
-        };
+        // Both questions from the wake handle a delivery has just used; `sync` takes the
+        // session's lock only when the client joined or left a room since the last read.
+        let membership = self.wake.membership().ok_or_else(Error::unknown_client)?;
         if self.membership != Some(membership) {
             self.sync();
         }
+        Ok(with_scratch(|scratch| self.read_logs(sink, scratch)))
+    }
+
+    /// [`Reader::read_memory`] once the reader is up to date with the session.
+    fn read_logs(&mut self, sink: &mut impl Sink, scratch: &mut Scratch) -> Read {
+        let Scratch { entries, cursor } = scratch;
         let mut pushed = 0;
         let mut bytes = 0;
         let mut shed = 0;
@@ -502,10 +529,9 @@ impl Reader {
         let mut more = false;
         for id in std::mem::take(&mut self.reset) {
             if self.reads.iter().any(|r| r.log.id == id) {
-                pushed += self.push_gap(sink, &id, GapReason::Reset, None);
+                pushed += self.push_gap(sink, cursor, &id, GapReason::Reset, None);
             }
         }
-        let mut entries = std::mem::take(&mut self.entries);
         for i in 0..self.reads.len() {
             let budget = MAX_EVENTS_PER_BATCH.saturating_sub(pushed);
             if budget == 0 || bytes >= MAX_BATCH_BYTES {
@@ -525,7 +551,7 @@ impl Reader {
             } else {
                 let read = &self.reads[i];
                 let ring = read.log.ring.lock().expect("ring lock");
-                let gap = ring.read_after_into(read.at, budget, &mut entries);
+                let gap = ring.read_after_into(read.at, budget, entries);
                 more |= entries.len() == budget;
                 (gap, ring.head())
             };
@@ -542,12 +568,12 @@ impl Reader {
                 let reason = if self.no_history { GapReason::Evicted } else { GapReason::Retention };
                 self.reads[i].at = to;
                 let id = self.reads[i].log.id.clone();
-                pushed += self.push_gap(sink, &id, reason, Some((from, to)));
+                pushed += self.push_gap(sink, cursor, &id, reason, Some((from, to)));
             }
             // Far behind this log: its droppable events are skipped, to catch up on the rest.
             let shedding = head.0.saturating_sub(self.reads[i].at.0) > SHED_LAG;
             let mut taken = 0;
-            for entry in &entries {
+            for entry in entries.iter() {
                 if pushed > 0 && bytes >= MAX_BATCH_BYTES {
                     more = true;
                     break;
@@ -556,11 +582,11 @@ impl Reader {
                 self.reads[i].at = entry.seq;
                 if shedding && entry.draft.droppable {
                     shed += 1;
-                } else if entry.visible_to(&self.session.id) {
-                    self.encode_cursor();
+                } else if entry.visible_to_keyed(self.key, &self.session.id) {
+                    self.encode_cursor(cursor);
                     let frame = EncodedFrame {
                         head: entry.json_head(),
-                        cursor: self.cursor.last(),
+                        cursor: cursor.last(),
                         source: Source::Event(entry),
                     };
                     bytes += frame.json_len();
@@ -576,7 +602,6 @@ impl Reader {
             entries.clear();
             behind |= head.0.saturating_sub(read.at.0) > SHED_LAG;
         }
-        self.entries = entries;
         if std::mem::take(&mut self.base_wanted) {
             self.save_base();
         }
@@ -584,20 +609,21 @@ impl Reader {
         if shed > 0 {
             self.stats.shed.fetch_add(shed, Ordering::Relaxed);
         }
-        Ok(Read { pushed, behind, more })
+        Read { pushed, behind, more }
     }
 
     fn push_gap(
         &mut self,
         sink: &mut impl Sink,
+        cursor: &mut CursorWriter,
         log: &LogId,
         reason: GapReason,
         missed: Option<(Seq, Seq)>,
     ) -> usize {
-        self.encode_cursor();
+        self.encode_cursor(cursor);
         sink.push(EncodedFrame {
             head: &gap_head(log, reason, missed),
-            cursor: self.cursor.last(),
+            cursor: cursor.last(),
             source: Source::Gap { log, reason, missed },
         });
         1

@@ -51,18 +51,34 @@ pub(crate) struct SessionState {
     pub(crate) membership: u64,
     /// The `last_seen` the engine was last told of (durable engines keep it across restarts).
     pub(crate) persisted_seen: Instant,
+    /// The session's wake handle, where `membership` and `gone` are published for readers to
+    /// check without this lock (see [`Waking::membership`](crate::log::Waking::membership)).
+    wake: Wake,
 }
 
 impl SessionState {
     pub(crate) fn join(&mut self, room: RoomName, log: Arc<Log>, floor: Seq) {
         self.rooms.insert(room, (log, floor));
-        self.membership += 1;
+        self.changed();
     }
 
     pub(crate) fn leave(&mut self, room: &RoomName) -> Option<(Arc<Log>, Seq)> {
         let left = self.rooms.remove(room);
-        self.membership += 1;
+        self.changed();
         left
+    }
+
+    /// Ends the session: its readers stop at their next read. Returns the rooms it was in.
+    pub(crate) fn end(&mut self) -> BTreeMap<RoomName, (Arc<Log>, Seq)> {
+        self.gone = true;
+        self.changed();
+        std::mem::take(&mut self.rooms)
+    }
+
+    /// Bumps `membership` and publishes it (and `gone`) to the wake handle.
+    fn changed(&mut self) {
+        self.membership += 1;
+        self.wake.publish_membership(self.membership, self.gone);
     }
 }
 
@@ -78,12 +94,13 @@ impl Session {
         burst: f64,
     ) -> Session {
         let now = Instant::now();
+        let wake = Wake::default();
         Session {
             id,
             user,
             grant,
             inbox,
-            wake: Wake::default(),
+            wake: wake.clone(),
             state: Mutex::new(SessionState {
                 rooms: BTreeMap::new(),
                 inbox_from,
@@ -93,6 +110,7 @@ impl Session {
                 gone: false,
                 membership: 0,
                 persisted_seen: now,
+                wake,
             }),
             publishing: tokio::sync::Mutex::new(AckMemory::default()),
         }
