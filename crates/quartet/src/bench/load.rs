@@ -257,7 +257,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
     }
 
     let before = scrape(&url).await?;
-    let (server_cpu0, self_cpu0) = (server.cpu_us(), self_cpu_us());
+    let (server_cpu0, self_cpu0) = (server.cpu_split_us(), self_cpu_us());
     let tally = Arc::new(Tally {
         start: Instant::now() + Duration::from_millis(50),
         rate: shape.rate,
@@ -294,7 +294,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = tally.start.elapsed().as_secs_f64();
-    let (server_cpu1, self_cpu1) = (server.cpu_us(), self_cpu_us());
+    let (server_cpu1, self_cpu1) = (server.cpu_split_us(), self_cpu_us());
     let after = scrape(&url).await?;
     drop(subscribers);
 
@@ -307,7 +307,9 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
     // Commands (the publisher's frames) are not requests of the subscribers' transport.
     let requests = tdelta("quartet_transport_requests_total");
     let empty = tdelta("quartet_transport_empty_total");
-    let server_cpu = server_cpu0.zip(server_cpu1).map(|(a, b)| (b - a) as f64);
+    let server_split = server_cpu0.zip(server_cpu1);
+    let server_cpu = server_split.map(|(a, b)| ((b.user + b.system) - (a.user + a.system)) as f64);
+    let server_user = server_split.map(|(a, b)| b.user.saturating_sub(a.user) as f64);
     let self_cpu = self_cpu0.zip(self_cpu1).map(|(a, b)| (b - a) as f64);
     let fanout = {
         let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
@@ -332,6 +334,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         fanout_complete_us: fanout,
         deliveries_per_s: delivered as f64 / elapsed,
         server_cpu_us_per_delivery: server_cpu.map(per),
+        server_user_us_per_delivery: server_user.map(per),
         server_cpu_percent: server_cpu.map(|us| us / 1e4 / elapsed),
         loadgen_cpu_percent: self_cpu.map(|us| us / 1e4 / elapsed / super::server::loadgen_capacity()),
         bytes_to_clients_per_delivery: per(delta("quartet_tcp_sent_bytes_total")),

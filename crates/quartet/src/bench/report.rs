@@ -111,6 +111,10 @@ pub(crate) struct Run {
     pub(crate) fanout_complete_us: Latency,
     pub(crate) deliveries_per_s: f64,
     pub(crate) server_cpu_us_per_delivery: Option<f64>,
+    /// The part of `server_cpu_us_per_delivery` spent in the server's own code (user mode);
+    /// the rest is the kernel's (sending, and on loopback much of the receiving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) server_user_us_per_delivery: Option<f64>,
     pub(crate) server_cpu_percent: Option<f64>,
     pub(crate) loadgen_cpu_percent: Option<f64>,
     /// Bytes on the server's sockets per delivered message, headers and framing included.
@@ -151,7 +155,7 @@ impl Run {
             _ => String::new(),
         };
         format!(
-            "{:>10} × {:<6} p50 {:>8} µs  p99 {:>8} µs  {:>8.0} deliveries/s  {}/{} delivered  server CPU {} µs/delivery{bound}",
+            "{:>10} × {:<6} p50 {:>8} µs  p99 {:>8} µs  {:>8.0} deliveries/s  {}/{} delivered  server CPU {} µs/delivery{}{bound}",
             self.transport,
             self.subscribers,
             self.latency_us.p50,
@@ -160,6 +164,7 @@ impl Run {
             self.delivered,
             self.expected_deliveries,
             self.server_cpu_us_per_delivery.map_or("–".into(), |v| format!("{v:.2}")),
+            self.server_user_us_per_delivery.map_or(String::new(), |v| format!(" ({v:.2} in its own code)")),
         )
     }
 }
@@ -191,16 +196,22 @@ fn floor_ratios(md: &mut String, runs: &[Run]) {
         "\nAgainst the kernel floor measured right after each row (bare `write()` calls, one message \
          each, over as many loopback sockets as the row has subscribers, or as the bench can hold):\n"
     );
-    let _ =
-        writeln!(md, "| transport | subs | server CPU µs/delivery | floor µs/write, right after | ratio |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| transport | subs | server CPU µs/delivery | of it in the server's code | in the kernel | floor µs/write, right after | ratio |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
     for (r, floor, ratio) in rows {
+        let kernel =
+            r.server_cpu_us_per_delivery.zip(r.server_user_us_per_delivery).map(|(all, user)| all - user);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {floor:.2} | **{ratio:.2}×** |",
+            "| {} | {} | {} | {} | {} | {floor:.2} | **{ratio:.2}×** |",
             r.transport,
             r.subscribers,
-            opt(r.server_cpu_us_per_delivery, 2)
+            opt(r.server_cpu_us_per_delivery, 2),
+            opt(r.server_user_us_per_delivery, 2),
+            opt(kernel, 2)
         );
     }
 }
@@ -753,6 +764,7 @@ mod tests {
             fanout_complete_us: Latency::default(),
             deliveries_per_s: 20_000.0,
             server_cpu_us_per_delivery: Some(10.0),
+            server_user_us_per_delivery: Some(2.5),
             server_cpu_percent: Some(20.0),
             loadgen_cpu_percent: loadgen,
             bytes_to_clients_per_delivery: 260.0,
@@ -785,7 +797,8 @@ mod tests {
         measured.floor_right_after_us = Some(8.0);
         let mut md = String::new();
         floor_ratios(&mut md, &[run("sse", Some(50.0)), measured]);
-        assert!(md.contains("| ws | 1000 | 10.00 | 8.00 | **1.25×** |"), "{md}");
+        // 10 µs per delivery, 2.5 of them in the server's code: 7.5 in the kernel's.
+        assert!(md.contains("| ws | 1000 | 10.00 | 2.50 | 7.50 | 8.00 | **1.25×** |"), "{md}");
         assert!(!md.contains("| sse |"), "a row without a floor has no ratio: {md}");
         let mut none = String::new();
         floor_ratios(&mut none, &[run("sse", None)]);

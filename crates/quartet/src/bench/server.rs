@@ -77,6 +77,11 @@ impl ServerUnderTest {
         process_cpu_us(self.child.id())
     }
 
+    /// The server's CPU time so far, user and system apart (see [`CpuSplit`]).
+    pub(crate) fn cpu_split_us(&self) -> Option<CpuSplit> {
+        cpu_split_us_of_stat(&std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?)
+    }
+
     /// The server's CPU time so far by thread name (see [`thread_cpu_us`]).
     pub(crate) fn thread_cpu_us(&self) -> BTreeMap<String, u64> {
         thread_cpu_us(self.child.id())
@@ -130,9 +135,22 @@ pub(crate) fn thread_cpu_us(pid: u32) -> BTreeMap<String, u64> {
 
 /// User + system CPU time in a `/proc/.../stat` line, in microseconds (100 ticks a second).
 pub(crate) fn cpu_us_of_stat(stat: &str) -> Option<u64> {
+    cpu_split_us_of_stat(stat).map(|split| split.user + split.system)
+}
+
+/// CPU time in microseconds, in the process's own code (user mode) and in the kernel's
+/// (system calls, and the interrupts and network processing they run on its CPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CpuSplit {
+    pub(crate) user: u64,
+    pub(crate) system: u64,
+}
+
+/// [`CpuSplit`] of a `/proc/.../stat` line (fields 14 and 15, 100 ticks a second).
+pub(crate) fn cpu_split_us_of_stat(stat: &str) -> Option<CpuSplit> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 10_000)
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(CpuSplit { user: ticks(11)? * 10_000, system: ticks(12)? * 10_000 })
 }
 
 /// Whether servers are started pinned to CPU 0.
@@ -243,5 +261,19 @@ impl Drop for Spinners {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_splits_into_user_and_system_time() {
+        // pid (comm with ") " in it) state ppid ... utime=7 stime=3 (fields 14 and 15)
+        let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 2 0 100 0 0";
+        assert_eq!(cpu_split_us_of_stat(stat), Some(CpuSplit { user: 70_000, system: 30_000 }));
+        assert_eq!(cpu_us_of_stat(stat), Some(100_000));
+        assert_eq!(cpu_split_us_of_stat("42 (a) S 1"), None);
     }
 }
