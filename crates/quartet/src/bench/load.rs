@@ -341,7 +341,9 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
         bytes_from_clients_per_delivery: per(delta("quartet_tcp_received_bytes_total")),
         http_requests_per_delivery: per(if polling { requests } else { requests.max(0.0) }),
         empty_poll_ratio: polling.then(|| if requests > 0.0 { empty / requests } else { 0.0 }),
-        floor_right_after_us: None, // measured by the caller, after this row's server is gone
+        // Measured by the caller, with no server of the row running.
+        floor_right_after_us: None,
+        floor_right_before_us: None,
     })
 }
 

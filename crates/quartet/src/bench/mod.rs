@@ -208,7 +208,8 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let saturated = |kind: Technique| {
         args.saturation > 0.0 && matches!(kind, Technique::Native(TransportKind::Ws | TransportKind::Sse))
     };
-    // A kernel floor beside each row that writes one event per write to many sockets.
+    // A kernel floor before and after each row that writes one event per write to many
+    // sockets.
     let one_event_per_write = |kind: Technique| {
         matches!(kind, Technique::Native(TransportKind::Ws | TransportKind::Sse) | Technique::SocketIo)
     };
@@ -217,7 +218,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         * sizes
             .iter()
             .filter(|&&n| n >= floor::SOCKETS)
-            .map(|&n| floor_unit(n.min(floor::max_sockets())))
+            .map(|&n| 2.0 * floor_unit(n.min(floor::max_sockets())))
             .sum::<f64>();
     let saturation_unit = SATURATION_SECONDS + args.saturation_subscribers as f64 / 2000.0 + 3.0;
     let total: f64 = floors_beside
@@ -242,6 +243,18 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     for &kind in &args.transports {
         for &n in &sizes {
             let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
+            let beside = one_event_per_write(kind) && n >= floor::SOCKETS;
+            let sockets = n.min(floor::max_sockets());
+            let floor_before = if beside {
+                progress.begin(format!("kernel floor right before {kind} × {n}: {sockets} sockets"));
+                let floor = floor::measure(sockets).await?.us_per_message_one_per_write;
+                progress.finish_unit(floor_unit(sockets));
+                progress
+                    .line(&format!("kernel floor right before, {sockets} sockets: {floor:.2} µs per write"));
+                Some(floor)
+            } else {
+                None
+            };
             progress.begin(format!("{kind} × {n}"));
             let shape = load::Shape {
                 store: store::MEMORY.iter().map(|s| s.to_string()).collect(),
@@ -254,15 +267,15 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             let mut run = load::run(&shape, &http()?, &progress).await?;
             progress.finish_unit(unit(n));
             progress.line(&run.summary());
-            if one_event_per_write(kind) && n >= floor::SOCKETS {
-                let sockets = n.min(floor::max_sockets());
+            if beside {
                 progress.begin(format!("kernel floor right after {kind} × {n}: {sockets} sockets"));
                 let floor = floor::measure(sockets).await?.us_per_message_one_per_write;
                 progress.finish_unit(floor_unit(sockets));
+                run.floor_right_before_us = floor_before;
                 run.floor_right_after_us = Some(floor);
-                if let Some(ratio) = run.against_floor() {
+                if let (Some(beside), Some(ratio)) = (run.floor_beside(), run.against_floor()) {
                     progress.line(&format!(
-                        "kernel floor right after, {sockets} sockets: {floor:.2} µs per write; {kind} × {n} at {ratio:.2}× it"
+                        "kernel floor right after, {sockets} sockets: {floor:.2} µs per write; {kind} × {n} at {ratio:.2}× the mean of both ({beside:.2})"
                     ));
                 }
             }

@@ -126,9 +126,12 @@ pub(crate) struct Run {
     /// this row has subscribers, or as the bench can hold) measured right after this row; for
     /// the rows that write one event per write to [`super::floor::SOCKETS`] or more sockets.
     /// This machine's floor moves by a third from one minute to the next; a row's ratio to the
-    /// floor measured beside it moves less.
+    /// floors measured beside it moves less.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) floor_right_after_us: Option<f64>,
+    /// The same floor measured right before the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) floor_right_before_us: Option<f64>,
 }
 
 /// Load generator CPU (percent of the CPUs it can use) from which a run's figures may be the
@@ -136,9 +139,18 @@ pub(crate) struct Run {
 pub(crate) const GENERATOR_BOUND_PERCENT: f64 = 90.0;
 
 impl Run {
-    /// Server CPU per delivery over the kernel floor measured right after the row.
+    /// The kernel floor beside the row: the mean of the floors measured right before and
+    /// right after it (or the one measured, if only one was).
+    pub(crate) fn floor_beside(&self) -> Option<f64> {
+        match (self.floor_right_before_us, self.floor_right_after_us) {
+            (Some(before), Some(after)) => Some((before + after) / 2.0),
+            (one, other) => one.or(other),
+        }
+    }
+
+    /// Server CPU per delivery over the kernel floor beside the row.
     pub(crate) fn against_floor(&self) -> Option<f64> {
-        Some(self.server_cpu_us_per_delivery? / self.floor_right_after_us?)
+        Some(self.server_cpu_us_per_delivery? / self.floor_beside()?)
     }
 
     /// Whether the load generator was near saturation during the run.
@@ -184,34 +196,38 @@ pub(crate) struct Idle {
     pub(crate) cpu_us_per_empty_poll: Option<f64>,
 }
 
-/// The rows measured against a kernel floor of their own (see [`Run::floor_right_after_us`]).
+/// The rows measured against a kernel floor of their own (see [`Run::floor_beside`]).
 fn floor_ratios(md: &mut String, runs: &[Run]) {
     let rows: Vec<(&Run, f64, f64)> =
-        runs.iter().filter_map(|r| Some((r, r.floor_right_after_us?, r.against_floor()?))).collect();
+        runs.iter().filter_map(|r| Some((r, r.floor_beside()?, r.against_floor()?))).collect();
     if rows.is_empty() {
         return;
     }
     let _ = writeln!(
         md,
-        "\nAgainst the kernel floor measured right after each row (bare `write()` calls, one message \
-         each, over as many loopback sockets as the row has subscribers, or as the bench can hold):\n"
+        "\nAgainst the kernel floor measured right before and right after each row (bare `write()` \
+         calls, one message each, over as many loopback sockets as the row has subscribers, or as \
+         the bench can hold; the mean of the two). The server's CPU is split as /proc tells it \
+         (sampled at each 10 ms tick, so rough for short rows):\n"
     );
     let _ = writeln!(
         md,
-        "| transport | subs | server CPU µs/delivery | of it in the server's code | in the kernel | floor µs/write, right after | ratio |"
+        "| transport | subs | server CPU µs/delivery | of it in the server's code | in the kernel | floor µs/write, before / after | ratio to their mean |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
-    for (r, floor, ratio) in rows {
+    for (r, _, ratio) in rows {
         let kernel =
             r.server_cpu_us_per_delivery.zip(r.server_user_us_per_delivery).map(|(all, user)| all - user);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {floor:.2} | **{ratio:.2}×** |",
+            "| {} | {} | {} | {} | {} | {} / {} | **{ratio:.2}×** |",
             r.transport,
             r.subscribers,
             opt(r.server_cpu_us_per_delivery, 2),
             opt(r.server_user_us_per_delivery, 2),
-            opt(kernel, 2)
+            opt(kernel, 2),
+            opt(r.floor_right_before_us, 2),
+            opt(r.floor_right_after_us, 2),
         );
     }
 }
@@ -772,6 +788,7 @@ mod tests {
             http_requests_per_delivery: 0.0,
             empty_poll_ratio: None,
             floor_right_after_us: None,
+            floor_right_before_us: None,
         }
     }
 
@@ -794,11 +811,16 @@ mod tests {
     #[test]
     fn a_row_with_a_floor_beside_it_is_given_its_ratio() {
         let mut measured = run("ws", Some(50.0));
-        measured.floor_right_after_us = Some(8.0);
+        measured.floor_right_before_us = Some(6.0);
+        measured.floor_right_after_us = Some(10.0);
+        let mut after_only = run("socketio", Some(50.0));
+        after_only.floor_right_after_us = Some(5.0);
         let mut md = String::new();
-        floor_ratios(&mut md, &[run("sse", Some(50.0)), measured]);
-        // 10 µs per delivery, 2.5 of them in the server's code: 7.5 in the kernel's.
-        assert!(md.contains("| ws | 1000 | 10.00 | 2.50 | 7.50 | 8.00 | **1.25×** |"), "{md}");
+        floor_ratios(&mut md, &[run("sse", Some(50.0)), measured, after_only]);
+        // 10 µs per delivery, 2.5 of them in the server's code: 7.5 in the kernel's; against
+        // the mean of the floors before and after (8), or the one measured.
+        assert!(md.contains("| ws | 1000 | 10.00 | 2.50 | 7.50 | 6.00 / 10.00 | **1.25×** |"), "{md}");
+        assert!(md.contains("| socketio | 1000 | 10.00 | 2.50 | 7.50 | – / 5.00 | **2.00×** |"), "{md}");
         assert!(!md.contains("| sse |"), "a row without a floor has no ratio: {md}");
         let mut none = String::new();
         floor_ratios(&mut none, &[run("sse", None)]);
