@@ -308,7 +308,7 @@ pub(crate) async fn run(shape: &Shape, http: &reqwest::Client, progress: &Progre
     let requests = tdelta("quartet_transport_requests_total");
     let empty = tdelta("quartet_transport_empty_total");
     let server_split = server_cpu0.zip(server_cpu1);
-    let server_cpu = server_split.map(|(a, b)| ((b.user + b.system) - (a.user + a.system)) as f64);
+    let server_cpu = server_split.map(|(a, b)| (b.total() - a.total()) as f64);
     let server_user = server_split.map(|(a, b)| b.user.saturating_sub(a.user) as f64);
     let self_cpu = self_cpu0.zip(self_cpu1).map(|(a, b)| (b - a) as f64);
     let fanout = {

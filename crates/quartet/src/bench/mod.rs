@@ -100,6 +100,21 @@ pub(crate) struct BenchArgs {
     server_exe: Option<PathBuf>,
 }
 
+/// The kernel floor (µs per write, one message each) over `sockets`, measured right `when`
+/// (`before` or `after`) the row `row`; `unit` is its share of the run's progress.
+async fn floor_beside(
+    progress: &Progress,
+    when: &str,
+    row: &str,
+    sockets: usize,
+    unit: f64,
+) -> anyhow::Result<f64> {
+    progress.begin(format!("kernel floor right {when} {row}: {sockets} sockets"));
+    let floor = floor::measure(sockets).await?.us_per_message_one_per_write;
+    progress.finish_unit(unit);
+    Ok(floor)
+}
+
 /// Progress on stderr: which transport, which step, and an estimate of the time left.
 pub(crate) struct Progress {
     label: std::cell::RefCell<String>,
@@ -245,17 +260,16 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
             let beside = one_event_per_write(kind) && n >= floor::SOCKETS;
             let sockets = n.min(floor::max_sockets());
+            let row = format!("{kind} × {n}");
             let floor_before = if beside {
-                progress.begin(format!("kernel floor right before {kind} × {n}: {sockets} sockets"));
-                let floor = floor::measure(sockets).await?.us_per_message_one_per_write;
-                progress.finish_unit(floor_unit(sockets));
+                let floor = floor_beside(&progress, "before", &row, sockets, floor_unit(sockets)).await?;
                 progress
                     .line(&format!("kernel floor right before, {sockets} sockets: {floor:.2} µs per write"));
                 Some(floor)
             } else {
                 None
             };
-            progress.begin(format!("{kind} × {n}"));
+            progress.begin(row.clone());
             let shape = load::Shape {
                 store: store::MEMORY.iter().map(|s| s.to_string()).collect(),
                 transport: kind,
@@ -268,14 +282,12 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
             progress.finish_unit(unit(n));
             progress.line(&run.summary());
             if beside {
-                progress.begin(format!("kernel floor right after {kind} × {n}: {sockets} sockets"));
-                let floor = floor::measure(sockets).await?.us_per_message_one_per_write;
-                progress.finish_unit(floor_unit(sockets));
+                let floor = floor_beside(&progress, "after", &row, sockets, floor_unit(sockets)).await?;
                 run.floor_right_before_us = floor_before;
                 run.floor_right_after_us = Some(floor);
                 if let (Some(beside), Some(ratio)) = (run.floor_beside(), run.against_floor()) {
                     progress.line(&format!(
-                        "kernel floor right after, {sockets} sockets: {floor:.2} µs per write; {kind} × {n} at {ratio:.2}× the mean of both ({beside:.2})"
+                        "kernel floor right after, {sockets} sockets: {floor:.2} µs per write; {row} at {ratio:.2}× the mean of both ({beside:.2})"
                     ));
                 }
             }

@@ -198,8 +198,7 @@ pub(crate) struct Idle {
 
 /// The rows measured against a kernel floor of their own (see [`Run::floor_beside`]).
 fn floor_ratios(md: &mut String, runs: &[Run]) {
-    let rows: Vec<(&Run, f64, f64)> =
-        runs.iter().filter_map(|r| Some((r, r.floor_beside()?, r.against_floor()?))).collect();
+    let rows: Vec<(&Run, f64)> = runs.iter().filter_map(|r| Some((r, r.against_floor()?))).collect();
     if rows.is_empty() {
         return;
     }
@@ -215,7 +214,7 @@ fn floor_ratios(md: &mut String, runs: &[Run]) {
         "| transport | subs | server CPU µs/delivery | of it in the server's code | in the kernel | floor µs/write, before / after | ratio to their mean |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
-    for (r, _, ratio) in rows {
+    for (r, ratio) in rows {
         let kernel =
             r.server_cpu_us_per_delivery.zip(r.server_user_us_per_delivery).map(|(all, user)| all - user);
         let _ = writeln!(

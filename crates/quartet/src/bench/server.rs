@@ -79,7 +79,7 @@ impl ServerUnderTest {
 
     /// The server's CPU time so far, user and system apart (see [`CpuSplit`]).
     pub(crate) fn cpu_split_us(&self) -> Option<CpuSplit> {
-        cpu_split_us_of_stat(&std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?)
+        process_cpu_split_us(self.child.id())
     }
 
     /// The server's CPU time so far by thread name (see [`thread_cpu_us`]).
@@ -110,7 +110,12 @@ pub(crate) fn process_rss_bytes(pid: u32) -> Option<u64> {
 
 /// CPU time of process `pid` (user + system), in microseconds, from /proc (Linux).
 pub(crate) fn process_cpu_us(pid: u32) -> Option<u64> {
-    cpu_us_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    process_cpu_split_us(pid).map(CpuSplit::total)
+}
+
+/// The same, user and system apart (see [`CpuSplit`]).
+pub(crate) fn process_cpu_split_us(pid: u32) -> Option<CpuSplit> {
+    cpu_split_us_of_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// CPU time (user + system, µs) of each thread of process `pid`, summed by thread name with
@@ -135,7 +140,7 @@ pub(crate) fn thread_cpu_us(pid: u32) -> BTreeMap<String, u64> {
 
 /// User + system CPU time in a `/proc/.../stat` line, in microseconds (100 ticks a second).
 pub(crate) fn cpu_us_of_stat(stat: &str) -> Option<u64> {
-    cpu_split_us_of_stat(stat).map(|split| split.user + split.system)
+    cpu_split_us_of_stat(stat).map(CpuSplit::total)
 }
 
 /// CPU time in microseconds, in the process's own code (user mode) and in the kernel's
@@ -144,6 +149,13 @@ pub(crate) fn cpu_us_of_stat(stat: &str) -> Option<u64> {
 pub(crate) struct CpuSplit {
     pub(crate) user: u64,
     pub(crate) system: u64,
+}
+
+impl CpuSplit {
+    /// User + system.
+    pub(crate) fn total(self) -> u64 {
+        self.user + self.system
+    }
 }
 
 /// [`CpuSplit`] of a `/proc/.../stat` line (fields 14 and 15, 100 ticks a second).
