@@ -21,7 +21,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::serve::Listener;
 use tokio::sync::watch;
 
@@ -110,7 +109,7 @@ async fn stopped(signal: &mut watch::Receiver<bool>) {
 /// Serves `app` on `listener` until `shutdown` flips to true, then drains.
 pub(crate) async fn serve(
     mut listener: MeteredListener,
-    app: Router,
+    app: crate::http1::Routes,
     limits: Limits,
     meter: Arc<Meter>,
     mut shutdown: watch::Receiver<bool>,

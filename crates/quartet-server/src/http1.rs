@@ -221,7 +221,7 @@ struct Head {
 /// Serves one connection until the client closes it, it goes silent, or the server stops.
 pub(crate) async fn serve(
     mut io: Metered,
-    mut app: Router,
+    mut app: Routes,
     header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -276,8 +276,23 @@ async fn release(mut io: Metered, head: &[u8], buf: &BytesMut) -> Option<Upgrade
     Some(Upgraded { io, read_first: Bytes::copy_from_slice(buf) })
 }
 
-/// The routes' answer to one request, on its way.
-type RouteCall = std::pin::Pin<Box<<Router as Service<Request<Body>>>::Future>>;
+/// The answer to one request, on its way: the router's, or a direct route's.
+pub(crate) type RouteCall = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
+
+/// A direct route (see [`Routes::direct`]).
+pub(crate) type Direct = Arc<dyn Fn(&str) -> Option<RouteCall> + Send + Sync>;
+
+/// A connection's routes: the router, and the requests answered without it.
+#[derive(Clone)]
+pub(crate) struct Routes {
+    pub(crate) router: Router,
+    /// Given a `GET`'s request target (path and query, as sent), the answer, for the few routes
+    /// that take nothing else from a request (the polls) and only in the plainest form of their
+    /// target; `None` sends the request through the router as any other. The router would
+    /// answer such a request the same way, at the price of a header map, a parsed URI, its
+    /// routing, extractors and layers: on a poll, most of the server's own work.
+    pub(crate) direct: Direct,
+}
 
 /// A request handed to the routes: its answer on its way, and what the connection must know
 /// to write it.
@@ -295,12 +310,16 @@ struct Pending {
 async fn receive(
     io: &mut Metered,
     buf: &mut BytesMut,
-    app: &mut Router,
+    app: &mut Routes,
     header_timeout: Duration,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Pending> {
-    let head = match read_head(io, buf, header_timeout, stop).await {
-        Ok(Some(head)) => head,
+    let head = match read_head(io, buf, header_timeout, stop, &app.direct).await {
+        Ok(Some(Parsed::Direct(pending))) => {
+            forget_buffer_if_empty(buf);
+            return Some(pending);
+        }
+        Ok(Some(Parsed::Full(head))) => head,
         Ok(None) => return None,
         Err(refusal) => {
             Box::pin(refuse(io, refusal)).await;
@@ -323,11 +342,7 @@ async fn receive(
         }
     };
     *request.body_mut() = Body::from(body);
-    if buf.is_empty() {
-        // Nothing pipelined behind this request: while it is answered (a long poll parked,
-        // an SSE stream for hours) the connection keeps no read buffer.
-        *buf = BytesMut::new();
-    }
+    forget_buffer_if_empty(buf);
     let on_upgrade = upgrade.then(|| {
         let (sender, receiver) = oneshot::channel();
         request.extensions_mut().insert(OnUpgrade(Arc::new(Mutex::new(Some(receiver)))));
@@ -336,10 +351,26 @@ async fn receive(
     let head_only = request.method() == Method::HEAD;
     let version = request.version();
     // A router is always ready; asked anyway, as the service contract wants.
-    if std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(app, cx)).await.is_err() {
+    let router = &mut app.router;
+    if std::future::poll_fn(|cx| Service::<Request<Body>>::poll_ready(router, cx)).await.is_err() {
         return None;
     }
-    Some(Pending { call: Box::pin(app.call(request)), keep_alive, on_upgrade, head_only, version })
+    let answer = router.call(request);
+    let call = Box::pin(async move {
+        match answer.await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    });
+    Some(Pending { call, keep_alive, on_upgrade, head_only, version })
+}
+
+/// Nothing pipelined behind the request just read: while it is answered (a long poll parked,
+/// an SSE stream for hours) the connection keeps no read buffer.
+fn forget_buffer_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    }
 }
 
 /// Waits for the routes' answer. Meanwhile a client that goes away ends the request at once
@@ -347,10 +378,7 @@ async fn receive(
 async fn answer(call: &mut RouteCall, io: &mut Metered, buf: &mut BytesMut) -> Option<Response<Body>> {
     loop {
         tokio::select! {
-            response = call.as_mut() => match response {
-                Ok(response) => return Some(response),
-                Err(never) => match never {},
-            },
+            response = call.as_mut() => return Some(response),
             heard = io.peek_one(), if buf.len() < MAX_HEAD_BYTES => match heard {
                 Ok(1..) => {
                     buf.reserve(READ_BUFFER);
@@ -372,11 +400,12 @@ async fn read_head(
     buf: &mut BytesMut,
     header_timeout: Duration,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Option<Head>, Refusal> {
+    direct: &Direct,
+) -> Result<Option<Parsed>, Refusal> {
     let deadline = Instant::now() + header_timeout;
     loop {
         if !buf.is_empty() {
-            if let Some((head, used)) = parse_head(buf)? {
+            if let Some((head, used)) = parse_head(buf, direct)? {
                 buf.advance(used);
                 return Ok(Some(head));
             }
@@ -420,8 +449,16 @@ fn too_large_head() -> Refusal {
     )
 }
 
+/// A parsed head: a request for the router, or one a direct route took. (Passed up once per
+/// request and never kept: the sizes of its variants do not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Full(Head),
+    Direct(Pending),
+}
+
 /// Parses the head at the start of `bytes`, if it is all there: the head and its length.
-fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, Refusal> {
+fn parse_head(bytes: &[u8], direct: &Direct) -> Result<Option<(Parsed, usize)>, Refusal> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut lines);
     let used = match parsed.parse(bytes) {
@@ -430,6 +467,9 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, Refusal> {
         Err(httparse::Error::TooManyHeaders) => return Err(too_large_head()),
         Err(error) => return Err(Refusal::bad(format!("malformed request head: {error}"))),
     };
+    if let Some(pending) = take_direct(&parsed, direct) {
+        return Ok(Some((Parsed::Direct(pending), used)));
+    }
     let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
         .map_err(|_| Refusal::bad("malformed method"))?;
     let uri: Uri =
@@ -458,16 +498,59 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Head, usize)>, Refusal> {
     let upgrade = headers.contains_key(header::UPGRADE);
     let framing = framing(headers)?;
     let head = Head { request, framing, keep_alive, expects_continue, upgrade };
-    Ok(Some((head, used)))
+    Ok(Some((Parsed::Full(head), used)))
+}
+
+/// A `GET` that a direct route takes, answered without the router: one with nothing but its
+/// target to read (no body, no upgrade, no expectation) and every header line one the full
+/// parse would accept as is. Anything else is `None`, for the full parse and the router.
+fn take_direct(parsed: &httparse::Request<'_, '_>, direct: &Direct) -> Option<Pending> {
+    if parsed.method != Some("GET") {
+        return None;
+    }
+    let mut connection = Vec::new();
+    for line in parsed.headers.iter() {
+        let name = line.name;
+        let framed_or_upgraded =
+            [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::UPGRADE, header::EXPECT]
+                .iter()
+                .any(|other| name.eq_ignore_ascii_case(other.as_str()));
+        if framed_or_upgraded {
+            return None;
+        }
+        // What `HeaderValue` takes: no control characters but tab.
+        if !line.value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80) {
+            return None;
+        }
+        if name.eq_ignore_ascii_case(header::CONNECTION.as_str()) {
+            connection.push(line.value);
+        }
+    }
+    let version = if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let keep_alive = if version == Version::HTTP_11 {
+        !lists_token(connection.iter().copied(), "close")
+    } else {
+        lists_token(connection.iter().copied(), "keep-alive")
+    };
+    let call = direct(parsed.path?)?;
+    Some(Pending { call, keep_alive, on_upgrade: None, head_only: false, version })
 }
 
 /// Whether a header of `name` lists `token` (comma-separated, any case): `Connection: close`,
 /// `Upgrade: websocket`.
 pub(crate) fn has_token(headers: &axum::http::HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    lists_token(headers.get_all(name).iter().map(HeaderValue::as_bytes), token)
+}
+
+/// Whether one of `values` lists `token` (comma-separated, any case); a value that is not all
+/// visible ASCII lists nothing.
+fn lists_token<'a>(values: impl Iterator<Item = &'a [u8]>, token: &str) -> bool {
+    values
+        .filter_map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+        })
         .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
@@ -779,6 +862,40 @@ fn date() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How `head` parses with a direct route that takes every target: `Some(keep_alive)` if
+    /// the direct route took it, `None` if it is for the router.
+    fn taken(head: &str) -> Option<bool> {
+        let direct: Direct =
+            Arc::new(|_: &str| Some(Box::pin(async { Response::new(Body::empty()) }) as RouteCall));
+        match parse_head(head.as_bytes(), &direct) {
+            Ok(Some((Parsed::Direct(pending), used))) => {
+                assert_eq!(used, head.len());
+                Some(pending.keep_alive)
+            }
+            Ok(Some((Parsed::Full(_), _))) => None,
+            Ok(None) => panic!("incomplete: {head}"),
+            Err(refusal) => panic!("refused: {refusal:?}"),
+        }
+    }
+
+    #[test]
+    fn only_a_plain_get_takes_a_direct_route() {
+        assert_eq!(taken("GET /p HTTP/1.1\r\nHost: x\r\n\r\n"), Some(true));
+        assert_eq!(taken("GET /p HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n"), Some(false));
+        assert_eq!(taken("GET /p HTTP/1.0\r\n\r\n"), Some(false));
+        assert_eq!(taken("GET /p HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"), Some(true));
+        for head in [
+            "HEAD /p HTTP/1.1\r\n\r\n",
+            "POST /p HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET /p HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET /p HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+            "GET /p HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            "GET /p HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        ] {
+            assert_eq!(taken(head), None, "{head}");
+        }
+    }
 
     #[test]
     fn chunk_size_lines_are_hex_and_crlf() {

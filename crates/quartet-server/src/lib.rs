@@ -41,9 +41,21 @@ use crate::auth::Auth;
 use crate::meter::{Meter, MeteredListener};
 use crate::metrics::TransportStats;
 
-/// Everything a handler needs; cheap to clone.
+/// Everything a handler needs: one shared [`Served`], so a request's copy (axum's `State`
+/// extractor clones it for every request) is one reference count, not one per part.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Served>);
+
+impl std::ops::Deref for AppState {
+    type Target = Served;
+
+    fn deref(&self) -> &Served {
+        &self.0
+    }
+}
+
+/// What the routes share: the core, counters, the shutdown signal, limits.
+pub(crate) struct Served {
     /// The message core.
     pub(crate) hub: Hub,
     /// Per-transport counters for `/metrics` and the benchmarks.
@@ -112,7 +124,7 @@ pub async fn serve_with(
     let meter = Arc::new(Meter::default());
     // A client that takes none of our bytes for as long as a silent client is allowed is gone.
     let patience = hub.config().client_timeout();
-    let state = AppState {
+    let state = AppState(Arc::new(Served {
         hub: hub.clone(),
         stats: Arc::default(),
         shutdown: stop_rx,
@@ -122,7 +134,7 @@ pub async fn serve_with(
         sessions: Arc::new(transport::socketio::session::Sessions::new(
             transport::socketio::EngineConfig::from_heartbeat(hub.config().heartbeat),
         )),
-    };
+    }));
     let reaper = tokio::spawn(hub.clone().run_reaper());
     let follower = tokio::spawn(hub.clone().follow());
     let listener = MeteredListener::new(listener, meter.clone(), patience);
@@ -132,7 +144,12 @@ pub async fn serve_with(
         tracing::info!("shutting down: closing streams");
         let _ = stop_tx.send(true);
     });
-    connections::serve(listener, app(state), options.limits, meter, stopping).await;
+    let direct = {
+        let state = state.clone();
+        Arc::new(move |target: &str| transport::direct(&state, target))
+    };
+    let routes = http1::Routes { router: app(state), direct };
+    connections::serve(listener, routes, options.limits, meter, stopping).await;
     reaper.abort();
     follower.abort();
     Ok(())

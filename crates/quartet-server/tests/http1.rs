@@ -258,3 +258,59 @@ async fn a_client_gone_mid_answer_frees_its_reader_at_once() {
         assert_eq!(status.as_u16(), 200, "{route}: the gone clients' readers are still held");
     }
 }
+
+/// A poll in its plainest form is answered by the connection's direct route; the same poll
+/// with one character of its target percent-encoded goes through the router. Both answer
+/// alike: events, cursor, errors, on the same keep-alive connection.
+#[tokio::test]
+async fn a_poll_answers_alike_by_the_direct_route_and_by_the_router() {
+    let server = start(Config::default()).await;
+    let (client, first) = register_raw(&server.http, &server.url, "fay").await;
+    let commands = format!("{}/v1/clients/{client}/commands", server.url);
+    for command in [
+        serde_json::json!({"type":"join","room":"lobby"}),
+        serde_json::json!({"type":"publish","room":"lobby","event":"chat","data":{"text":"hi"}}),
+    ] {
+        let reply = common::post_json(&server.http, &commands, &command).await;
+        assert_ne!(reply["replies"][0]["type"], "error", "{reply}");
+    }
+    // The router decodes `%XX`; the direct route takes no target that needs it.
+    let encoded = |text: &str| format!("%{:02X}{}", text.as_bytes()[0], &text[1..]);
+    let cases = [
+        (format!("{client}/poll?cursor={first}"), format!("{}/poll?cursor={first}", encoded(&client))),
+        (format!("{client}/poll"), format!("{}/poll", encoded(&client))),
+        (
+            format!("{client}/long-poll?cursor={first}&wait_ms=0"),
+            format!("{client}/long-poll?cursor={}&wait_ms=0", encoded(&first)),
+        ),
+        (format!("{client}/poll?cursor=zzz"), format!("{client}/poll?cursor=z%7Az")),
+        ("nobody/poll".to_owned(), "n%6Fbody/poll".to_owned()),
+        ("nobody/long-poll?wait_ms=0".to_owned(), "nobody/long-poll?wait_ms=0&".to_owned()),
+    ];
+    let mut socket = connect(&server).await;
+    let mut pending = Vec::new();
+    let mut seen = Vec::new();
+    for (direct, routed) in cases {
+        let mut answers = Vec::new();
+        for target in [&direct, &routed] {
+            let request = format!("GET /v1/clients/{target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            socket.write_all(request.as_bytes()).await.unwrap();
+            answers.push(read_answer(&mut socket, &mut pending, false).await);
+        }
+        let [direct_answer, routed_answer] = &answers[..] else { unreachable!() };
+        assert_eq!(direct_answer.status, routed_answer.status, "{direct} / {routed}");
+        assert_eq!(direct_answer.header("content-type"), Some("application/json"), "{direct}");
+        assert_eq!(routed_answer.header("content-type"), Some("application/json"), "{routed}");
+        assert_eq!(direct_answer.json(), routed_answer.json(), "{direct} / {routed}");
+        seen.push(direct_answer.json());
+    }
+    // What was compared: the events from the first cursor, then the errors.
+    assert!(
+        seen[0]["events"].as_array().is_some_and(|e| e.iter().any(|e| e["event"] == "chat")),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(seen[2]["events"], seen[0]["events"]);
+    assert_eq!(seen[3]["code"], "bad_cursor", "{}", seen[3]);
+    assert_eq!((&seen[4]["code"], &seen[5]["code"]), (&"unknown_client".into(), &"unknown_client".into()));
+}

@@ -61,6 +61,16 @@ pub(crate) async fn long_poll(
     query: Result<Query<LongPollQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
+    answer(state, &client, query).await
+}
+
+/// A long poll's answer, however the request came (the router, or a connection's direct route:
+/// see [`super::direct`]).
+pub(crate) async fn answer(
+    state: AppState,
+    client: &str,
+    query: LongPollQuery,
+) -> Result<Response, ApiError> {
     let wait = query.wait();
     let counters = state.stats.of(Transport::LongPoll);
     if let Some(max) = state.max_long_polls
@@ -78,7 +88,7 @@ pub(crate) async fn long_poll(
     // Boxed: opening a reader may load the session from the store, a future far larger than
     // what the parked request holds afterwards; inline, every parked long poll would keep
     // room for it.
-    let mut reader = Box::pin(open_reader(&state.hub, &client, query.cursor.as_deref())).await?;
+    let mut reader = Box::pin(open_reader(&state.hub, client, query.cursor.as_deref())).await?;
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);
     let mut shutdown = state.shutdown.clone();

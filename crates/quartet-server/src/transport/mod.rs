@@ -27,7 +27,9 @@ use quartet_protocol::ClientId;
 pub use quartet_protocol::Transport;
 use serde::Deserialize;
 
+use crate::AppState;
 use crate::error::ApiError;
+use crate::http1::RouteCall;
 use crate::metrics::Counters;
 
 /// The `?cursor=` every read route accepts.
@@ -98,8 +100,145 @@ pub(crate) async fn answer_poll(body: PollBody, reader: &mut Reader, counters: &
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The direct route of a poll (see [`crate::http1::Routes::direct`]): `target` is the request
+/// target of a `GET`. Taken only in the plainest form (a client id and query values that need
+/// no decoding, known keys, each once, a `wait_ms` of digits), where the router's extractors
+/// would read exactly the same; anything else is `None` and goes through the router, its
+/// decoding and its error messages. The answer is the one the router gives: the same handler,
+/// a panic answered as the router's panic layer does, errors framed as its error layer does.
+pub(crate) fn direct(state: &AppState, target: &str) -> Option<RouteCall> {
+    let (client, poll) = plain_poll(target)?;
+    let (state, client) = (state.clone(), client.to_owned());
+    Some(match poll {
+        Poll::Long(query) => answered(async move { long_poll::answer(state, &client, query).await }),
+        Poll::Short(query) => answered(async move { short_poll::answer(state, &client, query).await }),
+    })
+}
+
+/// A poll a direct route answers.
+#[derive(Debug)]
+enum Poll {
+    Long(long_poll::LongPollQuery),
+    Short(CursorQuery),
+}
+
+/// The client and the poll a request target names, when it is in the plainest form (see
+/// [`direct`]).
+fn plain_poll(target: &str) -> Option<(&str, Poll)> {
+    let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+    let (client, route) = path.strip_prefix("/v1/clients/")?.split_once('/')?;
+    let plain = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
+    if client.is_empty() || !client.bytes().all(plain) {
+        return None;
+    }
+    let poll = match route {
+        "long-poll" => {
+            let [cursor, wait_ms] = plain_pairs(query, ["cursor", "wait_ms"])?;
+            let wait_ms = match wait_ms {
+                Some(digits) if digits.bytes().all(|c| c.is_ascii_digit()) => Some(digits.parse().ok()?),
+                Some(_) => return None,
+                None => None,
+            };
+            Poll::Long(long_poll::LongPollQuery { cursor: cursor.map(str::to_owned), wait_ms })
+        }
+        "poll" => {
+            let [cursor] = plain_pairs(query, ["cursor"])?;
+            Poll::Short(CursorQuery { cursor: cursor.map(str::to_owned) })
+        }
+        _ => return None,
+    };
+    Some((client, poll))
+}
+
+/// The values of `keys` in `query`, when it is a plain one: `key=value` pairs of those keys
+/// only, each at most once, with no `%` or `+` to decode. `None` for any other query.
+fn plain_pairs<'q, const N: usize>(query: Option<&'q str>, keys: [&str; N]) -> Option<[Option<&'q str>; N]> {
+    let mut values = [None; N];
+    let Some(query) = query else { return Some(values) };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=')?;
+        if value.contains(['%', '+']) {
+            return None;
+        }
+        let at = keys.iter().position(|k| *k == key)?;
+        if values[at].replace(value).is_some() {
+            return None;
+        }
+    }
+    Some(values)
+}
+
+/// A direct route's answer as the router would give it: a panic answered as its panic layer
+/// does, an error response framed as its error layer does.
+fn answered(
+    handler: impl std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
+) -> RouteCall {
+    use futures_util::FutureExt as _;
+    Box::pin(async move {
+        let response = match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+            Ok(answer) => answer.into_response(),
+            Err(panic) => crate::error::panic_response(panic),
+        };
+        crate::error::json_error_frames(response).await
+    })
+}
+
 /// Completes when the server starts shutting down.
 pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     // An error means the sender is gone, which also means the server is stopping.
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a target's direct route reads: `(client, long?, cursor, wait_ms)`.
+    fn read(target: &str) -> Option<(&str, bool, Option<String>, Option<u64>)> {
+        plain_poll(target).map(|(client, poll)| match poll {
+            Poll::Long(q) => (client, true, q.cursor, q.wait_ms),
+            Poll::Short(q) => (client, false, q.cursor, None),
+        })
+    }
+
+    #[test]
+    fn polls_in_their_plainest_form_take_the_direct_route() {
+        let c = |s: &str| Some(s.to_owned());
+        assert_eq!(read("/v1/clients/c1/poll"), Some(("c1", false, None, None)));
+        assert_eq!(read("/v1/clients/c1/poll?cursor=AbC-_9"), Some(("c1", false, c("AbC-_9"), None)));
+        assert_eq!(read("/v1/clients/c1/poll?cursor="), Some(("c1", false, c(""), None)));
+        assert_eq!(read("/v1/clients/c-1_x/long-poll"), Some(("c-1_x", true, None, None)));
+        assert_eq!(
+            read("/v1/clients/c1/long-poll?wait_ms=250&cursor=x=y"),
+            Some(("c1", true, c("x=y"), Some(250)))
+        );
+    }
+
+    /// Anything the router's extractors would decode, reject or read otherwise goes through
+    /// the router.
+    #[test]
+    fn any_other_target_goes_through_the_router() {
+        for target in [
+            "/v1/clients/c1/poll?cursor=a%20b",
+            "/v1/clients/c1/poll?cursor=a+b",
+            "/v1/clients/c%31/poll",
+            "/v1/clients/c1/poll?cursor=a&cursor=b",
+            "/v1/clients/c1/poll?other=1",
+            "/v1/clients/c1/poll?cursor",
+            "/v1/clients/c1/poll?",
+            "/v1/clients/c1/poll?cursor=a&",
+            "/v1/clients/c1/poll?wait_ms=5",
+            "/v1/clients/c1/long-poll?wait_ms=-5",
+            "/v1/clients/c1/long-poll?wait_ms=",
+            "/v1/clients/c1/long-poll?wait_ms=99999999999999999999999",
+            "/v1/clients/c1/poll/",
+            "/v1/clients//poll",
+            "/v1/clients/c1/sse",
+            "/v1/clients/c1",
+            "/v1/rooms/c1/poll",
+            "http://x/v1/clients/c1/poll",
+        ] {
+            assert!(read(target).is_none(), "{target} took the direct route");
+        }
+    }
 }

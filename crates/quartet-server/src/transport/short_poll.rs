@@ -32,7 +32,13 @@ pub(crate) async fn poll(
     query: Result<Query<CursorQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let mut reader = open_reader(&state.hub, &client, query.cursor.as_deref()).await?;
+    answer(state, &client, query).await
+}
+
+/// A short poll's answer, however the request came (the router, or a connection's direct route:
+/// see [`super::direct`]).
+pub(crate) async fn answer(state: AppState, client: &str, query: CursorQuery) -> Result<Response, ApiError> {
+    let mut reader = open_reader(&state.hub, client, query.cursor.as_deref()).await?;
     let mut body = PollBody::default();
     reader.read_into(&mut body).await?;
     let counters = state.stats.of(Transport::ShortPoll);
