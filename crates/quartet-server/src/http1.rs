@@ -378,6 +378,7 @@ fn forget_buffer_if_empty(buf: &mut BytesMut) {
 async fn answer(call: &mut RouteCall, io: &mut Metered, buf: &mut BytesMut) -> Option<Response<Body>> {
     loop {
         tokio::select! {
+            biased;
             response = call.as_mut() => return Some(response),
             heard = io.peek_one(), if buf.len() < MAX_HEAD_BYTES => match heard {
                 Ok(1..) => {
@@ -418,7 +419,11 @@ async fn read_head(
         }
         // Between requests the connection holds no buffer: one is made when bytes are there.
         if buf.capacity() == 0 {
+            // Biased, here and below: the socket first, so that when bytes are already there
+            // the shutdown signal is not asked (asking registers with it, a lock every
+            // connection shares).
             let ready = tokio::select! {
+                biased;
                 ready = tokio::time::timeout_at(deadline, io.readable()) => ready,
                 _ = stop.changed() => return Ok(None),
             };
@@ -430,6 +435,7 @@ async fn read_head(
             buf.reserve(buf.capacity().clamp(READ_BUFFER, MAX_HEAD_BYTES));
         }
         let read = tokio::select! {
+            biased;
             read = tokio::time::timeout_at(deadline, io.read_buf(buf)) => read,
             _ = stop.changed() => return Ok(None),
         };
@@ -805,7 +811,12 @@ fn head_bytes(
     framing: Option<Framing>,
     keep_alive: bool,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    // Room for a body of known length too: it is written in the same buffer.
+    let body = match framing {
+        Some(Framing::Length(n)) => n,
+        _ => 0,
+    };
+    let mut out = Vec::with_capacity(256 + body);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -825,9 +836,8 @@ fn head_bytes(
     }
     match framing {
         Some(Framing::Length(n)) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            use std::io::Write as _;
+            let _ = write!(out, "content-length: {n}\r\n");
         }
         Some(Framing::Chunked) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         None => {}
@@ -836,13 +846,13 @@ fn head_bytes(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"date: ");
-    out.extend_from_slice(date().as_bytes());
+    write_date(&mut out);
     out.extend_from_slice(b"\r\n\r\n");
     out
 }
 
-/// Today's `Date` header value, made once a second per thread.
-fn date() -> String {
+/// Today's `Date` header value, made once a second per thread, into `out`.
+fn write_date(out: &mut Vec<u8>) {
     use std::cell::RefCell;
     use std::time::{SystemTime, UNIX_EPOCH};
     thread_local! {
@@ -855,7 +865,7 @@ fn date() -> String {
         if cache.0 != second || cache.1.is_empty() {
             *cache = (second, httpdate::fmt_http_date(now));
         }
-        cache.1.clone()
+        out.extend_from_slice(cache.1.as_bytes());
     })
 }
 

@@ -56,10 +56,18 @@ pub struct PollBody {
 }
 
 impl Default for PollBody {
+    /// An empty body, holding no memory until it is written to (a parked long poll holds one).
     fn default() -> Self {
-        PollBody { out: b"{\"events\":[".to_vec(), events: 0 }
+        PollBody { out: Vec::new(), events: 0 }
     }
 }
+
+/// A poll body's first allocation, in bytes: room for an empty answer's cursor or an event
+/// and its cursor, so that most answers take one.
+const POLL_BODY_START: usize = 512;
+
+/// Where a poll body's JSON starts.
+const POLL_BODY_HEAD: &[u8] = b"{\"events\":[";
 
 impl PollBody {
     /// Events pushed so far.
@@ -67,8 +75,19 @@ impl PollBody {
         self.events
     }
 
+    /// Makes room for `more` bytes, starting the JSON if nothing is written yet.
+    fn reserve(&mut self, more: usize) {
+        if self.out.is_empty() {
+            self.out.reserve(POLL_BODY_START.max(POLL_BODY_HEAD.len() + more));
+            self.out.extend_from_slice(POLL_BODY_HEAD);
+        } else {
+            self.out.reserve(more);
+        }
+    }
+
     /// Closes the array and adds the cursor after the last event.
     pub fn finish(mut self, cursor: &str) -> Bytes {
+        self.reserve(cursor.len() + 16);
         self.out.extend_from_slice(b"],\"cursor\":\"");
         self.out.extend_from_slice(cursor.as_bytes());
         self.out.extend_from_slice(b"\"}");
@@ -78,7 +97,7 @@ impl PollBody {
 
 impl Sink for PollBody {
     fn push(&mut self, frame: EncodedFrame<'_>) {
-        self.out.reserve(frame.json_len() + 1);
+        self.reserve(frame.json_len() + 1);
         if self.events > 0 {
             self.out.push(b',');
         }
