@@ -14,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::server::{cpu_count, cpu_us_of_stat, which};
 
@@ -298,7 +298,6 @@ pub(crate) struct RelayFloor {
 
 /// Measures the [`RelayFloor`] at `rate` messages/s for `seconds`, open loop.
 pub(crate) async fn relay(rate: f64, seconds: f64) -> anyhow::Result<RelayFloor> {
-    use tokio::io::AsyncWriteExt as _;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
     let mut to_relay = tokio::net::TcpStream::connect(address).await?;
@@ -363,7 +362,7 @@ fn relay_loop(mut inbound: TcpStream, mut outbound: TcpStream) -> bool {
 const POLL_REQUEST: &[u8] = b"GET /v1/clients/c0123456789abcdef/poll?cursor=MDAwMDAwMDAwMDAwMWYwY3xAc3ViMDoxfGlkbGU6Mg HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: */*\r\n\r\n";
 
 /// The answer: an empty poll's size.
-const POLL_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 72\r\n\r\n{\"events\":[],\"cursor\":\"MDAwMDAwMDAwMDAwMWYwY3xAc3ViMDoxfGlkbGU6Mg\"}      ";
+const POLL_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 73\r\n\r\n{\"events\":[],\"cursor\":\"MDAwMDAwMDAwMDAwMWYwY3xAc3ViMDoxfGlkbGU6Mg\"}      ";
 
 /// The machine's floor for one short poll: a bare responder (one event loop on the server's
 /// CPU, one task per keep-alive connection, reading a request's head and writing a fixed
@@ -393,23 +392,12 @@ const MAX_POLLERS: usize = 4000;
 pub(crate) async fn responder(pollers: usize, interval: Duration) -> anyhow::Result<ResponderFloor> {
     let connections = pollers.clamp(1, MAX_POLLERS);
     let interval = interval.mul_f64(connections as f64 / pollers.max(1) as f64);
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use tokio::io::AsyncWriteExt as _;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let address = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let served = std::sync::Arc::new(AtomicU64::new(0));
-    let thread = std::thread::spawn({
-        let served = served.clone();
-        move || serve_fixed(listener, served, tid_tx, stop_rx)
-    });
-    let (pinned, tid) = tid_rx.recv()?;
+    let bare = Bare::start(POLL_RESPONSE, None)?;
     let window = Duration::from_secs(3).max(interval * 3);
     let until = tokio::time::Instant::now() + interval + window + Duration::from_secs(1);
     let mut pollers = tokio::task::JoinSet::new();
     for k in 0..connections {
-        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        let mut stream = tokio::net::TcpStream::connect(bare.address).await?;
         stream.set_nodelay(true)?;
         pollers.spawn(async move {
             // Spread over the interval, as the idle run's clients are.
@@ -424,48 +412,158 @@ pub(crate) async fn responder(pollers: usize, interval: Duration) -> anyhow::Res
         });
     }
     tokio::time::sleep(interval + Duration::from_millis(500)).await;
-    let cpu_ns = || tid.as_deref().and_then(task_cpu_ns);
-    let (requests0, cpu0) = (served.load(Ordering::Relaxed), cpu_ns());
-    tokio::time::sleep(window).await;
-    let (requests1, cpu1) = (served.load(Ordering::Relaxed), cpu_ns());
+    let (requests, cpu_us_per_request) = bare.window(window).await;
     while let Some(poller) = pollers.join_next().await {
         poller??;
     }
-    let _ = stop_tx.send(());
-    tokio::task::spawn_blocking(move || thread.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the responder thread panicked"))??;
-    let requests = requests1 - requests0;
+    let pinned_to_cpu0 = bare.stop().await?;
     Ok(ResponderFloor {
         connections,
         interval_ms: interval.as_secs_f64() * 1e3,
         requests,
-        cpu_us_per_request: cpu0
-            .zip(cpu1)
-            .map(|(a, b)| b.saturating_sub(a) as f64 / 1e3 / requests.max(1) as f64),
-        pinned_to_cpu0: pinned,
+        cpu_us_per_request,
+        pinned_to_cpu0,
     })
 }
 
+/// A long poll's request as the bench's clients send it (client id, cursor, wait).
+const LONG_POLL_REQUEST: &[u8] = b"GET /v1/clients/PNsrfL5sEzGZzV0T1ZlfmQ/long-poll?cursor=NTY0ODQ2OWQ4NWMwYzI0NHxsb2JieToyfEBzdWIzOjA&wait_ms=25000 HTTP/1.1\r\naccept: */*\r\nhost: 127.0.0.1:40000\r\n\r\n";
+
+/// The answer to a long poll: one event and the cursor after it, about the size of the bench's.
+const LONG_POLL_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 313\r\ndate: Sat, 28 Nov 2026 14:00:00 GMT\r\n\r\n{\"events\":[{\"type\":\"event\",\"room\":\"lobby\",\"seq\":2,\"event\":\"bench\",\"from\":\"pub\",\"ts\":1795873517146,\"data\":{\"i\":1,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"},\"cursor\":\"NTY0ODQ2OWQ4NWMwYzI0NHxsb2JieToyfEBzdWIzOjA\"}],\"cursor\":\"NTY0ODQ2OWQ4NWMwYzI0NHxsb2JieToyfEBzdWIzOjA\"}";
+
+/// The machine's floor for one long-poll batch: a bare responder (one event loop on the
+/// server's CPU, one task per keep-alive connection, no HTTP library, no routing, no JSON)
+/// holds every connection's request until a tick, `rate` times a second, then answers all of
+/// them with a fixed answer of a long poll's size; each client asks again at once. Its CPU per
+/// answer is what any server's long poll costs here at least: the kernel's receive, send and
+/// readiness work and one wake-up per parked request, in the bursts a room's event makes.
+#[derive(Debug, Serialize)]
+pub(crate) struct ParkedFloor {
+    /// The room size whose long-poll row it stands beside.
+    pub(crate) room: usize,
+    pub(crate) connections: usize,
+    pub(crate) ticks_per_s: f64,
+    pub(crate) answers: u64,
+    /// CPU time (user + system) of the responder's thread per answer, in microseconds; `None`
+    /// where /proc/thread-self/schedstat is missing.
+    pub(crate) cpu_us_per_answer: Option<f64>,
+    /// Whether the responder ran on CPU 0, where the server runs.
+    pub(crate) pinned_to_cpu0: bool,
+}
+
+/// Measures the [`ParkedFloor`] beside a long-poll row of `room` subscribers at `rate` events a
+/// second, over `seconds` after a first second (with as many connections as the room has, or as
+/// this process's descriptors allow with both ends in it).
+pub(crate) async fn parked(room: usize, rate: f64, seconds: f64) -> anyhow::Result<ParkedFloor> {
+    let connections = room.clamp(1, max_sockets());
+    let bare = Bare::start(LONG_POLL_RESPONSE, Some(rate))?;
+    let window = Duration::from_secs_f64(seconds.max(1.0));
+    let until = tokio::time::Instant::now() + window + Duration::from_secs(2);
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let mut stream = tokio::net::TcpStream::connect(bare.address).await?;
+        stream.set_nodelay(true)?;
+        clients.spawn(async move {
+            let mut answer = vec![0u8; LONG_POLL_RESPONSE.len()];
+            while tokio::time::Instant::now() < until {
+                stream.write_all(LONG_POLL_REQUEST).await?;
+                stream.read_exact(&mut answer).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (answers, cpu_us_per_answer) = bare.window(window).await;
+    while let Some(client) = clients.join_next().await {
+        client??;
+    }
+    let pinned_to_cpu0 = bare.stop().await?;
+    Ok(ParkedFloor { room, connections, ticks_per_s: rate, answers, cpu_us_per_answer, pinned_to_cpu0 })
+}
+
+/// A bare responder on its own thread (see [`serve_fixed`]), and what it counts.
+struct Bare {
+    address: std::net::SocketAddr,
+    served: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tid: Option<String>,
+    pinned: bool,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Bare {
+    /// Starts a responder answering `answer`: at once, or with `ticks` per second, at the next
+    /// tick.
+    fn start(answer: &'static [u8], ticks: Option<f64>) -> anyhow::Result<Bare> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let address = listener.local_addr()?;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let thread = std::thread::spawn({
+            let served = served.clone();
+            move || serve_fixed(listener, answer, ticks, served, tid_tx, stop_rx)
+        });
+        let (pinned, tid) = tid_rx.recv()?;
+        Ok(Bare { address, served, tid, pinned, stop, thread })
+    }
+
+    /// Answers given over the next `window`, and the responder's CPU per answer (µs).
+    async fn window(&self, window: Duration) -> (u64, Option<f64>) {
+        use std::sync::atomic::Ordering;
+        let cpu_ns = || self.tid.as_deref().and_then(task_cpu_ns);
+        let (served0, cpu0) = (self.served.load(Ordering::Relaxed), cpu_ns());
+        tokio::time::sleep(window).await;
+        let (served1, cpu1) = (self.served.load(Ordering::Relaxed), cpu_ns());
+        let served = served1 - served0;
+        let per = cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a) as f64 / 1e3 / served.max(1) as f64);
+        (served, per)
+    }
+
+    /// Stops the responder; whether it ran on CPU 0.
+    async fn stop(self) -> anyhow::Result<bool> {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("a bare responder's thread panicked"))??;
+        Ok(self.pinned)
+    }
+}
+
 /// The responder's thread: pinned to CPU 0, a current-thread runtime answering every request
-/// with [`POLL_RESPONSE`], until `stop`. Says first whether it is pinned, and its thread id.
+/// with `answer` (at once, or, with `ticks` per second, at the first tick after the request
+/// came), until `stop`. Says first whether it is pinned, and its thread id.
 fn serve_fixed(
     listener: std::net::TcpListener,
+    answer: &'static [u8],
+    ticks: Option<f64>,
     served: std::sync::Arc<std::sync::atomic::AtomicU64>,
     started: std::sync::mpsc::Sender<(bool, Option<String>)>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt as _;
     let pinned = pin_this_thread_to_cpu0();
     let _ = started.send((pinned, this_thread_id()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     listener.set_nonblocking(true)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        // Ticks so far: a parked request is answered once it moves past the one it came at.
+        let (tick, ticked) = tokio::sync::watch::channel(0u64);
+        let ticker = async move {
+            let Some(rate) = ticks else { return std::future::pending().await };
+            let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            loop {
+                every.tick().await;
+                tick.send_modify(|n| *n += 1);
+            }
+        };
         let accepting = async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
                 let served = served.clone();
+                let mut ticked = ticks.map(|_| ticked.clone());
                 tokio::spawn(async move {
                     let mut head = [0u8; 512];
                     let mut filled = 0;
@@ -474,10 +572,16 @@ fn serve_fixed(
                             Ok(0) | Err(_) => break,
                             Ok(n) => filled += n,
                         }
-                        // One request at a time: a poller sends its next only after the answer.
+                        // One request at a time: a client sends its next only after the answer.
                         if head[..filled].ends_with(b"\r\n\r\n") {
                             filled = 0;
-                            if stream.write_all(POLL_RESPONSE).await.is_err() {
+                            if let Some(ticked) = &mut ticked {
+                                let came_at = *ticked.borrow_and_update();
+                                if ticked.wait_for(|&n| n > came_at).await.is_err() {
+                                    break;
+                                }
+                            }
+                            if stream.write_all(answer).await.is_err() {
                                 break;
                             }
                             served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -490,6 +594,7 @@ fn serve_fixed(
         };
         tokio::select! {
             () = accepting => {}
+            () = ticker => {}
             _ = stop => {}
         }
         Ok(())
@@ -509,4 +614,31 @@ fn task_cpu_ns(tid: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The long-poll floor's responder holds each request until a tick: over a one-second
+    /// window at 20 ticks a second, each connection is answered about 20 times (an answer at
+    /// once would be thousands), and every answer is counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_long_poll_floor_answers_each_parked_request_once_per_tick() {
+        let floor = parked(20, 20.0, 1.0).await.unwrap();
+        assert_eq!(floor.connections, 20);
+        let per_connection = floor.answers as f64 / 20.0;
+        assert!((10.0..=30.0).contains(&per_connection), "{floor:?}");
+    }
+
+    /// Both fixed answers announce the length they have.
+    #[test]
+    fn the_bare_answers_are_framed_by_their_length() {
+        for answer in [POLL_RESPONSE, LONG_POLL_RESPONSE] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let length = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap();
+            assert_eq!(length.parse::<usize>().unwrap(), body.len(), "{head}");
+        }
+    }
 }

@@ -229,6 +229,13 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         matches!(kind, Technique::Native(TransportKind::Ws | TransportKind::Sse) | Technique::SocketIo)
     };
     let floor_unit = |sockets: usize| 2.0 + sockets as f64 / 2000.0;
+    // A long-poll floor beside each long-poll row of a large room.
+    let long_poll_floor_sizes: Vec<usize> =
+        if args.transports.contains(&Technique::Native(TransportKind::LongPoll)) {
+            sizes.iter().copied().filter(|&n| n >= floor::SOCKETS).collect()
+        } else {
+            Vec::new()
+        };
     let floors_beside: f64 = args.transports.iter().filter(|&&k| one_event_per_write(k)).count() as f64
         * sizes
             .iter()
@@ -244,7 +251,8 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         + if args.awake { (args.transports.len() + 1) as f64 * unit(1) } else { 0.0 }
         // The latency floor (a relay run as long as a one-subscriber run) and the poll floor.
         + unit(1)
-        + if idle_n > 0 { 6.0 + idle_n as f64 / 2000.0 } else { 0.0 };
+        + if idle_n > 0 { 6.0 + idle_n as f64 / 2000.0 } else { 0.0 }
+        + long_poll_floor_sizes.iter().map(|&n| unit(n) + 2.0).sum::<f64>();
     let stores: Vec<String> = args.stores.iter().filter(|s| !s.is_empty()).cloned().collect();
     let store_unit = |publishers: usize| seconds + publishers as f64 / 500.0 + 1.0;
     let total = total
@@ -457,6 +465,20 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         ));
         paced_floors.push(paced);
     }
+    let mut parked_floors = Vec::new();
+    for &n in &long_poll_floor_sizes {
+        let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
+        progress.begin(format!("long-poll floor: {n} parked requests answered {rate} times a second"));
+        let parked = floor::parked(n, rate, seconds).await?;
+        progress.finish_unit(unit(n) + 2.0);
+        progress.line(&format!(
+            "long-poll floor, {} connections at {rate} ticks/s: {} µs of CPU per answer ({} answers)",
+            parked.connections,
+            parked.cpu_us_per_answer.map_or("–".into(), |us| format!("{us:.1}")),
+            parked.answers
+        ));
+        parked_floors.push(parked);
+    }
     progress.begin("latency floor: a bare relay on CPU 0, one message at a time".into());
     let relay_floor = floor::relay(MAX_PUBLISH_RATE, seconds).await?;
     progress.finish_unit(unit(1));
@@ -515,6 +537,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
         relay_floor: Some(relay_floor),
         relay_floor_awake,
         responder_floor,
+        parked_floors,
         idle: idles,
         stores: store_report,
         wall_seconds: started.elapsed().as_secs_f64(),

@@ -34,6 +34,10 @@ pub(crate) struct Report {
     pub(crate) relay_floor_awake: Option<super::floor::RelayFloor>,
     /// The machine's floor for a short poll: a bare responder (see `floor::responder`).
     pub(crate) responder_floor: Option<super::floor::ResponderFloor>,
+    /// The machine's floor for a long-poll batch beside each large room's long-poll row (see
+    /// `floor::parked`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) parked_floors: Vec<super::floor::ParkedFloor>,
     pub(crate) idle: Vec<Idle>,
     /// What each store's durability costs: acked publishes per second and publish→delivery.
     pub(crate) stores: Stores,
@@ -151,6 +155,14 @@ impl Run {
     /// Server CPU per delivery over the kernel floor beside the row.
     pub(crate) fn against_floor(&self) -> Option<f64> {
         Some(self.server_cpu_us_per_delivery? / self.floor_beside()?)
+    }
+
+    /// Server CPU per request of a polling row (per batch: a request brings every event
+    /// waiting for it); `None` for a row without requests.
+    pub(crate) fn server_cpu_us_per_request(&self) -> Option<f64> {
+        let requests = self.http_requests_per_delivery;
+        (self.empty_poll_ratio.is_some() && requests > 0.0)
+            .then_some(self.server_cpu_us_per_delivery? / requests)
     }
 
     /// Whether the load generator was near saturation during the run.
@@ -394,6 +406,7 @@ impl Report {
                 );
             }
         }
+        parked_floors(&mut md, &self.parked_floors, &self.runs);
         if let Some(r) = &self.relay_floor {
             let _ = writeln!(
                 md,
@@ -761,6 +774,41 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// Each long-poll floor, with the long-poll row it stands beside against it (server CPU per
+/// request, since a request is what the floor answers).
+fn parked_floors(md: &mut String, floors: &[super::floor::ParkedFloor], runs: &[Run]) {
+    for f in floors {
+        let quartet = runs
+            .iter()
+            .find(|r| r.transport == "long-poll" && r.subscribers == f.room)
+            .and_then(Run::server_cpu_us_per_request);
+        let against = match (quartet, f.cpu_us_per_answer) {
+            (Some(q), Some(floor)) if floor > 0.0 => {
+                format!(
+                    " quartet's long poll × {}: {q:.1} µs per request, **{:.2}×** the floor.",
+                    f.room,
+                    q / floor
+                )
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            md,
+            "\nLong-poll floor beside the {}-subscriber rows: {} keep-alive connections whose \
+             requests a bare responder{} holds until a tick, {} times a second, then answers all at \
+             once with a fixed answer of a long poll's size (one event); each client asks again at \
+             once: **{} µs of CPU per answer** ({} answers). Any server's long poll costs here at \
+             least that.{against}",
+            f.room,
+            f.connections,
+            if f.pinned_to_cpu0 { " on CPU 0" } else { "" },
+            f.ticks_per_s,
+            f.cpu_us_per_answer.map_or("–".into(), |us| format!("{us:.1}")),
+            f.answers,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -805,6 +853,29 @@ mod tests {
         let mut quiet = String::new();
         runs_table(&mut quiet, &[run("sse", Some(60.0))]);
         assert!(!quiet.contains('⚠'), "{quiet}");
+    }
+
+    #[test]
+    fn a_long_poll_row_is_set_against_its_floor_per_request() {
+        let mut polls = run("long-poll", Some(50.0));
+        polls.server_cpu_us_per_delivery = Some(20.0);
+        polls.http_requests_per_delivery = 0.8;
+        polls.empty_poll_ratio = Some(0.0);
+        assert_eq!(polls.server_cpu_us_per_request(), Some(25.0));
+        assert_eq!(run("ws", None).server_cpu_us_per_request(), None, "a stream has no requests");
+        let floor = |room| super::super::floor::ParkedFloor {
+            room,
+            connections: room,
+            ticks_per_s: 20.0,
+            answers: 1000,
+            cpu_us_per_answer: Some(10.0),
+            pinned_to_cpu0: true,
+        };
+        let mut md = String::new();
+        parked_floors(&mut md, &[floor(1000), floor(10_000)], &[run("ws", None), polls]);
+        assert!(md.contains("**10.0 µs of CPU per answer**"), "{md}");
+        assert!(md.contains("long poll × 1000: 25.0 µs per request, **2.50×** the floor."), "{md}");
+        assert_eq!(md.matches("the floor.").count(), 1, "no row of 10 000 to set against it: {md}");
     }
 
     #[test]
