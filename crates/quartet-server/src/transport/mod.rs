@@ -120,9 +120,9 @@ pub(crate) async fn answer_poll(body: PollBody, reader: &mut Reader, counters: &
 }
 
 /// The direct route of a poll (see [`crate::http1::Routes::direct`]): `target` is the request
-/// target of a `GET`. Taken only in the plainest form (a client id and query values that need
-/// no decoding, known keys, each once, a `wait_ms` of digits), where the router's extractors
-/// would read exactly the same; anything else is `None` and goes through the router, its
+/// target of a `GET`. Taken only in the plainest form (a client id and query values of
+/// unreserved characters, known keys, each once, a `wait_ms` of digits), where the router's
+/// extractors would read exactly the same; anything else is `None` and goes through the router, its
 /// decoding and its error messages. The answer is the one the router gives: the same handler,
 /// a panic answered as the router's panic layer does, errors framed as its error layer does.
 pub(crate) fn direct(state: &AppState, target: &str) -> Option<RouteCall> {
@@ -146,8 +146,7 @@ enum Poll {
 fn plain_poll(target: &str) -> Option<(&str, Poll)> {
     let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
     let (client, route) = path.strip_prefix("/v1/clients/")?.split_once('/')?;
-    let plain = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
-    if client.is_empty() || !client.bytes().all(plain) {
+    if client.is_empty() || !client.bytes().all(unreserved) {
         return None;
     }
     let poll = match route {
@@ -169,14 +168,21 @@ fn plain_poll(target: &str) -> Option<(&str, Poll)> {
     Some((client, poll))
 }
 
+/// A URI's unreserved characters (RFC 3986): read the same decoded or not, by any parser.
+fn unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~')
+}
+
 /// The values of `keys` in `query`, when it is a plain one: `key=value` pairs of those keys
-/// only, each at most once, with no `%` or `+` to decode. `None` for any other query.
+/// only, each at most once, values of unreserved characters and `=` (a cursor is base64url):
+/// nothing to decode, no fragment, nothing the router's URI parsing could refuse. `None` for
+/// any other query.
 fn plain_pairs<'q, const N: usize>(query: Option<&'q str>, keys: [&str; N]) -> Option<[Option<&'q str>; N]> {
     let mut values = [None; N];
     let Some(query) = query else { return Some(values) };
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=')?;
-        if value.contains(['%', '+']) {
+        if !value.bytes().all(|c| unreserved(c) || c == b'=') {
             return None;
         }
         let at = keys.iter().position(|k| *k == key)?;
@@ -240,6 +246,8 @@ mod tests {
         for target in [
             "/v1/clients/c1/poll?cursor=a%20b",
             "/v1/clients/c1/poll?cursor=a+b",
+            "/v1/clients/c1/poll?cursor=a#b",
+            "/v1/clients/c1/poll?cursor=a<b",
             "/v1/clients/c%31/poll",
             "/v1/clients/c1/poll?cursor=a&cursor=b",
             "/v1/clients/c1/poll?other=1",
