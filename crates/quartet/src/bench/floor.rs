@@ -393,12 +393,11 @@ pub(crate) async fn responder(pollers: usize, interval: Duration) -> anyhow::Res
     let connections = pollers.clamp(1, MAX_POLLERS);
     let interval = interval.mul_f64(connections as f64 / pollers.max(1) as f64);
     let bare = Bare::start(POLL_RESPONSE, None)?;
+    let streams = bare.connect(connections).await?;
     let window = Duration::from_secs(3).max(interval * 3);
     let until = tokio::time::Instant::now() + interval + window + Duration::from_secs(1);
     let mut pollers = tokio::task::JoinSet::new();
-    for k in 0..connections {
-        let mut stream = tokio::net::TcpStream::connect(bare.address).await?;
-        stream.set_nodelay(true)?;
+    for (k, mut stream) in streams.into_iter().enumerate() {
         pollers.spawn(async move {
             // Spread over the interval, as the idle run's clients are.
             tokio::time::sleep(interval.mul_f64(k as f64 / connections as f64)).await;
@@ -458,12 +457,11 @@ pub(crate) struct ParkedFloor {
 pub(crate) async fn parked(room: usize, rate: f64, seconds: f64) -> anyhow::Result<ParkedFloor> {
     let connections = room.clamp(1, max_sockets());
     let bare = Bare::start(LONG_POLL_RESPONSE, Some(rate))?;
+    let streams = bare.connect(connections).await?;
     let window = Duration::from_secs_f64(seconds.max(1.0));
     let until = tokio::time::Instant::now() + window + Duration::from_secs(2);
     let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..connections {
-        let mut stream = tokio::net::TcpStream::connect(bare.address).await?;
-        stream.set_nodelay(true)?;
+    for mut stream in streams {
         clients.spawn(async move {
             let mut answer = vec![0u8; LONG_POLL_RESPONSE.len()];
             while tokio::time::Instant::now() < until {
@@ -507,6 +505,18 @@ impl Bare {
         });
         let (pinned, tid) = tid_rx.recv()?;
         Ok(Bare { address, served, tid, pinned, stop, thread })
+    }
+
+    /// `connections` keep-alive connections to the responder, all open before any sends: the
+    /// clients' deadlines are set after (connecting 9 500 takes seconds).
+    async fn connect(&self, connections: usize) -> anyhow::Result<Vec<tokio::net::TcpStream>> {
+        let mut streams = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let stream = tokio::net::TcpStream::connect(self.address).await?;
+            stream.set_nodelay(true)?;
+            streams.push(stream);
+        }
+        Ok(streams)
     }
 
     /// Answers given over the next `window`, and the responder's CPU per answer (µs).

@@ -220,6 +220,9 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let http = || reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build();
     // Units for the ETA: a run ~ seconds + subscribers/2000 s; an idle phase ~ 5 s + n/2000 s.
     let unit = |n: usize| seconds + n as f64 / 2000.0 + 1.0;
+    // A room of `n` subscribers gets this many events a second (its rows and the floors paced
+    // like them).
+    let rate_for = |n: usize| (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
     let saturated = |kind: Technique| {
         args.saturation > 0.0 && matches!(kind, Technique::Native(TransportKind::Ws | TransportKind::Sse))
     };
@@ -265,7 +268,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     let mut saturation = Vec::new();
     for &kind in &args.transports {
         for &n in &sizes {
-            let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
+            let rate = rate_for(n);
             let beside = one_event_per_write(kind) && n >= floor::SOCKETS;
             let sockets = n.min(floor::max_sockets());
             let row = format!("{kind} × {n}");
@@ -454,7 +457,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     // socket at once, at the row's publish rate.
     let mut paced_floors = Vec::new();
     for &n in sizes.iter().filter(|&&n| n >= floor::SOCKETS) {
-        let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
+        let rate = rate_for(n);
         let sockets = n.min(floor::max_sockets());
         progress
             .begin(format!("paced kernel floor: {sockets} sockets, a write to each {rate} times a second"));
@@ -467,7 +470,7 @@ async fn run_async(args: BenchArgs, loadgen_pinned: bool) -> anyhow::Result<()> 
     }
     let mut parked_floors = Vec::new();
     for &n in &long_poll_floor_sizes {
-        let rate = (args.deliveries_per_second / n as f64).clamp(2.0, MAX_PUBLISH_RATE);
+        let rate = rate_for(n);
         progress.begin(format!("long-poll floor: {n} parked requests answered {rate} times a second"));
         let parked = floor::parked(n, rate, seconds).await?;
         progress.finish_unit(unit(n) + 2.0);
