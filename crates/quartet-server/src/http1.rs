@@ -236,8 +236,19 @@ pub(crate) async fn serve(
         else {
             return;
         };
-        let Some(mut response) = answer(&mut pending.call, &mut io, &mut buf).await else { return };
+        let Some(answer) = answer(&mut pending.call, &mut io, &mut buf).await else { return };
         let keep_alive = pending.keep_alive && !*stop.borrow();
+        let mut response = match answer {
+            Answer::Response(response) => response,
+            Answer::Json(framed) => {
+                let framed = frame_json(framed, keep_alive, pending.version);
+                let answer = if pending.head_only { framed.head() } else { framed.whole() };
+                if io.write_all(answer).await.is_err() || !keep_alive {
+                    return;
+                }
+                continue;
+            }
+        };
         if let Some(sender) = response.extensions_mut().remove::<HandOver>().and_then(HandOver::take)
             && !pending.head_only
         {
@@ -277,7 +288,112 @@ async fn release(mut io: Metered, head: &[u8], buf: &BytesMut) -> Option<Upgrade
 }
 
 /// The answer to one request, on its way: the router's, or a direct route's.
-pub(crate) type RouteCall = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
+pub(crate) type RouteCall = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
+
+/// A route's answer.
+pub(crate) enum Answer {
+    Response(Response<Body>),
+    /// `200 OK`, `content-type: application/json`, this body: a direct route's answer (a poll's
+    /// events), framed by the connection in the buffer the body was written in, with no header
+    /// map, boxed body or second buffer to make and drop. Framed as the router's answer with
+    /// that status, header and body would be, byte for byte but the date.
+    Json(Framed),
+}
+
+/// A body with room before it for its head, as a kernel's socket buffers keep headroom for the
+/// headers of the layers below: the connection writes the head there, and the whole answer
+/// goes out in one write from the one buffer. Append-only: the room stays as it is made.
+#[derive(Debug, Default)]
+pub(crate) struct Framed {
+    /// Empty until written to; then [`Framed::HEADROOM`] bytes of room, and the body.
+    buf: Vec<u8>,
+}
+
+impl Framed {
+    /// Room kept for the head: a `200` JSON answer's is ~120 bytes (status line, content type,
+    /// length, `connection`, date).
+    const HEADROOM: usize = 160;
+
+    /// The body written so far.
+    pub(crate) fn body(&self) -> &[u8] {
+        self.buf.get(Self::HEADROOM..).unwrap_or_default()
+    }
+
+    /// The body to append to, with room for `more` bytes (the first call makes the buffer:
+    /// a body not yet written to holds no memory).
+    pub(crate) fn body_mut(&mut self, more: usize) -> &mut Vec<u8> {
+        if self.buf.is_empty() {
+            self.buf.reserve_exact(Self::HEADROOM + more);
+            self.buf.resize(Self::HEADROOM, 0);
+        } else {
+            self.buf.reserve(more);
+        }
+        &mut self.buf
+    }
+
+    /// The body alone (for a response built the router's way).
+    pub(crate) fn into_bytes(self) -> Bytes {
+        let from = Self::HEADROOM.min(self.buf.len());
+        Bytes::from(self.buf).slice(from..)
+    }
+}
+
+/// An answer framed in its buffer (see [`frame_json`]).
+struct FramedAnswer {
+    buf: Vec<u8>,
+    /// Where the head starts in `buf`, and where it ends (the body follows to the end).
+    head: std::ops::Range<usize>,
+}
+
+impl FramedAnswer {
+    fn head(&self) -> &[u8] {
+        &self.buf[self.head.clone()]
+    }
+
+    fn whole(&self) -> &[u8] {
+        &self.buf[self.head.start..]
+    }
+}
+
+/// Writes a [`Answer::Json`]'s head into its headroom, as [`write_response`] frames the
+/// router's answer with that status, content type and body.
+fn frame_json(framed: Framed, keep_alive: bool, version: Version) -> FramedAnswer {
+    use std::cell::RefCell;
+    thread_local! {
+        /// The head being written: one buffer per thread, kept.
+        static HEAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let body_len = framed.body().len();
+    // A 1.0 client closes unless told the connection stays.
+    let keep_alive_10 = keep_alive && version == Version::HTTP_10;
+    let headers = [("content-type", &b"application/json"[..]), ("connection", b"keep-alive")];
+    let headers = &headers[..if keep_alive_10 { 2 } else { 1 }];
+    HEAD.with_borrow_mut(|head| {
+        head.clear();
+        write_head(
+            head,
+            StatusCode::OK,
+            headers.iter().copied(),
+            Some(Framing::Length(body_len)),
+            keep_alive,
+        );
+        let mut buf = framed.buf;
+        match Framed::HEADROOM.checked_sub(head.len()) {
+            Some(start) if !buf.is_empty() => {
+                buf[start..Framed::HEADROOM].copy_from_slice(head);
+                FramedAnswer { buf, head: start..Framed::HEADROOM }
+            }
+            // No body, or a head longer than the room: a buffer of its own.
+            _ => {
+                let body = buf.get(Framed::HEADROOM..).unwrap_or_default();
+                let mut whole = Vec::with_capacity(head.len() + body.len());
+                whole.extend_from_slice(head);
+                whole.extend_from_slice(body);
+                FramedAnswer { head: 0..head.len(), buf: whole }
+            }
+        }
+    })
+}
 
 /// A direct route (see [`Routes::direct`]).
 pub(crate) type Direct = Arc<dyn Fn(&str) -> Option<RouteCall> + Send + Sync>;
@@ -358,7 +474,7 @@ async fn receive(
     let answer = router.call(request);
     let call = Box::pin(async move {
         match answer.await {
-            Ok(response) => response,
+            Ok(response) => Answer::Response(response),
             Err(never) => match never {},
         }
     });
@@ -375,7 +491,7 @@ fn forget_buffer_if_empty(buf: &mut BytesMut) {
 
 /// Waits for the routes' answer. Meanwhile a client that goes away ends the request at once
 /// (`None`), and what it sends (the next pipelined request) is kept in `buf` for after.
-async fn answer(call: &mut RouteCall, io: &mut Metered, buf: &mut BytesMut) -> Option<Response<Body>> {
+async fn answer(call: &mut RouteCall, io: &mut Metered, buf: &mut BytesMut) -> Option<Answer> {
     loop {
         tokio::select! {
             biased;
@@ -817,6 +933,21 @@ fn head_bytes(
         _ => 0,
     };
     let mut out = Vec::with_capacity(256 + body);
+    let headers = headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()));
+    write_head(&mut out, status, headers, framing, keep_alive);
+    out
+}
+
+/// Writes a response head to `out`: the status line, `headers` (lowercase names; any framing
+/// or, when the connection closes, `connection` header among them is left out), the framing
+/// and connection headers the answer needs, and the date.
+fn write_head<'h>(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+    framing: Option<Framing>,
+    keep_alive: bool,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -829,9 +960,9 @@ fn head_bytes(
         if !keep_alive && name == header::CONNECTION {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     match framing {
@@ -846,9 +977,8 @@ fn head_bytes(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"date: ");
-    write_date(&mut out);
+    write_date(out);
     out.extend_from_slice(b"\r\n\r\n");
-    out
 }
 
 /// Today's `Date` header value, made once a second per thread, into `out`.
@@ -876,8 +1006,9 @@ mod tests {
     /// How `head` parses with a direct route that takes every target: `Some(keep_alive)` if
     /// the direct route took it, `None` if it is for the router.
     fn taken(head: &str) -> Option<bool> {
-        let direct: Direct =
-            Arc::new(|_: &str| Some(Box::pin(async { Response::new(Body::empty()) }) as RouteCall));
+        let direct: Direct = Arc::new(|_: &str| {
+            Some(Box::pin(async { Answer::Response(Response::new(Body::empty())) }) as RouteCall)
+        });
         match parse_head(head.as_bytes(), &direct) {
             Ok(Some((Parsed::Direct(pending), used))) => {
                 assert_eq!(used, head.len());
@@ -905,6 +1036,37 @@ mod tests {
         ] {
             assert_eq!(taken(head), None, "{head}");
         }
+    }
+
+    /// A JSON answer's head, written in the room before its body, is the head the router's
+    /// answer with that status, content type and length gets (dates aside); with no body,
+    /// or with no room for the head, it gets a buffer of its own.
+    #[test]
+    fn a_json_answer_is_framed_in_its_headroom_as_a_response_would_be() {
+        let undated = |head: &[u8]| {
+            let head = String::from_utf8(head.to_vec()).unwrap();
+            head.lines().filter(|line| !line.starts_with("date: ")).collect::<Vec<_>>().join("\n")
+        };
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (keep_alive, version) in
+            [(true, Version::HTTP_11), (false, Version::HTTP_11), (true, Version::HTTP_10)]
+        {
+            let mut framed = Framed::default();
+            framed.body_mut(2).extend_from_slice(b"{}");
+            let answer = frame_json(framed, keep_alive, version);
+            assert_eq!(answer.head.end, Framed::HEADROOM, "written in place");
+            assert_eq!(&answer.whole()[answer.head.len()..], b"{}");
+            let mut expected = headers.clone();
+            if keep_alive && version == Version::HTTP_10 {
+                expected.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+            }
+            let expected = head_bytes(StatusCode::OK, &expected, Some(Framing::Length(2)), keep_alive);
+            assert_eq!(undated(answer.head()), undated(&expected), "{keep_alive} {version:?}");
+        }
+        let answer = frame_json(Framed::default(), true, Version::HTTP_11);
+        assert_eq!(answer.head(), answer.whole());
+        assert!(undated(answer.head()).contains("content-length: 0"));
     }
 
     #[test]

@@ -37,6 +37,12 @@ impl Answer {
 
 /// Reads one answer from `socket` (bytes past it stay in `pending`). `head_only`: the answer
 /// to a HEAD, whose `content-length` announces a body that is not sent.
+/// An answer's status and headers, in order, but the date.
+fn undated(answer: &Answer) -> Vec<(String, String)> {
+    let status = ("status".to_owned(), answer.status.to_string());
+    std::iter::once(status).chain(answer.headers.iter().filter(|(name, _)| name != "date").cloned()).collect()
+}
+
 async fn read_answer(socket: &mut TcpStream, pending: &mut Vec<u8>, head_only: bool) -> Answer {
     let end = loop {
         if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -304,7 +310,21 @@ async fn a_poll_answers_alike_by_the_direct_route_and_by_the_router() {
         assert_eq!(direct_answer.header("content-type"), Some("application/json"), "{direct}");
         assert_eq!(routed_answer.header("content-type"), Some("application/json"), "{routed}");
         assert_eq!(direct_answer.json(), routed_answer.json(), "{direct} / {routed}");
+        assert_eq!(undated(direct_answer), undated(routed_answer), "{direct} / {routed}");
         seen.push(direct_answer.json());
+    }
+    // An HTTP/1.0 client's: kept alive on request, else closed; framed alike both ways.
+    for version in ["HTTP/1.0\r\nConnection: keep-alive", "HTTP/1.0"] {
+        let mut answers = Vec::new();
+        for target in [format!("{client}/poll"), format!("{}/poll", encoded(&client))] {
+            let mut socket = connect(&server).await;
+            let request = format!("GET /v1/clients/{target} {version}\r\n\r\n");
+            socket.write_all(request.as_bytes()).await.unwrap();
+            answers.push(undated(&read_answer(&mut socket, &mut Vec::new(), false).await));
+        }
+        assert_eq!(answers[0], answers[1], "{version}");
+        let connection = answers[0].iter().find(|(name, _)| name == "connection").map(|(_, v)| v.as_str());
+        assert_eq!(connection, Some(if version.contains("keep-alive") { "keep-alive" } else { "close" }));
     }
     // What was compared: the events from the first cursor, then the errors.
     assert!(

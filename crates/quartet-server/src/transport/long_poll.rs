@@ -22,14 +22,13 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
 use quartet_protocol::{Error, ErrorCode};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::OpenGuard;
-use crate::transport::{PollBody, Transport, answer_poll, open_reader, stopped};
+use crate::transport::{PollAnswer, PollBody, Transport, answer_poll, open_reader, stopped};
 
 /// Longest a request is held. Proxies commonly cut idle requests at 60 s; 30 s stays clear.
 pub const LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(30);
@@ -59,7 +58,7 @@ pub(crate) async fn long_poll(
     State(state): State<AppState>,
     Path(client): Path<String>,
     query: Result<Query<LongPollQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<PollAnswer, ApiError> {
     let Query(query) = query?;
     answer(state, &client, query).await
 }
@@ -70,7 +69,7 @@ pub(crate) async fn answer(
     state: AppState,
     client: &str,
     query: LongPollQuery,
-) -> Result<Response, ApiError> {
+) -> Result<PollAnswer, ApiError> {
     let wait = query.wait();
     let counters = state.stats.of(Transport::LongPoll);
     if let Some(max) = state.max_long_polls

@@ -21,7 +21,6 @@ use std::sync::atomic::Ordering;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use quartet_core::{EncodedFrame, Hub, Reader, Sink};
 use quartet_protocol::ClientId;
 pub use quartet_protocol::Transport;
@@ -29,7 +28,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http1::RouteCall;
+use crate::http1::{Answer, Framed, RouteCall};
 use crate::metrics::Counters;
 
 /// The `?cursor=` every read route accepts.
@@ -48,18 +47,13 @@ pub(crate) async fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -
 }
 
 /// A polling response body being built: `{"events":[...],"cursor":"..."}`. As a [`Sink`], it
-/// appends each event's JSON to the array, copying its bytes once and parsing nothing.
-#[derive(Debug)]
+/// appends each event's JSON to the array, copying its bytes once and parsing nothing, into
+/// the buffer the answer is written from (see [`Framed`]). Holds no memory until it is written
+/// to (a parked long poll holds one).
+#[derive(Debug, Default)]
 pub struct PollBody {
-    out: Vec<u8>,
+    out: Framed,
     events: usize,
-}
-
-impl Default for PollBody {
-    /// An empty body, holding no memory until it is written to (a parked long poll holds one).
-    fn default() -> Self {
-        PollBody { out: Vec::new(), events: 0 }
-    }
 }
 
 /// A poll body's first allocation, in bytes: room for an empty answer's cursor or an event
@@ -75,48 +69,67 @@ impl PollBody {
         self.events
     }
 
-    /// Makes room for `more` bytes, starting the JSON if nothing is written yet.
-    fn reserve(&mut self, more: usize) {
-        if self.out.is_empty() {
-            self.out.reserve(POLL_BODY_START.max(POLL_BODY_HEAD.len() + more));
-            self.out.extend_from_slice(POLL_BODY_HEAD);
+    /// The body to append `more` bytes to, the JSON started if nothing is written yet.
+    fn reserve(&mut self, more: usize) -> &mut Vec<u8> {
+        if self.out.body().is_empty() {
+            let out = self.out.body_mut(POLL_BODY_START.max(POLL_BODY_HEAD.len() + more));
+            out.extend_from_slice(POLL_BODY_HEAD);
+            out
         } else {
-            self.out.reserve(more);
+            self.out.body_mut(more)
         }
     }
 
     /// Closes the array and adds the cursor after the last event.
-    pub fn finish(mut self, cursor: &str) -> Bytes {
-        self.reserve(cursor.len() + 16);
-        self.out.extend_from_slice(b"],\"cursor\":\"");
-        self.out.extend_from_slice(cursor.as_bytes());
-        self.out.extend_from_slice(b"\"}");
-        Bytes::from(self.out)
+    pub fn finish(mut self, cursor: &str) -> PollAnswer {
+        let out = self.reserve(cursor.len() + 16);
+        out.extend_from_slice(b"],\"cursor\":\"");
+        out.extend_from_slice(cursor.as_bytes());
+        out.extend_from_slice(b"\"}");
+        PollAnswer(self.out)
     }
 }
 
 impl Sink for PollBody {
     fn push(&mut self, frame: EncodedFrame<'_>) {
-        self.reserve(frame.json_len() + 1);
-        if self.events > 0 {
-            self.out.push(b',');
+        let first = self.events == 0;
+        let out = self.reserve(frame.json_len() + 1);
+        if !first {
+            out.push(b',');
         }
-        frame.write_json(&mut self.out);
+        frame.write_json(out);
         self.events += 1;
+    }
+}
+
+/// A poll's answer: `200`, its JSON body. A direct route hands it to the connection to frame
+/// ([`Answer::Json`]); the router makes a response of it.
+#[derive(Debug)]
+pub struct PollAnswer(Framed);
+
+impl PollAnswer {
+    /// The JSON body.
+    pub fn body(&self) -> &[u8] {
+        self.0.body()
+    }
+}
+
+impl IntoResponse for PollAnswer {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0.into_bytes()).into_response()
     }
 }
 
 /// Answers a poll, short or long: counts it (empty or not, events delivered) and closes the body
 /// with the cursor after everything the reader took (on a cursor base, for a client of many
 /// rooms: [`Reader::settle_base`]).
-pub(crate) async fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> Response {
+pub(crate) async fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> PollAnswer {
     reader.settle_base().await;
     if body.events() == 0 {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }
     counters.delivered.fetch_add(body.events() as u64, Ordering::Relaxed);
-    let body = body.finish(&reader.current_cursor());
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    body.finish(&reader.current_cursor())
 }
 
 /// The direct route of a poll (see [`crate::http1::Routes::direct`]): `target` is the request
@@ -194,17 +207,19 @@ fn plain_pairs<'q, const N: usize>(query: Option<&'q str>, keys: [&str; N]) -> O
 }
 
 /// A direct route's answer as the router would give it: a panic answered as its panic layer
-/// does, an error response framed as its error layer does.
+/// does, an error response framed as its error layer does (a success is JSON already: that
+/// layer lets it pass as it is).
 fn answered(
-    handler: impl std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
+    handler: impl std::future::Future<Output = Result<PollAnswer, ApiError>> + Send + 'static,
 ) -> RouteCall {
     use futures_util::FutureExt as _;
     Box::pin(async move {
         let response = match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
-            Ok(answer) => answer.into_response(),
+            Ok(Ok(PollAnswer(json))) => return Answer::Json(json),
+            Ok(Err(error)) => error.into_response(),
             Err(panic) => crate::error::panic_response(panic),
         };
-        crate::error::json_error_frames(response).await
+        Answer::Response(crate::error::json_error_frames(response).await)
     })
 }
 

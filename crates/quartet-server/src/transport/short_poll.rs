@@ -19,25 +19,28 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::transport::{CursorQuery, PollBody, Transport, answer_poll, open_reader};
+use crate::transport::{CursorQuery, PollAnswer, PollBody, Transport, answer_poll, open_reader};
 
 /// `GET /v1/clients/{client}/poll?cursor=C`.
 pub(crate) async fn poll(
     State(state): State<AppState>,
     Path(client): Path<String>,
     query: Result<Query<CursorQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<PollAnswer, ApiError> {
     let Query(query) = query?;
     answer(state, &client, query).await
 }
 
 /// A short poll's answer, however the request came (the router, or a connection's direct route:
 /// see [`super::direct`]).
-pub(crate) async fn answer(state: AppState, client: &str, query: CursorQuery) -> Result<Response, ApiError> {
+pub(crate) async fn answer(
+    state: AppState,
+    client: &str,
+    query: CursorQuery,
+) -> Result<PollAnswer, ApiError> {
     let mut reader = open_reader(&state.hub, client, query.cursor.as_deref()).await?;
     let mut body = PollBody::default();
     reader.read_into(&mut body).await?;
