@@ -70,4 +70,7 @@ pub struct Stats {
     pub shed: AtomicU64,
     /// Streams closed because they stayed behind (see [`SLOW_STREAM_AFTER`]).
     pub slow: AtomicU64,
+    /// Polls whose reader went on from the client's last poll's, asked with the cursor it
+    /// answered (see [`Reader::keep`](crate::Reader::keep)).
+    pub polls_kept: AtomicU64,
 }

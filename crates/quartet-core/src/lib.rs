@@ -40,6 +40,7 @@ pub mod hub;
 pub mod limits;
 mod log;
 pub mod moderation;
+mod position;
 pub mod reader;
 pub mod ring;
 mod session;

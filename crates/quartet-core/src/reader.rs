@@ -56,7 +56,8 @@ use crate::limits::{
     BASE_MIN_LOGS, BASE_REFRESH, MAX_AMENDED_LOGS, MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, REBASE_EVERY,
     SHED_LAG,
 };
-use crate::log::{Log, Wake};
+use crate::log::Wake;
+use crate::position::{Base, Kept, LogRead, Saving};
 use crate::session::Session;
 
 /// What one read needs for a moment only: the entries of one log, and the cursor encoder.
@@ -80,49 +81,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     scratch.entries.clear();
     SCRATCH.set(scratch);
     result
-}
-
-/// One log as this reader reads it.
-struct LogRead {
-    log: Arc<Log>,
-    /// The earliest position the client may read from (its join, for a room).
-    floor: Seq,
-    /// Last seq delivered (or stepped over).
-    at: Seq,
-    /// Events older than the ring, fetched from the engine, waiting to be delivered.
-    backlog: VecDeque<Arc<Entry>>,
-    /// Set when the ring no longer holds the events after `at`: the engine is asked next.
-    behind: bool,
-    /// Set when the engine had nothing after `at` either: the ring's gap is reported as is.
-    engine_empty: bool,
-    /// This log's position in the reader's cursor base, if the base has it.
-    base_at: Option<Seq>,
-}
-
-/// Positions stored for this reader's cursors to name (see the module doc).
-pub struct Base {
-    id: BaseId,
-    positions: Arc<BTreeMap<LogId, Seq>>,
-    /// When this reader took it on.
-    since: Instant,
-}
-
-impl Base {
-    /// A base a cursor named, with its (resolved) positions.
-    pub fn new(id: BaseId, positions: BTreeMap<LogId, Seq>) -> Base {
-        Base { id, positions: Arc::new(positions), since: Instant::now() }
-    }
-
-    /// Its positions.
-    pub fn positions(&self) -> Arc<BTreeMap<LogId, Seq>> {
-        self.positions.clone()
-    }
-}
-
-/// A base being stored: the positions it holds, and where the engine's answer comes.
-struct Saving {
-    positions: Arc<BTreeMap<LogId, Seq>>,
-    answer: oneshot::Receiver<Result<Option<BaseId>, Error>>,
 }
 
 /// See the module doc.
@@ -166,6 +124,8 @@ pub struct Reader {
     /// The client's last sign of life as the transport saw it, when the reader ends because the
     /// client went silent (see [`Reader::end_silent`]); else its end is one.
     silent_since: Option<Instant>,
+    /// Whether it still counts among its session's streams (until dropped, or kept).
+    counted: bool,
 }
 
 impl Reader {
@@ -203,6 +163,7 @@ impl Reader {
             slow_after: None,
             behind_since: None,
             silent_since: None,
+            counted: true,
         };
         match cursor {
             // No cursor: start from "now" in every log the client reads.
@@ -220,6 +181,84 @@ impl Reader {
             Some(cursor) => reader.reset = cursor.positions.into_keys().collect(),
         }
         reader
+    }
+
+    /// A reader that goes on from what the client's last poll kept, when `cursor` is the one
+    /// that poll answered with (see [`Kept`]); `None` otherwise, the kept state staying. Counted
+    /// among the session's streams as [`Reader::new`] counts, under the same lock as the check
+    /// against `max_streams`; `None` too when the session has ended or is at that limit (the
+    /// caller's own path then says so).
+    pub(crate) fn from_kept(
+        engine: &Arc<dyn Engine>,
+        stats: &Arc<Stats>,
+        session: &Arc<Session>,
+        cursor: &str,
+        max_streams: usize,
+    ) -> Option<Reader> {
+        let kept = {
+            let mut state = session.state();
+            if state.gone || state.streams as usize >= max_streams {
+                return None;
+            }
+            let kept = state.kept.take_if(|kept| kept.cursor == cursor && kept.epoch == engine.epoch())?;
+            state.streams += 1;
+            state.last_seen = Instant::now();
+            kept
+        };
+        stats.polls_kept.fetch_add(1, Ordering::Relaxed);
+        Some(Reader {
+            engine: engine.clone(),
+            stats: stats.clone(),
+            wake: session.wake_handle(),
+            key: client_key(&session.id),
+            session: session.clone(),
+            epoch: kept.epoch,
+            reads: kept.reads,
+            membership: kept.membership,
+            opened_at: None,
+            reset: Vec::new(),
+            no_history: kept.no_history,
+            base: kept.base,
+            dropped: kept.dropped,
+            saving: kept.saving,
+            last_save: kept.last_save,
+            no_bases: kept.no_bases,
+            base_wanted: kept.base_wanted,
+            slow_after: None,
+            behind_since: None,
+            silent_since: None,
+            counted: true,
+        })
+    }
+
+    /// Ends a poll's reader whose answer carries `cursor` (its [`Reader::current_cursor`]),
+    /// leaving its state in the session: the client's next poll with exactly that cursor goes
+    /// on from it ([`Hub::kept_reader`](crate::Hub::kept_reader)) instead of decoding the cursor,
+    /// checking its positions and building its list of logs again, and reads exactly what a
+    /// reader opened on that cursor would. A reader still opening (a cursor not yet read with)
+    /// or about to tell of a reset, or a stream's, is simply dropped.
+    pub fn keep(mut self, cursor: String) {
+        if self.opened_at.is_some() || !self.reset.is_empty() || self.slow_after.is_some() {
+            return;
+        }
+        let kept = Kept {
+            cursor,
+            epoch: self.epoch,
+            reads: std::mem::take(&mut self.reads),
+            membership: self.membership,
+            no_history: self.no_history,
+            base: self.base.take(),
+            dropped: std::mem::take(&mut self.dropped),
+            saving: self.saving.take(),
+            last_save: self.last_save,
+            no_bases: self.no_bases,
+            base_wanted: self.base_wanted,
+        };
+        let mut state = self.session.state();
+        state.kept = Some(kept);
+        self.counted = false;
+        state.streams -= 1;
+        state.last_seen = Instant::now();
     }
 
     /// Writes whole cursors only, storing no base (for a cursor wanted once, at registration).
@@ -663,6 +702,9 @@ impl Drop for Delivering {
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         let mut state = self.session.state();
         state.streams -= 1;
         // The end of a stream is a sign of life, unless it ended for the lack of one.

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::grant::Grant;
 use crate::limits::REMEMBERED_MESSAGE_IDS;
 use crate::log::{Log, Wake};
+use crate::position::Kept;
 
 /// One registered client.
 pub(crate) struct Session {
@@ -54,6 +55,9 @@ pub(crate) struct SessionState {
     /// The session's wake handle, where `membership` and `gone` are published for readers to
     /// check without this lock (see [`Waking::membership`](crate::log::Waking::membership)).
     wake: Wake,
+    /// What the client's last poll read with, for its next poll to go on with (see
+    /// [`Kept`]).
+    pub(crate) kept: Option<Kept>,
 }
 
 impl SessionState {
@@ -111,6 +115,7 @@ impl Session {
                 membership: 0,
                 persisted_seen: now,
                 wake,
+                kept: None,
             }),
             publishing: tokio::sync::Mutex::new(AckMemory::default()),
         }

@@ -393,6 +393,51 @@ async fn a_reader_cursor_beyond_the_head_is_refused() {
     assert!(hub.reader(&alice, Some(&elsewhere.encode())).await.is_ok());
 }
 
+/// A poll's reader, kept when the poll is answered, goes on at the client's next poll with the
+/// cursor it answered exactly as a reader opened on that cursor: the events since, a room
+/// joined meanwhile, the cursors after. Any other cursor opens a reader as always.
+#[tokio::test]
+async fn a_kept_reader_goes_on_as_one_opened_on_its_cursor() {
+    let hub = hub();
+    let kept = || hub.stats().polls_kept.load(std::sync::atomic::Ordering::Relaxed);
+    let (alice, first) = client(&hub, "alice").await;
+    run(&hub, &alice, json!({"type":"join","room":"r"})).await;
+    run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"1"})).await;
+    let mut poll = hub.reader(&alice, Some(&first)).await.unwrap();
+    assert_eq!(chat(&drain(&mut poll).await), ["1"]);
+    let answered = poll.current_cursor();
+    poll.keep(answered.clone());
+    run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"2"})).await;
+    run(&hub, &alice, json!({"type":"join","room":"s"})).await;
+    run(&hub, &alice, json!({"type":"publish","room":"s","event":"chat","data":"3"})).await;
+    // The first poll with that cursor takes the kept state; a second, while the first holds
+    // it, decodes the cursor.
+    let mut next = hub.reader(&alice, Some(&answered)).await.unwrap();
+    assert_eq!(kept(), 1);
+    let mut opened = hub.reader(&alice, Some(&answered)).await.unwrap();
+    assert_eq!(kept(), 1);
+    let (went_on, fresh) = (drain(&mut next).await, drain(&mut opened).await);
+    assert_eq!(chat(&went_on), ["2", "3"]);
+    assert_eq!(went_on, fresh);
+    assert_eq!(next.current_cursor(), opened.current_cursor());
+    drop(opened);
+    // Kept again; an older cursor does not take it (and it stays for the right one).
+    let answered = next.current_cursor();
+    next.keep(answered.clone());
+    let mut older = hub.reader(&alice, Some(&first)).await.unwrap();
+    assert_eq!(chat(&drain(&mut older).await), ["1", "2", "3"]);
+    drop(older);
+    run(&hub, &alice, json!({"type":"leave","room":"r"})).await;
+    run(&hub, &alice, json!({"type":"publish","room":"s","event":"chat","data":"4"})).await;
+    let mut next = hub.reader(&alice, Some(&answered)).await.unwrap();
+    assert_eq!(kept(), 2);
+    let mut opened = hub.reader(&alice, Some(&answered)).await.unwrap();
+    let (went_on, fresh) = (drain(&mut next).await, drain(&mut opened).await);
+    assert_eq!(chat(&went_on), ["4"]);
+    assert_eq!(went_on, fresh);
+    assert_eq!(next.current_cursor(), opened.current_cursor());
+}
+
 /// One client may hold a bounded number of readers (streams, parked polls); closing one makes
 /// room for the next.
 #[tokio::test]

@@ -15,11 +15,12 @@ const LAYERS: &[(&str, u8)] = &[
     ("ring", 3),
     ("log", 4),
     ("engine", 4),
-    ("session", 5),
-    ("reader", 6),
-    ("testing", 7),
-    ("hub", 7),
-    ("lib", 8),
+    ("position", 5),
+    ("session", 6),
+    ("reader", 7),
+    ("testing", 8),
+    ("hub", 8),
+    ("lib", 9),
 ];
 
 /// The modules `src/NAME.rs` names through `crate::module` outside comments.

@@ -109,6 +109,12 @@ pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "SSE streams and WebSockets closed `slow`: behind their events for too long.",
         &one(core.slow.load(Ordering::Relaxed)),
     );
+    metric(
+        "quartet_polls_kept_total",
+        "counter",
+        "Polls whose reader went on from the client's previous poll (asked with the cursor it answered).",
+        &one(core.polls_kept.load(Ordering::Relaxed)),
+    );
     // The four, then Socket.IO's sessions (requests: every Engine.IO request and WebSocket).
     let per = |pick: fn(&Counters) -> &AtomicU64| -> Vec<(String, f64)> {
         Transport::ALL

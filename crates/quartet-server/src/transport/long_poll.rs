@@ -28,7 +28,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::OpenGuard;
-use crate::transport::{PollAnswer, PollBody, Transport, answer_poll, open_reader, stopped};
+use crate::transport::{PollAnswer, PollBody, Transport, answer_poll, kept_reader, open_reader, stopped};
 
 /// Longest a request is held. Proxies commonly cut idle requests at 60 s; 30 s stays clear.
 pub const LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(30);
@@ -87,7 +87,11 @@ pub(crate) async fn answer(
     // Boxed: opening a reader may load the session from the store, a future far larger than
     // what the parked request holds afterwards; inline, every parked long poll would keep
     // room for it.
-    let mut reader = Box::pin(open_reader(&state.hub, client, query.cursor.as_deref())).await?;
+    let cursor = query.cursor.as_deref();
+    let mut reader = match kept_reader(&state.hub, client, cursor) {
+        Some(reader) => reader,
+        None => Box::pin(open_reader(&state.hub, client, cursor)).await?,
+    };
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);
     let mut shutdown = state.shutdown.clone();
@@ -99,5 +103,5 @@ pub(crate) async fn answer(
         // On shutdown, answer now with what there is, so the client comes back elsewhere.
         () = stopped(&mut shutdown) => { reader.read_into(&mut body).await?; }
     }
-    Ok(answer_poll(body, &mut reader, counters).await)
+    Ok(answer_poll(body, reader, counters).await)
 }

@@ -46,10 +46,16 @@ pub(crate) async fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -
     Ok(hub.reader(&client, cursor).await?)
 }
 
+/// What [`open_reader`] gives at once for a client's next poll with the cursor its last poll
+/// answered with ([`Hub::kept_reader`]): no future to make or wait for.
+pub(crate) fn kept_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Option<Reader> {
+    hub.kept_reader(&ClientId::from_wire(client).ok()?, cursor?)
+}
+
 /// A polling response body being built: `{"events":[...],"cursor":"..."}`. As a [`Sink`], it
 /// appends each event's JSON to the array, copying its bytes once and parsing nothing, into
-/// the buffer the answer is written from (see [`Framed`]). Holds no memory until it is written
-/// to (a parked long poll holds one).
+/// the buffer the answer is written from (with room for its head: `http1::Framed`). Holds no
+/// memory until it is written to (a parked long poll holds one).
 #[derive(Debug, Default)]
 pub struct PollBody {
     out: Framed,
@@ -103,7 +109,7 @@ impl Sink for PollBody {
 }
 
 /// A poll's answer: `200`, its JSON body. A direct route hands it to the connection to frame
-/// ([`Answer::Json`]); the router makes a response of it.
+/// (`http1::Answer::Json`); the router makes a response of it.
 #[derive(Debug)]
 pub struct PollAnswer(Framed);
 
@@ -122,14 +128,18 @@ impl IntoResponse for PollAnswer {
 
 /// Answers a poll, short or long: counts it (empty or not, events delivered) and closes the body
 /// with the cursor after everything the reader took (on a cursor base, for a client of many
-/// rooms: [`Reader::settle_base`]).
-pub(crate) async fn answer_poll(body: PollBody, reader: &mut Reader, counters: &Counters) -> PollAnswer {
+/// rooms: [`Reader::settle_base`]). The reader is kept for the client's next poll with that
+/// cursor ([`Reader::keep`]).
+pub(crate) async fn answer_poll(body: PollBody, mut reader: Reader, counters: &Counters) -> PollAnswer {
     reader.settle_base().await;
     if body.events() == 0 {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }
     counters.delivered.fetch_add(body.events() as u64, Ordering::Relaxed);
-    body.finish(&reader.current_cursor())
+    let cursor = reader.current_cursor();
+    let answer = body.finish(&cursor);
+    reader.keep(cursor);
+    answer
 }
 
 /// The direct route of a poll (see [`crate::http1::Routes::direct`]): `target` is the request

@@ -22,7 +22,7 @@ use axum::extract::{Path, Query, State};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::transport::{CursorQuery, PollAnswer, PollBody, Transport, answer_poll, open_reader};
+use crate::transport::{CursorQuery, PollAnswer, PollBody, Transport, answer_poll, kept_reader, open_reader};
 
 /// `GET /v1/clients/{client}/poll?cursor=C`.
 pub(crate) async fn poll(
@@ -41,10 +41,14 @@ pub(crate) async fn answer(
     client: &str,
     query: CursorQuery,
 ) -> Result<PollAnswer, ApiError> {
-    let mut reader = open_reader(&state.hub, client, query.cursor.as_deref()).await?;
+    let cursor = query.cursor.as_deref();
+    let mut reader = match kept_reader(&state.hub, client, cursor) {
+        Some(reader) => reader,
+        None => open_reader(&state.hub, client, cursor).await?,
+    };
     let mut body = PollBody::default();
     reader.read_into(&mut body).await?;
     let counters = state.stats.of(Transport::ShortPoll);
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    Ok(answer_poll(body, &mut reader, counters).await)
+    Ok(answer_poll(body, reader, counters).await)
 }
