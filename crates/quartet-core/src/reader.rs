@@ -435,14 +435,21 @@ impl Reader {
         self.adopt(stored);
     }
 
+    /// Whether [`Reader::settle_base`] has anything to do: a base named or being stored, or
+    /// more logs than a whole cursor is kept short for. Most polls' readers have none, and
+    /// need not make its future.
+    pub fn has_base_to_settle(&mut self) -> bool {
+        self.sync();
+        self.base.is_some() || self.saving.is_some() || self.reads.len() > BASE_MIN_LOGS
+    }
+
     /// For a reader about to end with [`Reader::current_cursor`] (a poll's answer): stores the
     /// base its cursor is worth, if any, and waits (a second at most) until the engine has it,
     /// so that the cursor handed out names it; the next poll's reader then keeps it instead of
     /// storing another. Cancel-safe.
     pub async fn settle_base(&mut self) {
-        self.sync();
-        if self.base.is_none() && self.saving.is_none() && self.reads.len() <= BASE_MIN_LOGS {
-            return; // a whole cursor is short enough
+        if !self.has_base_to_settle() {
+            return;
         }
         with_scratch(|scratch| self.encode_cursor(&mut scratch.cursor));
         if std::mem::take(&mut self.base_wanted) {

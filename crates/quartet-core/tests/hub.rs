@@ -438,6 +438,30 @@ async fn a_kept_reader_goes_on_as_one_opened_on_its_cursor() {
     assert_eq!(next.current_cursor(), opened.current_cursor());
 }
 
+/// A poll's answer names a base only for a client of many rooms: its reader has a base to
+/// settle, and once settled the cursor it answers with names it; a reader of one room has none
+/// to settle (a poll skips the wait) and answers with a whole cursor.
+#[tokio::test]
+async fn only_a_poll_of_many_rooms_settles_a_base() {
+    let hub = hub();
+    let (one, one_cursor) = client(&hub, "solo").await;
+    run(&hub, &one, json!({"type":"join","room":"r0"})).await;
+    let (many, many_cursor) = client(&hub, "crowd").await;
+    for i in 0..50 {
+        run(&hub, &many, json!({"type":"join","room":format!("r{i}")})).await;
+    }
+    let mut solo = hub.reader(&one, Some(&one_cursor)).await.unwrap();
+    drain(&mut solo).await;
+    assert!(!solo.has_base_to_settle());
+    assert!(quartet_protocol::Cursor::decode(&solo.current_cursor()).unwrap().base.is_none());
+    // (Asked before a read: the first read already asks for a base to be stored.)
+    let mut crowd = hub.reader(&many, Some(&many_cursor)).await.unwrap();
+    assert!(crowd.has_base_to_settle());
+    drain(&mut crowd).await;
+    crowd.settle_base().await;
+    assert!(quartet_protocol::Cursor::decode(&crowd.current_cursor()).unwrap().base.is_some());
+}
+
 /// One client may hold a bounded number of readers (streams, parked polls); closing one makes
 /// room for the next.
 #[tokio::test]

@@ -28,7 +28,9 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::OpenGuard;
-use crate::transport::{PollAnswer, PollBody, Transport, answer_poll, kept_reader, open_reader, stopped};
+use crate::transport::{
+    PollAnswer, PollBody, Transport, answer_poll, kept_reader, open_reader, settle, stopped,
+};
 
 /// Longest a request is held. Proxies commonly cut idle requests at 60 s; 30 s stays clear.
 pub const LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(30);
@@ -101,7 +103,9 @@ pub(crate) async fn answer(
         // Nothing came in time: answer empty, with the (possibly advanced) cursor.
         () = tokio::time::sleep(wait) => {}
         // On shutdown, answer now with what there is, so the client comes back elsewhere.
-        () = stopped(&mut shutdown) => { reader.read_into(&mut body).await?; }
+        // (Boxed: a parked poll's future need not make room for a read that happens once.)
+        () = stopped(&mut shutdown) => { Box::pin(reader.read_into(&mut body)).await?; }
     }
-    Ok(answer_poll(body, reader, counters).await)
+    settle(&mut reader).await;
+    Ok(answer_poll(body, reader, counters))
 }

@@ -127,11 +127,10 @@ impl IntoResponse for PollAnswer {
 }
 
 /// Answers a poll, short or long: counts it (empty or not, events delivered) and closes the body
-/// with the cursor after everything the reader took (on a cursor base, for a client of many
-/// rooms: [`Reader::settle_base`]). The reader is kept for the client's next poll with that
-/// cursor ([`Reader::keep`]).
-pub(crate) async fn answer_poll(body: PollBody, mut reader: Reader, counters: &Counters) -> PollAnswer {
-    reader.settle_base().await;
+/// with the cursor after everything the reader took, the reader kept for the client's next
+/// poll with that cursor ([`Reader::keep`]). On a cursor base (a client of many rooms), settle
+/// it first ([`settle`]).
+pub(crate) fn answer_poll(body: PollBody, mut reader: Reader, counters: &Counters) -> PollAnswer {
     if body.events() == 0 {
         counters.empty.fetch_add(1, Ordering::Relaxed);
     }
@@ -140,6 +139,14 @@ pub(crate) async fn answer_poll(body: PollBody, mut reader: Reader, counters: &C
     let answer = body.finish(&cursor);
     reader.keep(cursor);
     answer
+}
+
+/// Before [`answer_poll`]: [`Reader::settle_base`], boxed and only when there is a base to
+/// settle (a wait with a timer that a poll's future would otherwise always make room for).
+pub(crate) async fn settle(reader: &mut Reader) {
+    if reader.has_base_to_settle() {
+        Box::pin(reader.settle_base()).await;
+    }
 }
 
 /// The direct route of a poll (see [`crate::http1::Routes::direct`]): `target` is the request
@@ -223,14 +230,17 @@ fn answered(
     handler: impl std::future::Future<Output = Result<PollAnswer, ApiError>> + Send + 'static,
 ) -> RouteCall {
     use futures_util::FutureExt as _;
-    Box::pin(async move {
-        let response = match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+    // Chained, not one `async` block awaiting the handler: such a block would keep room both
+    // for the handler it captured and for the handler it awaits, twice the handler's size in
+    // every parked long poll.
+    Box::pin(std::panic::AssertUnwindSafe(handler).catch_unwind().then(|answer| async move {
+        let response = match answer {
             Ok(Ok(PollAnswer(json))) => return Answer::Json(json),
             Ok(Err(error)) => error.into_response(),
             Err(panic) => crate::error::panic_response(panic),
         };
         Answer::Response(crate::error::json_error_frames(response).await)
-    })
+    }))
 }
 
 /// Completes when the server starts shutting down.

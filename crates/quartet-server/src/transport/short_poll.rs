@@ -22,7 +22,9 @@ use axum::extract::{Path, Query, State};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::transport::{CursorQuery, PollAnswer, PollBody, Transport, answer_poll, kept_reader, open_reader};
+use crate::transport::{
+    CursorQuery, PollAnswer, PollBody, Transport, answer_poll, kept_reader, open_reader, settle,
+};
 
 /// `GET /v1/clients/{client}/poll?cursor=C`.
 pub(crate) async fn poll(
@@ -50,5 +52,6 @@ pub(crate) async fn answer(
     reader.read_into(&mut body).await?;
     let counters = state.stats.of(Transport::ShortPoll);
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    Ok(answer_poll(body, reader, counters).await)
+    settle(&mut reader).await;
+    Ok(answer_poll(body, reader, counters))
 }
