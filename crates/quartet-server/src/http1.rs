@@ -231,9 +231,7 @@ pub(crate) async fn serve(
         // while its body is read, a response while it is written) takes no room in the task
         // while another step waits: a parked long poll or an idle SSE stream keeps only what
         // its own step needs.
-        let Some(mut pending) =
-            Box::pin(receive(&mut io, &mut buf, &mut app, header_timeout, &mut stop)).await
-        else {
+        let Some(mut pending) = receive(&mut io, &mut buf, &mut app, header_timeout, &mut stop).await else {
             return;
         };
         let Some(answer) = answer(&mut pending.call, &mut io, &mut buf).await else { return };
@@ -422,7 +420,9 @@ struct Pending {
 }
 
 /// Reads the next request, head and body, and hands it to the routes. `None`: the connection
-/// is over (closed, silent, stopping, or a refused request, answered).
+/// is over (closed, silent, stopping, or a refused request, answered). Each step boxed on its
+/// own (see [`serve`]), and each box small enough for the allocator's per-thread cache: a
+/// poll, which a direct route takes, makes only the head's.
 async fn receive(
     io: &mut Metered,
     buf: &mut BytesMut,
@@ -430,18 +430,22 @@ async fn receive(
     header_timeout: Duration,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Pending> {
-    let head = match read_head(io, buf, header_timeout, stop, &app.direct).await {
+    match Box::pin(read_head(io, buf, header_timeout, stop, &app.direct)).await {
         Ok(Some(Parsed::Direct(pending))) => {
             forget_buffer_if_empty(buf);
-            return Some(pending);
+            Some(pending)
         }
-        Ok(Some(Parsed::Full(head))) => head,
-        Ok(None) => return None,
+        Ok(Some(Parsed::Full(head))) => Box::pin(route(io, buf, app, head)).await,
+        Ok(None) => None,
         Err(refusal) => {
             Box::pin(refuse(io, refusal)).await;
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// The rest of a request for the router: its body read, then handed over.
+async fn route(io: &mut Metered, buf: &mut BytesMut, app: &mut Routes, head: Head) -> Option<Pending> {
     let Head { mut request, framing, keep_alive, expects_continue, upgrade } = head;
     if expects_continue
         && framing != Framing::Length(0)
