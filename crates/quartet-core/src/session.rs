@@ -75,6 +75,8 @@ impl SessionState {
     /// Ends the session: its readers stop at their next read. Returns the rooms it was in.
     pub(crate) fn end(&mut self) -> BTreeMap<RoomName, (Arc<Log>, Seq)> {
         self.gone = true;
+        // A kept reader's state holds its rooms' logs: let them go with the session's rooms.
+        self.kept = None;
         self.changed();
         std::mem::take(&mut self.rooms)
     }
