@@ -304,9 +304,10 @@ impl Hub {
         Ok(sessions.entry(session.id.clone()).or_insert(session).clone())
     }
 
-    /// What [`Hub::reader`] gives at once, without waiting, for the client's next poll with the
-    /// cursor its last one answered with: a reader that goes on from the last one's state (see
-    /// [`Reader::keep`]). `None` for any other cursor, or a client not live here.
+    /// For the client's next poll with the cursor its last one answered with, at once: a reader
+    /// that goes on from the last one's state (see [`Reader::keep`]), reading exactly what
+    /// [`Hub::reader`] would open on that cursor. `None` for any other cursor, or a client not
+    /// live here: the poll then opens one with [`Hub::reader`].
     pub fn kept_reader(&self, client: &ClientId, cursor: &str) -> Option<Reader> {
         let session = self.shared.sessions.lock().expect("sessions lock").get(client).cloned()?;
         Reader::from_kept(&self.shared.engine, &self.shared.stats, &session, cursor, MAX_READERS_PER_CLIENT)
@@ -315,9 +316,6 @@ impl Hub {
     /// A reader for `client` from `cursor` (`None`: from now). The cursor is checked here, so a
     /// bad one fails before any transport starts streaming.
     pub async fn reader(&self, client: &ClientId, cursor: Option<&str>) -> Result<Reader, Error> {
-        if let Some(reader) = cursor.and_then(|cursor| self.kept_reader(client, cursor)) {
-            return Ok(reader);
-        }
         let cursor = cursor.map(Cursor::decode).transpose()?;
         let session = self.session(client).await?;
         let (cursor, base) = self.resolve(cursor, &session.user, Some(&session)).await?;

@@ -410,10 +410,11 @@ async fn a_kept_reader_goes_on_as_one_opened_on_its_cursor() {
     run(&hub, &alice, json!({"type":"publish","room":"r","event":"chat","data":"2"})).await;
     run(&hub, &alice, json!({"type":"join","room":"s"})).await;
     run(&hub, &alice, json!({"type":"publish","room":"s","event":"chat","data":"3"})).await;
-    // The first poll with that cursor takes the kept state; a second, while the first holds
-    // it, decodes the cursor.
-    let mut next = hub.reader(&alice, Some(&answered)).await.unwrap();
+    // The next poll with that cursor takes the kept state; a reader opened on the same cursor
+    // decodes it.
+    let mut next = hub.kept_reader(&alice, &answered).expect("the kept state");
     assert_eq!(kept(), 1);
+    assert!(hub.kept_reader(&alice, &answered).is_none(), "taken once");
     let mut opened = hub.reader(&alice, Some(&answered)).await.unwrap();
     assert_eq!(kept(), 1);
     let (went_on, fresh) = (drain(&mut next).await, drain(&mut opened).await);
@@ -424,12 +425,13 @@ async fn a_kept_reader_goes_on_as_one_opened_on_its_cursor() {
     // Kept again; an older cursor does not take it (and it stays for the right one).
     let answered = next.current_cursor();
     next.keep(answered.clone());
+    assert!(hub.kept_reader(&alice, &first).is_none());
     let mut older = hub.reader(&alice, Some(&first)).await.unwrap();
     assert_eq!(chat(&drain(&mut older).await), ["1", "2", "3"]);
     drop(older);
     run(&hub, &alice, json!({"type":"leave","room":"r"})).await;
     run(&hub, &alice, json!({"type":"publish","room":"s","event":"chat","data":"4"})).await;
-    let mut next = hub.reader(&alice, Some(&answered)).await.unwrap();
+    let mut next = hub.kept_reader(&alice, &answered).expect("the kept state, still there");
     assert_eq!(kept(), 2);
     let mut opened = hub.reader(&alice, Some(&answered)).await.unwrap();
     let (went_on, fresh) = (drain(&mut next).await, drain(&mut opened).await);

@@ -28,9 +28,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::OpenGuard;
-use crate::transport::{
-    PollAnswer, PollBody, Transport, answer_poll, kept_reader, open_reader, settle, stopped,
-};
+use crate::transport::{PollAnswer, PollBody, Transport, answer_poll, poll_reader, settle, stopped};
 
 /// Longest a request is held. Proxies commonly cut idle requests at 60 s; 30 s stays clear.
 pub const LONG_POLL_MAX_WAIT: Duration = Duration::from_secs(30);
@@ -86,14 +84,7 @@ pub(crate) async fn answer(
         .retry_after(Duration::from_secs(1))
         .into());
     }
-    // Boxed: opening a reader may load the session from the store, a future far larger than
-    // what the parked request holds afterwards; inline, every parked long poll would keep
-    // room for it.
-    let cursor = query.cursor.as_deref();
-    let mut reader = match kept_reader(&state.hub, client, cursor) {
-        Some(reader) => reader,
-        None => Box::pin(open_reader(&state.hub, client, cursor)).await?,
-    };
+    let mut reader = poll_reader(&state.hub, client, query.cursor.as_deref()).await?;
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard::new(counters);
     let mut shutdown = state.shutdown.clone();

@@ -46,10 +46,17 @@ pub(crate) async fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -
     Ok(hub.reader(&client, cursor).await?)
 }
 
-/// What [`open_reader`] gives at once for a client's next poll with the cursor its last poll
-/// answered with ([`Hub::kept_reader`]): no future to make or wait for.
-pub(crate) fn kept_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Option<Reader> {
-    hub.kept_reader(&ClientId::from_wire(client).ok()?, cursor?)
+/// A poll's reader: the one its client's last poll kept, at once, when the poll comes with the
+/// cursor that poll answered ([`Hub::kept_reader`]); else one opened as [`open_reader`] opens
+/// it, boxed (opening may load the session from the store, a future far larger than what a
+/// parked long poll holds afterwards: inline, every parked long poll would keep room for it).
+pub(crate) async fn poll_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Result<Reader, ApiError> {
+    let client = ClientId::from_wire(client)?;
+    let cursor = cursor.filter(|c| !c.is_empty());
+    if let Some(reader) = cursor.and_then(|cursor| hub.kept_reader(&client, cursor)) {
+        return Ok(reader);
+    }
+    Ok(Box::pin(hub.reader(&client, cursor)).await?)
 }
 
 /// A polling response body being built: `{"events":[...],"cursor":"..."}`. As a [`Sink`], it

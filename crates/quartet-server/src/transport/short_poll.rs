@@ -22,9 +22,7 @@ use axum::extract::{Path, Query, State};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::transport::{
-    CursorQuery, PollAnswer, PollBody, Transport, answer_poll, kept_reader, open_reader, settle,
-};
+use crate::transport::{CursorQuery, PollAnswer, PollBody, Transport, answer_poll, poll_reader, settle};
 
 /// `GET /v1/clients/{client}/poll?cursor=C`.
 pub(crate) async fn poll(
@@ -43,11 +41,7 @@ pub(crate) async fn answer(
     client: &str,
     query: CursorQuery,
 ) -> Result<PollAnswer, ApiError> {
-    let cursor = query.cursor.as_deref();
-    let mut reader = match kept_reader(&state.hub, client, cursor) {
-        Some(reader) => reader,
-        None => open_reader(&state.hub, client, cursor).await?,
-    };
+    let mut reader = poll_reader(&state.hub, client, query.cursor.as_deref()).await?;
     let mut body = PollBody::default();
     reader.read_into(&mut body).await?;
     let counters = state.stats.of(Transport::ShortPoll);
