@@ -56,23 +56,58 @@ pub(crate) struct Saving {
     pub(crate) answer: oneshot::Receiver<Result<Option<BaseId>, Error>>,
 }
 
+/// Where a reader is in its logs: the logs and positions it reads, and the cursor base its
+/// cursors name. What a poll's reader leaves for the client's next poll (see [`Kept`]).
+pub(crate) struct Place {
+    pub(crate) epoch: Epoch,
+    /// The logs read, sorted by id (the cursor lists them in that order).
+    pub(crate) reads: Vec<LogRead>,
+    /// The session's membership version `reads` was built for.
+    pub(crate) membership: Option<u64>,
+    /// Set once the engine said it keeps nothing beyond the rings: gaps are reported at once.
+    pub(crate) no_history: bool,
+    /// The base its cursors name, if any.
+    pub(crate) base: Option<Base>,
+    /// Logs of the base this reader no longer reads: its cursors say so.
+    pub(crate) dropped: Vec<LogId>,
+    /// A base being stored.
+    pub(crate) saving: Option<Saving>,
+    /// When it last asked for a base to be stored.
+    pub(crate) last_save: Option<Instant>,
+    /// Set once the engine said it keeps no bases.
+    pub(crate) no_bases: bool,
+    /// Set by an encoding that found a base worth storing: done at the end of the read, from
+    /// the positions after the whole batch.
+    pub(crate) base_wanted: bool,
+}
+
+impl Place {
+    /// Nowhere yet (no logs listed), on `epoch`, naming `base` if a cursor did.
+    pub(crate) fn new(epoch: Epoch, base: Option<Base>) -> Place {
+        Place {
+            epoch,
+            reads: Vec::new(),
+            membership: None,
+            no_history: false,
+            base,
+            dropped: Vec::new(),
+            saving: None,
+            last_save: None,
+            no_bases: false,
+            base_wanted: false,
+        }
+    }
+}
+
 /// What a poll's reader leaves in its session when the poll is answered
 /// ([`Reader::keep`](crate::Reader::keep)), for the client's next poll: a long-polling client
 /// asks again at once with the cursor it was just given, and its reader goes on from here
-/// instead of decoding that cursor, checking its positions and building its list of logs again. Taken only by a poll that comes with exactly
-/// that cursor, on this engine's epoch; any other cursor opens a reader as always. The state
-/// holds no handle on the session (which holds it): nothing keeps a session alive.
+/// instead of decoding that cursor, checking its positions and building its list of logs
+/// again. Taken only by a poll that comes with exactly that cursor, on this engine's epoch; any
+/// other cursor opens a reader as always. The state holds no handle on the session (which holds
+/// it): nothing keeps a session alive.
 pub(crate) struct Kept {
     /// The cursor the poll answered with.
     pub(crate) cursor: String,
-    pub(crate) epoch: Epoch,
-    pub(crate) reads: Vec<LogRead>,
-    pub(crate) membership: Option<u64>,
-    pub(crate) no_history: bool,
-    pub(crate) base: Option<Base>,
-    pub(crate) dropped: Vec<LogId>,
-    pub(crate) saving: Option<Saving>,
-    pub(crate) last_save: Option<Instant>,
-    pub(crate) no_bases: bool,
-    pub(crate) base_wanted: bool,
+    pub(crate) place: Place,
 }

@@ -44,7 +44,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use quartet_protocol::event::gap_head;
-use quartet_protocol::{BaseId, Cursor, CursorWriter, Epoch, Error, ErrorCode, GapReason, LogId, Seq};
+use quartet_protocol::{BaseId, Cursor, CursorWriter, Error, ErrorCode, GapReason, LogId, Seq};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -57,7 +57,7 @@ use crate::limits::{
     SHED_LAG,
 };
 use crate::log::Wake;
-use crate::position::{Base, Kept, LogRead, Saving};
+use crate::position::{Base, Kept, LogRead, Place, Saving};
 use crate::session::Session;
 
 /// What one read needs for a moment only: the entries of one log, and the cursor encoder.
@@ -93,30 +93,12 @@ pub struct Reader {
     wake: Wake,
     /// [`client_key`] of the session's client id.
     key: u64,
-    epoch: Epoch,
-    /// The logs read, sorted by id (the cursor lists them in that order).
-    reads: Vec<LogRead>,
-    /// The session's membership version `reads` was built for.
-    membership: Option<u64>,
-    /// Positions from the cursor the reader was opened with, until `reads` is first built.
+    /// Where it is in its logs: what a poll's reader leaves for the next ([`Reader::keep`]).
+    place: Place,
+    /// Positions from the cursor the reader was opened with, until `place.reads` is first built.
     opened_at: Option<BTreeMap<LogId, Seq>>,
     /// Logs named by a cursor from an earlier store epoch: each gets one `gap` (reason `reset`).
     reset: Vec<LogId>,
-    /// Set once the engine said it keeps nothing beyond the rings: gaps are reported at once.
-    no_history: bool,
-    /// The base its cursors name, if any.
-    base: Option<Base>,
-    /// Logs of the base this reader no longer reads: its cursors say so.
-    dropped: Vec<LogId>,
-    /// A base being stored.
-    saving: Option<Saving>,
-    /// When it last asked for a base to be stored.
-    last_save: Option<Instant>,
-    /// Set once the engine said it keeps no bases.
-    no_bases: bool,
-    /// Set by an encoding that found a base worth storing: done at the end of the read, from
-    /// the positions after the whole batch.
-    base_wanted: bool,
     /// For a stream: how long it may stay behind before reads fail with `slow`.
     slow_after: Option<std::time::Duration>,
     /// Since when every read has left a log more than [`SHED_LAG`] events behind.
@@ -148,18 +130,9 @@ impl Reader {
             wake: session.wake_handle(),
             key: client_key(&session.id),
             session,
-            epoch,
-            reads: Vec::new(),
-            membership: None,
+            place: Place::new(epoch, base),
             opened_at: None,
             reset: Vec::new(),
-            no_history: false,
-            base,
-            dropped: Vec::new(),
-            saving: None,
-            last_save: None,
-            no_bases: false,
-            base_wanted: false,
             slow_after: None,
             behind_since: None,
             silent_since: None,
@@ -169,14 +142,14 @@ impl Reader {
             // No cursor: start from "now" in every log the client reads.
             None => {
                 reader.sync();
-                for read in &mut reader.reads {
+                for read in &mut reader.place.reads {
                     read.at = read.log.head().max(read.floor);
                 }
             }
             Some(cursor) if cursor.epoch == epoch => {
                 reader.opened_at = Some(cursor.positions);
                 // Keeps the base the cursor named: its cursors stay on it, nothing is stored.
-                reader.last_save = reader.base.as_ref().map(|_| Instant::now());
+                reader.place.last_save = reader.place.base.as_ref().map(|_| Instant::now());
             }
             Some(cursor) => reader.reset = cursor.positions.into_keys().collect(),
         }
@@ -200,7 +173,8 @@ impl Reader {
             if state.gone || state.streams as usize >= max_streams {
                 return None;
             }
-            let kept = state.kept.take_if(|kept| kept.cursor == cursor && kept.epoch == engine.epoch())?;
+            let kept =
+                state.kept.take_if(|kept| kept.cursor == cursor && kept.place.epoch == engine.epoch())?;
             state.streams += 1;
             state.last_seen = Instant::now();
             kept
@@ -212,18 +186,9 @@ impl Reader {
             wake: session.wake_handle(),
             key: client_key(&session.id),
             session: session.clone(),
-            epoch: kept.epoch,
-            reads: kept.reads,
-            membership: kept.membership,
+            place: kept.place,
             opened_at: None,
             reset: Vec::new(),
-            no_history: kept.no_history,
-            base: kept.base,
-            dropped: kept.dropped,
-            saving: kept.saving,
-            last_save: kept.last_save,
-            no_bases: kept.no_bases,
-            base_wanted: kept.base_wanted,
             slow_after: None,
             behind_since: None,
             silent_since: None,
@@ -241,19 +206,9 @@ impl Reader {
         if self.opened_at.is_some() || !self.reset.is_empty() || self.slow_after.is_some() {
             return;
         }
-        let kept = Kept {
-            cursor,
-            epoch: self.epoch,
-            reads: std::mem::take(&mut self.reads),
-            membership: self.membership,
-            no_history: self.no_history,
-            base: self.base.take(),
-            dropped: std::mem::take(&mut self.dropped),
-            saving: self.saving.take(),
-            last_save: self.last_save,
-            no_bases: self.no_bases,
-            base_wanted: self.base_wanted,
-        };
+        let epoch = self.place.epoch;
+        let place = std::mem::replace(&mut self.place, Place::new(epoch, None));
+        let kept = Kept { cursor, place };
         let mut state = self.session.state();
         state.kept = Some(kept);
         self.counted = false;
@@ -263,7 +218,7 @@ impl Reader {
 
     /// Writes whole cursors only, storing no base (for a cursor wanted once, at registration).
     pub(crate) fn without_bases(mut self) -> Reader {
-        self.no_bases = true;
+        self.place.no_bases = true;
         self
     }
 
@@ -299,12 +254,12 @@ impl Reader {
     /// session ended, the stream stayed behind too long), which `read_into` then reports.
     pub fn read_now(&mut self, sink: &mut impl Sink) -> ReadNow {
         let unfinished = ReadNow { pushed: 0, complete: false };
-        if self.slow_for_too_long() || self.reads.iter().any(|r| r.behind) {
+        if self.slow_for_too_long() || self.place.reads.iter().any(|r| r.behind) {
             return unfinished;
         }
         let Ok(read) = self.read_memory(sink) else { return unfinished };
         self.note_behind(read.behind);
-        ReadNow { pushed: read.pushed, complete: !read.more && !self.reads.iter().any(|r| r.behind) }
+        ReadNow { pushed: read.pushed, complete: !read.more && !self.place.reads.iter().any(|r| r.behind) }
     }
 
     /// Whether a stream has been behind a log for longer than it may be (see
@@ -327,16 +282,16 @@ impl Reader {
     /// cursor's position, if later), a left one is dropped.
     fn sync(&mut self) {
         let state = self.session.state();
-        if self.membership == Some(state.membership) {
+        if self.place.membership == Some(state.membership) {
             return;
         }
         let mut previous: BTreeMap<LogId, LogRead> =
-            self.reads.drain(..).map(|r| (r.log.id.clone(), r)).collect();
+            self.place.reads.drain(..).map(|r| (r.log.id.clone(), r)).collect();
         let opened_at = self.opened_at.take();
         let mut logs = Vec::with_capacity(state.rooms.len() + 1);
         logs.push((self.session.inbox.clone(), state.inbox_from));
         logs.extend(state.rooms.values().cloned());
-        self.reads = logs
+        self.place.reads = logs
             .into_iter()
             .map(|(log, floor)| match previous.remove(&log.id) {
                 Some(read) => LogRead { floor, at: read.at.max(floor), ..read },
@@ -355,22 +310,22 @@ impl Reader {
                 }
             })
             .collect();
-        self.reads.sort_by(|a, b| a.log.id.cmp(&b.log.id));
-        self.membership = Some(state.membership);
+        self.place.reads.sort_by(|a, b| a.log.id.cmp(&b.log.id));
+        self.place.membership = Some(state.membership);
         drop(state);
         self.mark_base();
     }
 
     /// Notes each log's position in the base, and the base's logs no longer read.
     fn mark_base(&mut self) {
-        let Some(base) = &self.base else { return };
-        for read in &mut self.reads {
+        let Some(base) = &self.place.base else { return };
+        for read in &mut self.place.reads {
             read.base_at = base.positions.get(&read.log.id).copied();
         }
-        self.dropped = base
+        self.place.dropped = base
             .positions
             .keys()
-            .filter(|log| self.reads.binary_search_by(|r| r.log.id.cmp(log)).is_err())
+            .filter(|log| self.place.reads.binary_search_by(|r| r.log.id.cmp(log)).is_err())
             .cloned()
             .collect();
     }
@@ -378,55 +333,55 @@ impl Reader {
     /// Encodes the cursor of the current positions with `cursor`; [`CursorWriter::last`]
     /// holds it.
     fn encode_cursor(&mut self, cursor: &mut CursorWriter) {
-        if self.saving.is_some() {
+        if self.place.saving.is_some() {
             self.take_saved_base();
         }
-        let wanted = match &self.base {
+        let wanted = match &self.place.base {
             None => {
-                cursor.write(self.epoch, self.reads.iter().map(|r| (&r.log.id, r.at)));
-                self.reads.len() > BASE_MIN_LOGS
+                cursor.write(self.place.epoch, self.place.reads.iter().map(|r| (&r.log.id, r.at)));
+                self.place.reads.len() > BASE_MIN_LOGS
             }
             Some(base) => {
-                let amended = self.reads.iter().filter(|r| r.base_at != Some(r.at));
-                let dropped = self.dropped.iter().map(|log| (log, None));
+                let amended = self.place.reads.iter().filter(|r| r.base_at != Some(r.at));
+                let dropped = self.place.dropped.iter().map(|log| (log, None));
                 cursor.write_based(
-                    self.epoch,
+                    self.place.epoch,
                     Some(base.id),
                     amended.clone().map(|r| (&r.log.id, Some(r.at))).chain(dropped),
                 );
-                amended.count() + self.dropped.len() > MAX_AMENDED_LOGS
+                amended.count() + self.place.dropped.len() > MAX_AMENDED_LOGS
                     || base.since.elapsed() >= BASE_REFRESH
             }
         };
-        self.base_wanted |= wanted;
+        self.place.base_wanted |= wanted;
     }
 
     /// Asks the engine to store the current positions as a base (in a task of its own: the
     /// delivery that asked goes on with the cursor it wrote), unless one is being stored, one
     /// was asked for less than [`REBASE_EVERY`] ago, or the engine keeps none.
     fn save_base(&mut self) {
-        if self.no_bases
-            || self.saving.is_some()
-            || self.last_save.is_some_and(|t| t.elapsed() < REBASE_EVERY)
+        if self.place.no_bases
+            || self.place.saving.is_some()
+            || self.place.last_save.is_some_and(|t| t.elapsed() < REBASE_EVERY)
         {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        self.last_save = Some(Instant::now());
+        self.place.last_save = Some(Instant::now());
         let positions: Arc<BTreeMap<LogId, Seq>> =
-            Arc::new(self.reads.iter().map(|r| (r.log.id.clone(), r.at)).collect());
+            Arc::new(self.place.reads.iter().map(|r| (r.log.id.clone(), r.at)).collect());
         let record = CursorBase { user: self.session.user.clone(), positions: (*positions).clone() };
         let engine = self.engine.clone();
         let (tell, answer) = oneshot::channel();
         runtime.spawn(async move {
             let _ = tell.send(engine.save_base(&record).await);
         });
-        self.saving = Some(Saving { positions, answer });
+        self.place.saving = Some(Saving { positions, answer });
     }
 
     /// Takes on the base being stored, once the engine has it.
     fn take_saved_base(&mut self) {
-        let Some(saving) = &mut self.saving else { return };
+        let Some(saving) = &mut self.place.saving else { return };
         let stored = match saving.answer.try_recv() {
             Err(oneshot::error::TryRecvError::Empty) => return,
             Ok(stored) => stored,
@@ -440,7 +395,7 @@ impl Reader {
     /// need not make its future.
     pub fn has_base_to_settle(&mut self) -> bool {
         self.sync();
-        self.base.is_some() || self.saving.is_some() || self.reads.len() > BASE_MIN_LOGS
+        self.place.base.is_some() || self.place.saving.is_some() || self.place.reads.len() > BASE_MIN_LOGS
     }
 
     /// For a reader about to end with [`Reader::current_cursor`] (a poll's answer): stores the
@@ -452,10 +407,10 @@ impl Reader {
             return;
         }
         with_scratch(|scratch| self.encode_cursor(&mut scratch.cursor));
-        if std::mem::take(&mut self.base_wanted) {
+        if std::mem::take(&mut self.place.base_wanted) {
             self.save_base();
         }
-        let Some(saving) = &mut self.saving else { return };
+        let Some(saving) = &mut self.place.saving else { return };
         if let Ok(stored) = tokio::time::timeout(std::time::Duration::from_secs(1), &mut saving.answer).await
         {
             self.adopt(stored.unwrap_or(Ok(None)));
@@ -464,13 +419,13 @@ impl Reader {
 
     /// Takes on what the engine answered for the base being stored.
     fn adopt(&mut self, stored: Result<Option<BaseId>, Error>) {
-        let Some(saving) = self.saving.take() else { return };
+        let Some(saving) = self.place.saving.take() else { return };
         match stored {
             Ok(Some(id)) => {
-                self.base = Some(Base { id, positions: saving.positions, since: Instant::now() });
+                self.place.base = Some(Base { id, positions: saving.positions, since: Instant::now() });
                 self.mark_base();
             }
-            Ok(None) => self.no_bases = true,
+            Ok(None) => self.place.no_bases = true,
             // Not stored (the store failing): whole cursors meanwhile, another try later.
             Err(_) => {}
         }
@@ -496,7 +451,7 @@ impl Reader {
         }
         self.fetch_history().await?;
         let mut read = self.read_memory(sink)?;
-        if read.pushed == 0 && self.reads.iter().any(|r| r.behind) {
+        if read.pushed == 0 && self.place.reads.iter().any(|r| r.behind) {
             self.fetch_history().await?;
             read = self.read_memory(sink)?;
         }
@@ -535,19 +490,19 @@ impl Reader {
 
     /// Asks the engine for the events of every log whose ring no longer holds its position.
     async fn fetch_history(&mut self) -> Result<(), Error> {
-        for i in 0..self.reads.len() {
-            if !self.reads[i].behind {
+        for i in 0..self.place.reads.len() {
+            if !self.place.reads[i].behind {
                 continue;
             }
-            let (log, at) = (self.reads[i].log.id.clone(), self.reads[i].at);
+            let (log, at) = (self.place.reads[i].log.id.clone(), self.place.reads[i].at);
             match self.engine.read(&log, at, MAX_EVENTS_PER_BATCH).await? {
-                History::None => self.no_history = true,
+                History::None => self.place.no_history = true,
                 History::Events(events) => {
-                    self.reads[i].engine_empty = events.is_empty();
-                    self.reads[i].backlog = events.into();
+                    self.place.reads[i].engine_empty = events.is_empty();
+                    self.place.reads[i].backlog = events.into();
                 }
             }
-            self.reads[i].behind = false;
+            self.place.reads[i].behind = false;
         }
         Ok(())
     }
@@ -557,7 +512,7 @@ impl Reader {
         // Both questions from the wake handle a delivery has just used; `sync` takes the
         // session's lock only when the client joined or left a room since the last read.
         let membership = self.wake.membership().ok_or_else(Error::unknown_client)?;
-        if self.membership != Some(membership) {
+        if self.place.membership != Some(membership) {
             self.sync();
         }
         Ok(with_scratch(|scratch| self.read_logs(sink, scratch)))
@@ -574,19 +529,19 @@ impl Reader {
         // Set when a batch bound may have left events unread.
         let mut more = false;
         for id in std::mem::take(&mut self.reset) {
-            if self.reads.iter().any(|r| r.log.id == id) {
+            if self.place.reads.iter().any(|r| r.log.id == id) {
                 pushed += self.push_gap(sink, cursor, &id, GapReason::Reset, None);
             }
         }
-        for i in 0..self.reads.len() {
+        for i in 0..self.place.reads.len() {
             let budget = MAX_EVENTS_PER_BATCH.saturating_sub(pushed);
             if budget == 0 || bytes >= MAX_BATCH_BYTES {
                 more = true;
                 break;
             }
-            let from_engine = !self.reads[i].backlog.is_empty();
+            let from_engine = !self.place.reads[i].backlog.is_empty();
             let (gap, head) = if from_engine {
-                let read = &mut self.reads[i];
+                let read = &mut self.place.reads[i];
                 let first = read.backlog.front().map_or(read.at, |e| e.seq);
                 let take = budget.min(read.backlog.len());
                 entries.extend(read.backlog.drain(..take).filter(|e| e.seq > read.at));
@@ -595,29 +550,29 @@ impl Reader {
                 let gap = (first > read.at.next()).then(|| (read.at.next(), Seq(first.0 - 1)));
                 (gap, read.log.head())
             } else {
-                let read = &self.reads[i];
+                let read = &self.place.reads[i];
                 let ring = read.log.ring.lock().expect("ring lock");
                 let gap = ring.read_after_into(read.at, budget, entries);
                 more |= entries.len() == budget;
                 (gap, ring.head())
             };
-            let engine_empty = std::mem::take(&mut self.reads[i].engine_empty);
+            let engine_empty = std::mem::take(&mut self.place.reads[i].engine_empty);
             if let Some((from, to)) = gap {
-                if !from_engine && !self.no_history && !engine_empty {
+                if !from_engine && !self.place.no_history && !engine_empty {
                     // Older than the ring: ask the engine before saying anything of this log.
-                    self.reads[i].behind = true;
+                    self.place.reads[i].behind = true;
                     entries.clear();
                     continue;
                 }
                 // Gone from memory with no engine behind it: evicted; gone from the engine too:
                 // dropped by retention.
-                let reason = if self.no_history { GapReason::Evicted } else { GapReason::Retention };
-                self.reads[i].at = to;
-                let id = self.reads[i].log.id.clone();
+                let reason = if self.place.no_history { GapReason::Evicted } else { GapReason::Retention };
+                self.place.reads[i].at = to;
+                let id = self.place.reads[i].log.id.clone();
                 pushed += self.push_gap(sink, cursor, &id, reason, Some((from, to)));
             }
             // Far behind this log: its droppable events are skipped, to catch up on the rest.
-            let shedding = head.0.saturating_sub(self.reads[i].at.0) > SHED_LAG;
+            let shedding = head.0.saturating_sub(self.place.reads[i].at.0) > SHED_LAG;
             let mut taken = 0;
             for entry in entries.iter() {
                 if pushed > 0 && bytes >= MAX_BATCH_BYTES {
@@ -625,7 +580,7 @@ impl Reader {
                     break;
                 }
                 taken += 1;
-                self.reads[i].at = entry.seq;
+                self.place.reads[i].at = entry.seq;
                 if shedding && entry.draft.droppable {
                     shed += 1;
                 } else if entry.visible_to_keyed(self.key, &self.session.id) {
@@ -641,14 +596,14 @@ impl Reader {
                 }
             }
             // What the byte bound left: back to the backlog it came from (a ring keeps its own).
-            let read = &mut self.reads[i];
+            let read = &mut self.place.reads[i];
             if from_engine {
                 entries.drain(taken..).rev().for_each(|e| read.backlog.push_front(e));
             }
             entries.clear();
             behind |= head.0.saturating_sub(read.at.0) > SHED_LAG;
         }
-        if std::mem::take(&mut self.base_wanted) {
+        if std::mem::take(&mut self.place.base_wanted) {
             self.save_base();
         }
         self.stats.delivered.fetch_add(pushed as u64, Ordering::Relaxed);
