@@ -54,11 +54,12 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Soak(args)) => return soak::run(args), // its own runtime, pinned
         _ => {}
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        None => runtime.block_on(serve::run(cli.serve)),
-        Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),
-        Some(Command::Chat(args)) => runtime.block_on(chat::run(args)),
+        None => cli.serve.runtime()?.block_on(serve::run(cli.serve)),
+        Some(Command::Serve(args)) => args.runtime()?.block_on(serve::run(args)),
+        Some(Command::Chat(args)) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(chat::run(args))
+        }
         Some(Command::Bench(_) | Command::Token(_) | Command::Soak(_)) => unreachable!("handled above"),
     }
 }

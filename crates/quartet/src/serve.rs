@@ -71,6 +71,23 @@ pub(crate) struct ServeArgs {
     /// WebSockets, commands and `/healthz`.
     #[arg(long, env = "QUARTET_MAX_LONG_POLLS")]
     max_long_polls: Option<usize>,
+    /// Threads that run connections [default: one per CPU this process may use, as its
+    /// affinity mask and cgroup quota allow]. With one, a single-threaded scheduler runs them:
+    /// no work stealing and no wake-ups handed between threads, the cheapest on one CPU.
+    #[arg(long, env = "QUARTET_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
+}
+
+impl ServeArgs {
+    /// The runtime `serve` runs on: `--workers` threads, or one per usable CPU; one thread is a
+    /// current-thread runtime (blocking work, as SQLite's writes, still goes to its own pool).
+    pub(crate) fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let usable = || std::thread::available_parallelism().map_or(1, |n| n.get());
+        match self.workers.map_or_else(usable, usize::from) {
+            1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+            n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        }
+    }
 }
 
 /// Descriptors kept out of the connection cap: the store's files, Redis, the listener, logs.
@@ -199,6 +216,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits.max_long_polls.map_or("unlimited".into(), |n| n.to_string()),
         limits.header_timeout
     );
+    let runtime = tokio::runtime::Handle::current();
+    if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        println!("workers: 1 thread (a single-threaded scheduler; --workers N for more)");
+    } else {
+        println!("workers: {} threads (a work-stealing scheduler; --workers N to change)", runtime.metrics().num_workers());
+    }
     println!("web demo: http://{addr}/   API: docs/protocol.md   stop: Ctrl-C");
     quartet_server::serve_with(listener, hub, quartet_server::Options { auth, limits }, shutdown_signal())
         .await?;

@@ -84,6 +84,33 @@ fn two_chats_talk_through_a_server() {
     expect_line(&alice_out, "bob left");
 }
 
+/// One worker thread runs the server on a single-threaded scheduler, with the durable store's
+/// appends on its blocking pool (a chat line is delivered only once the store has it): two
+/// chats, on long polling and WebSocket, still talk.
+#[test]
+fn one_worker_serves_chats_on_the_durable_store() {
+    let dir = std::env::temp_dir().join(format!("quartet-one-worker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = format!("sqlite:{}", dir.join("one.db").display());
+    let (_server, server_out) =
+        spawn(&["serve", "--addr", "127.0.0.1:0", "--store", &store, "--workers", "1"]);
+    let banner = expect_line(&server_out, "listening on");
+    let url = banner.rsplit(' ').next().unwrap().to_owned();
+    expect_line(&server_out, "workers: 1 thread (a single-threaded scheduler");
+
+    let (mut alice, alice_out) =
+        spawn(&["chat", "--transport", "long-poll", "--room", "lobby", "--name", "alice", "--url", &url]);
+    expect_line(&alice_out, "joined lobby");
+    let (_bob, bob_out) =
+        spawn(&["chat", "--transport", "ws", "--room", "lobby", "--name", "bob", "--url", &url]);
+    expect_line(&bob_out, "joined lobby");
+    expect_line(&alice_out, "bob joined");
+    writeln!(alice.0.stdin.as_mut().unwrap(), "kept on one thread").unwrap();
+    expect_line(&bob_out, "alice: kept on one thread");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `POST /v1/clients` over a bare socket, with an optional bearer token: the status line.
 fn register_status(url: &str, token: Option<&str>) -> String {
     let address = url.trim_start_matches("http://");
