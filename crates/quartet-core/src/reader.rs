@@ -95,19 +95,36 @@ pub struct Reader {
     key: u64,
     /// Where it is in its logs: what a poll's reader leaves for the next ([`Reader::keep`]).
     place: Place,
-    /// Positions from the cursor the reader was opened with, until `place.reads` is first built.
-    opened_at: Option<BTreeMap<LogId, Seq>>,
+    /// What the cursor it was opened with still has to say, until read (see [`Opening`]).
+    opening: Option<Box<Opening>>,
+    /// What a stream's reader watches (see [`Watch`]).
+    watch: Option<Box<Watch>>,
+    /// Whether it still counts among its session's streams (until dropped, or kept).
+    counted: bool,
+}
+
+/// What a reader opened on a cursor keeps until its first reads have used it. Boxed, as
+/// [`Watch`] is, and for the same reason: most readers have none, and a parked long poll's
+/// future keeps its reader whole.
+#[derive(Default)]
+struct Opening {
+    /// Positions from the cursor, until the reader's list of logs is first built.
+    at: Option<BTreeMap<LogId, Seq>>,
     /// Logs named by a cursor from an earlier store epoch: each gets one `gap` (reason `reset`).
     reset: Vec<LogId>,
-    /// For a stream: how long it may stay behind before reads fail with `slow`.
+}
+
+/// What only a stream's reader, or one ending for its client's silence, carries.
+#[derive(Default)]
+struct Watch {
+    /// How long it may stay behind before reads fail with `slow`.
     slow_after: Option<std::time::Duration>,
-    /// Since when every read has left a log more than [`SHED_LAG`] events behind.
+    /// Since when every read has left a log more than [`SHED_LAG`] events behind (noted only
+    /// with `slow_after`: nothing else asks).
     behind_since: Option<Instant>,
     /// The client's last sign of life as the transport saw it, when the reader ends because the
     /// client went silent (see [`Reader::end_silent`]); else its end is one.
     silent_since: Option<Instant>,
-    /// Whether it still counts among its session's streams (until dropped, or kept).
-    counted: bool,
 }
 
 impl Reader {
@@ -131,11 +148,8 @@ impl Reader {
             key: client_key(&session.id),
             session,
             place: Place::new(epoch, base),
-            opened_at: None,
-            reset: Vec::new(),
-            slow_after: None,
-            behind_since: None,
-            silent_since: None,
+            opening: None,
+            watch: None,
             counted: true,
         };
         match cursor {
@@ -147,11 +161,14 @@ impl Reader {
                 }
             }
             Some(cursor) if cursor.epoch == epoch => {
-                reader.opened_at = Some(cursor.positions);
+                reader.opening = Some(Box::new(Opening { at: Some(cursor.positions), reset: Vec::new() }));
                 // Keeps the base the cursor named: its cursors stay on it, nothing is stored.
                 reader.place.last_save = reader.place.base.as_ref().map(|_| Instant::now());
             }
-            Some(cursor) => reader.reset = cursor.positions.into_keys().collect(),
+            Some(cursor) => {
+                let reset = cursor.positions.into_keys().collect();
+                reader.opening = Some(Box::new(Opening { at: None, reset }));
+            }
         }
         reader
     }
@@ -187,11 +204,8 @@ impl Reader {
             key: client_key(&session.id),
             session: session.clone(),
             place: kept.place,
-            opened_at: None,
-            reset: Vec::new(),
-            slow_after: None,
-            behind_since: None,
-            silent_since: None,
+            opening: None,
+            watch: None,
             counted: true,
         })
     }
@@ -203,7 +217,8 @@ impl Reader {
     /// reader opened on that cursor would. A reader still opening (a cursor not yet read with)
     /// or about to tell of a reset, or a stream's, is simply dropped.
     pub fn keep(mut self, cursor: String) {
-        if self.opened_at.is_some() || !self.reset.is_empty() || self.slow_after.is_some() {
+        let opening = self.opening.as_ref().is_some_and(|o| o.at.is_some() || !o.reset.is_empty());
+        if opening || self.slow_after().is_some() {
             return;
         }
         let epoch = self.place.epoch;
@@ -226,7 +241,7 @@ impl Reader {
     /// [`SHED_LAG`] events behind: for a stream (SSE, WebSocket), whose client then resumes by
     /// cursor. A poll reads at its client's pace and is never closed so.
     pub fn close_when_behind_for(&mut self, after: std::time::Duration) {
-        self.slow_after = Some(after);
+        self.watch.get_or_insert_default().slow_after = Some(after);
     }
 
     /// Marks the reader of a client that went silent (its transport heard nothing for the client
@@ -234,7 +249,7 @@ impl Reader {
     /// expires at the reaper's next turn instead of a timeout later, as the end of a stream
     /// normally counts as life.
     pub fn end_silent(&mut self, last_heard: Instant) {
-        self.silent_since = Some(last_heard);
+        self.watch.get_or_insert_default().silent_since = Some(last_heard);
     }
 
     /// From now until the returned [`Delivering`] is dropped, whatever wakes this reader's
@@ -265,15 +280,23 @@ impl Reader {
     /// Whether a stream has been behind a log for longer than it may be (see
     /// [`Reader::close_when_behind_for`]).
     fn slow_for_too_long(&self) -> bool {
-        matches!((self.slow_after, self.behind_since), (Some(after), Some(since)) if since.elapsed() > after)
+        self.watch.as_ref().is_some_and(|w| {
+            matches!((w.slow_after, w.behind_since), (Some(after), Some(since)) if since.elapsed() > after)
+        })
+    }
+
+    /// How long a stream may stay behind (see [`Reader::close_when_behind_for`]).
+    fn slow_after(&self) -> Option<std::time::Duration> {
+        self.watch.as_ref().and_then(|w| w.slow_after)
     }
 
     /// Notes whether a read left a log more than [`SHED_LAG`] events behind.
     fn note_behind(&mut self, behind: bool) {
+        let Some(watch) = self.watch.as_mut().filter(|w| w.slow_after.is_some()) else { return };
         if behind {
-            self.behind_since.get_or_insert_with(Instant::now);
+            watch.behind_since.get_or_insert_with(Instant::now);
         } else {
-            self.behind_since = None;
+            watch.behind_since = None;
         }
     }
 
@@ -287,7 +310,7 @@ impl Reader {
         }
         let mut previous: BTreeMap<LogId, LogRead> =
             self.place.reads.drain(..).map(|r| (r.log.id.clone(), r)).collect();
-        let opened_at = self.opened_at.take();
+        let opened_at = self.opening.as_mut().and_then(|o| o.at.take());
         let mut logs = Vec::with_capacity(state.rooms.len() + 1);
         logs.push((self.session.inbox.clone(), state.inbox_from));
         logs.extend(state.rooms.values().cloned());
@@ -439,7 +462,7 @@ impl Reader {
     /// Completes at once unless a position is older than its log's ring: then the engine is
     /// asked first. Cancel-safe: every wait comes before the first push.
     pub async fn read_into(&mut self, sink: &mut impl Sink) -> Result<usize, Error> {
-        if let (Some(after), true) = (self.slow_after, self.slow_for_too_long()) {
+        if let (Some(after), true) = (self.slow_after(), self.slow_for_too_long()) {
             self.stats.slow.fetch_add(1, Ordering::Relaxed);
             return Err(Error::new(
                 ErrorCode::Slow,
@@ -449,10 +472,10 @@ impl Reader {
                 ),
             ));
         }
-        self.fetch_history().await?;
+        self.fetch_behind().await?;
         let mut read = self.read_memory(sink)?;
-        if read.pushed == 0 && self.place.reads.iter().any(|r| r.behind) {
-            self.fetch_history().await?;
+        if read.pushed == 0 {
+            self.fetch_behind().await?;
             read = self.read_memory(sink)?;
         }
         self.note_behind(read.behind);
@@ -486,6 +509,16 @@ impl Reader {
             self.encode_cursor(&mut scratch.cursor);
             scratch.cursor.last().to_owned()
         })
+    }
+
+    /// [`Reader::fetch_history`] when a log is behind its ring, boxed: a read that needs no
+    /// history (nearly every one) makes no room for the engine's wait, in its own future nor in
+    /// the futures that wait on it (a parked long poll keeps [`Reader::next_into`]'s).
+    async fn fetch_behind(&mut self) -> Result<(), Error> {
+        if self.place.reads.iter().any(|r| r.behind) {
+            Box::pin(self.fetch_history()).await?;
+        }
+        Ok(())
     }
 
     /// Asks the engine for the events of every log whose ring no longer holds its position.
@@ -528,7 +561,8 @@ impl Reader {
         let mut behind = false;
         // Set when a batch bound may have left events unread.
         let mut more = false;
-        for id in std::mem::take(&mut self.reset) {
+        let reset = self.opening.as_mut().map(|o| std::mem::take(&mut o.reset)).unwrap_or_default();
+        for id in reset {
             if self.place.reads.iter().any(|r| r.log.id == id) {
                 pushed += self.push_gap(sink, cursor, &id, GapReason::Reset, None);
             }
@@ -670,6 +704,7 @@ impl Drop for Reader {
         let mut state = self.session.state();
         state.streams -= 1;
         // The end of a stream is a sign of life, unless it ended for the lack of one.
-        state.last_seen = self.silent_since.map_or_else(Instant::now, |since| since.max(state.last_seen));
+        let silent_since = self.watch.as_ref().and_then(|w| w.silent_since);
+        state.last_seen = silent_since.map_or_else(Instant::now, |since| since.max(state.last_seen));
     }
 }

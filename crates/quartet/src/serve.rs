@@ -220,7 +220,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
         println!("workers: 1 thread (a single-threaded scheduler; --workers N for more)");
     } else {
-        println!("workers: {} threads (a work-stealing scheduler; --workers N to change)", runtime.metrics().num_workers());
+        println!(
+            "workers: {} threads (a work-stealing scheduler; --workers N to change)",
+            runtime.metrics().num_workers()
+        );
     }
     println!("web demo: http://{addr}/   API: docs/protocol.md   stop: Ctrl-C");
     quartet_server::serve_with(listener, hub, quartet_server::Options { auth, limits }, shutdown_signal())
