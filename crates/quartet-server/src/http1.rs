@@ -6,7 +6,10 @@
 //! write, whatever the traffic), and on a server that holds tens of thousands of idle SSE
 //! streams and polling connections those buffers *are* the memory per subscriber. Here a
 //! connection owns one read buffer that starts at [`READ_BUFFER`] bytes and only grows while
-//! a large head or body arrives; an answer is written from a buffer made for it and dropped.
+//! a large head or body arrives, and holds it only while bytes are there; an answer is written
+//! from a buffer made for it. Both kinds of buffer are lent by the thread (see [`Spare`]): a
+//! poll's connection takes the one the connection served before it gave back, still in cache,
+//! instead of asking the allocator for a new one and freeing it a moment later.
 //! The WebSocket route already spoke its protocol itself; this is the same choice one layer
 //! down, and it hands an upgraded connection over as the bare socket.
 //!
@@ -241,7 +244,9 @@ pub(crate) async fn serve(
             Answer::Json(framed) => {
                 let framed = frame_json(framed, keep_alive, pending.version);
                 let answer = if pending.head_only { framed.head() } else { framed.whole() };
-                if io.write_all(answer).await.is_err() || !keep_alive {
+                let written = io.write_all(answer).await;
+                Spare::give_answer(framed.buf);
+                if written.is_err() || !keep_alive {
                     return;
                 }
                 continue;
@@ -321,7 +326,7 @@ impl Framed {
     /// a body not yet written to holds no memory).
     pub(crate) fn body_mut(&mut self, more: usize) -> &mut Vec<u8> {
         if self.buf.is_empty() {
-            self.buf.reserve_exact(Self::HEADROOM + more);
+            self.buf = Spare::take_answer(Self::HEADROOM + more);
             self.buf.resize(Self::HEADROOM, 0);
         } else {
             self.buf.reserve(more);
@@ -486,10 +491,59 @@ async fn route(io: &mut Metered, buf: &mut BytesMut, app: &mut Routes, head: Hea
 }
 
 /// Nothing pipelined behind the request just read: while it is answered (a long poll parked,
-/// an SSE stream for hours) the connection keeps no read buffer.
+/// an SSE stream for hours) the connection keeps no read buffer (it goes back to the thread's
+/// [`Spare`], for the next connection that reads).
 fn forget_buffer_if_empty(buf: &mut BytesMut) {
     if buf.is_empty() {
-        *buf = BytesMut::new();
+        Spare::give_read(std::mem::take(buf));
+    }
+}
+
+thread_local! {
+    /// See [`Spare`].
+    static SPARE_READ: std::cell::Cell<Option<BytesMut>> = const { std::cell::Cell::new(None) };
+    /// See [`Spare`].
+    static SPARE_ANSWER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// One buffer of each kind a thread keeps between the connections it serves, one at a time: a
+/// connection reads a head into a buffer and lets it go once the head is parsed, writes an
+/// answer from another and lets it go once written, and the next connection on the thread,
+/// a moment later, takes the same one back, still in cache. With 10 000 long polls answered in
+/// a burst, the allocator's own per-thread cache (seven blocks of a size) overflows, and each
+/// such buffer took its slower paths. Buffers that grew past [`Spare::MAX`] are not kept.
+struct Spare;
+
+impl Spare {
+    /// The largest buffer kept.
+    const MAX: usize = 16 * 1024;
+
+    /// An empty read buffer: the thread's spare, or none yet (capacity 0).
+    fn take_read() -> BytesMut {
+        SPARE_READ.take().unwrap_or_default()
+    }
+
+    /// Keeps `buf` as the thread's spare read buffer when it is empty, the connection's alone
+    /// (nothing split off from it is still held), and not grown past [`Spare::MAX`].
+    fn give_read(mut buf: BytesMut) {
+        if buf.is_empty() && buf.try_reclaim(READ_BUFFER) && buf.capacity() <= Self::MAX {
+            SPARE_READ.set(Some(buf));
+        }
+    }
+
+    /// An empty answer buffer with room for `bytes`.
+    fn take_answer(bytes: usize) -> Vec<u8> {
+        let mut buf = SPARE_ANSWER.take();
+        buf.clear();
+        buf.reserve_exact(bytes);
+        buf
+    }
+
+    /// Keeps `buf` as the thread's spare answer buffer, unless it grew past [`Spare::MAX`].
+    fn give_answer(buf: Vec<u8>) {
+        if buf.capacity() <= Self::MAX {
+            SPARE_ANSWER.set(buf);
+        }
     }
 }
 
@@ -550,6 +604,9 @@ async fn read_head(
             if !matches!(ready, Ok(Ok(()))) {
                 return Ok(None);
             }
+        }
+        if buf.capacity() == 0 {
+            *buf = Spare::take_read();
         }
         if buf.capacity() - buf.len() < READ_BUFFER / 2 {
             buf.reserve(buf.capacity().clamp(READ_BUFFER, MAX_HEAD_BYTES));
@@ -1045,6 +1102,53 @@ mod tests {
     /// A JSON answer's head, written in the room before its body, is the head the router's
     /// answer with that status, content type and length gets (dates aside); with no body,
     /// or with no room for the head, it gets a buffer of its own.
+    /// A read buffer let go once empty is the next one taken on the thread (the same memory,
+    /// reset to its start); one whose bytes are still held elsewhere, or one grown past the
+    /// bound, is not kept. An answer buffer given back is taken again, emptied.
+    #[test]
+    fn a_thread_lends_its_spare_buffers_to_the_next_connection() {
+        // Whatever an earlier test on this thread left.
+        let _ = (Spare::take_read(), Spare::take_answer(0));
+
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        buf.advance(buf.len());
+        let at = buf.as_ptr();
+        forget_buffer_if_empty(&mut buf);
+        assert_eq!(buf.capacity(), 0, "the connection keeps no buffer");
+        let next = Spare::take_read();
+        assert!(next.is_empty() && next.capacity() >= READ_BUFFER);
+        assert_eq!(
+            next.as_ptr(),
+            at.wrapping_sub(b"GET / HTTP/1.1\r\n\r\n".len()),
+            "the same memory, from its start"
+        );
+        assert_eq!(Spare::take_read().capacity(), 0, "lent once");
+
+        let mut shared = BytesMut::with_capacity(READ_BUFFER);
+        shared.extend_from_slice(b"body");
+        let held = shared.split_to(4).freeze();
+        Spare::give_read(shared);
+        assert_eq!(Spare::take_read().capacity(), 0, "a buffer whose bytes are held elsewhere is not kept");
+        drop(held);
+
+        let mut grown = BytesMut::with_capacity(Spare::MAX * 2);
+        grown.extend_from_slice(b"x");
+        grown.clear();
+        Spare::give_read(grown);
+        assert_eq!(Spare::take_read().capacity(), 0, "a grown buffer is not kept");
+
+        let mut answer = Spare::take_answer(100);
+        answer.extend_from_slice(b"{}");
+        let at = answer.as_ptr();
+        Spare::give_answer(answer);
+        let again = Spare::take_answer(10);
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), at);
+        Spare::give_answer(Vec::with_capacity(Spare::MAX + 1));
+        assert_eq!(Spare::take_answer(0).capacity(), 0, "a grown answer buffer is not kept");
+    }
+
     #[test]
     fn a_json_answer_is_framed_in_its_headroom_as_a_response_would_be() {
         let undated = |head: &[u8]| {
