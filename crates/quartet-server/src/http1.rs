@@ -425,9 +425,10 @@ struct Pending {
 }
 
 /// Reads the next request, head and body, and hands it to the routes. `None`: the connection
-/// is over (closed, silent, stopping, or a refused request, answered). Each step boxed on its
-/// own (see [`serve`]), and each box small enough for the allocator's per-thread cache: a
-/// poll, which a direct route takes, makes only the head's.
+/// is over (closed, silent, stopping, or a refused request, answered). The head is read in
+/// place (its state is smaller than the connection's other steps'); the rest of a routed
+/// request, and a refusal, are boxed on their own (see [`serve`]): a poll, which a direct
+/// route takes, makes no box here.
 async fn receive(
     io: &mut Metered,
     buf: &mut BytesMut,
@@ -435,7 +436,7 @@ async fn receive(
     header_timeout: Duration,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Pending> {
-    match Box::pin(read_head(io, buf, header_timeout, stop, &app.direct)).await {
+    match read_head(io, buf, header_timeout, stop, &app.direct).await {
         Ok(Some(Parsed::Direct(pending))) => {
             forget_buffer_if_empty(buf);
             Some(pending)
