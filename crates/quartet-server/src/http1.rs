@@ -260,7 +260,7 @@ pub(crate) async fn serve(
             let framing = chunked.then_some(Framing::Chunked);
             let head = head_bytes(response.status(), response.headers(), framing, keep_alive && chunked);
             drop(response);
-            if let Some(io) = release(io, &head, &buf).await {
+            if let Some(io) = Box::pin(release(io, &head, &buf)).await {
                 let _ = sender.send(Streamed { io, chunked });
             }
             return;
@@ -268,12 +268,17 @@ pub(crate) async fn serve(
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(sender) = pending.on_upgrade else { return };
             let head = head_bytes(response.status(), response.headers(), None, true);
-            if let Some(io) = release(io, &head, &buf).await {
+            if let Some(io) = Box::pin(release(io, &head, &buf)).await {
                 let _ = sender.send(io);
             }
             return;
         }
-        match write_response(&mut io, response, pending.head_only, keep_alive, pending.version).await {
+        // Boxed, as the hand-overs above: a poll's connection never takes these steps, and
+        // inline they kept room for themselves in every connection's future (1 640 -> 1 376
+        // bytes with the routed rest of `receive` boxed too).
+        match Box::pin(write_response(&mut io, response, pending.head_only, keep_alive, pending.version))
+            .await
+        {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
@@ -441,12 +446,28 @@ async fn receive(
             forget_buffer_if_empty(buf);
             Some(pending)
         }
-        Ok(Some(Parsed::Full(head))) => Box::pin(route(io, buf, app, head)).await,
         Ok(None) => None,
+        // The rest in one box, made from the parsed head itself: this future then keeps no
+        // room for a parsed head beside the head's read.
+        other => Box::pin(route_or_refuse(io, buf, app, other)).await,
+    }
+}
+
+/// A routed request's rest ([`route`]), or a refusal written ([`refuse`]).
+async fn route_or_refuse(
+    io: &mut Metered,
+    buf: &mut BytesMut,
+    app: &mut Routes,
+    parsed: Result<Option<Parsed>, Refusal>,
+) -> Option<Pending> {
+    match parsed {
+        Ok(Some(Parsed::Full(head))) => route(io, buf, app, head).await,
         Err(refusal) => {
-            Box::pin(refuse(io, refusal)).await;
+            refuse(io, refusal).await;
             None
         }
+        Ok(Some(Parsed::Direct(pending))) => Some(pending),
+        Ok(None) => None,
     }
 }
 
