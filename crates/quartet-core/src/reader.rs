@@ -141,17 +141,7 @@ impl Reader {
             state.last_seen = Instant::now();
         }
         let epoch = engine.epoch();
-        let mut reader = Reader {
-            engine,
-            stats,
-            wake: session.wake_handle(),
-            key: client_key(&session.id),
-            session,
-            place: Place::new(epoch, base),
-            opening: None,
-            watch: None,
-            counted: true,
-        };
+        let mut reader = Reader::at(engine, stats, session, Place::new(epoch, base));
         match cursor {
             // No cursor: start from "now" in every log the client reads.
             None => {
@@ -197,17 +187,22 @@ impl Reader {
             kept
         };
         stats.polls_kept.fetch_add(1, Ordering::Relaxed);
-        Some(Reader {
-            engine: engine.clone(),
-            stats: stats.clone(),
+        Some(Reader::at(engine.clone(), stats.clone(), session.clone(), kept.place))
+    }
+
+    /// A reader of `session` at `place`, counted among its streams (the caller has counted it).
+    fn at(engine: Arc<dyn Engine>, stats: Arc<Stats>, session: Arc<Session>, place: Place) -> Reader {
+        Reader {
+            engine,
+            stats,
             wake: session.wake_handle(),
             key: client_key(&session.id),
-            session: session.clone(),
-            place: kept.place,
+            session,
+            place,
             opening: None,
             watch: None,
             counted: true,
-        })
+        }
     }
 
     /// Ends a poll's reader whose answer carries `cursor` (its [`Reader::current_cursor`]),
@@ -269,12 +264,12 @@ impl Reader {
     /// session ended, the stream stayed behind too long), which `read_into` then reports.
     pub fn read_now(&mut self, sink: &mut impl Sink) -> ReadNow {
         let unfinished = ReadNow { pushed: 0, complete: false };
-        if self.slow_for_too_long() || self.place.reads.iter().any(|r| r.behind) {
+        if self.slow_for_too_long() || self.behind_a_ring() {
             return unfinished;
         }
         let Ok(read) = self.read_memory(sink) else { return unfinished };
         self.note_behind(read.behind);
-        ReadNow { pushed: read.pushed, complete: !read.more && !self.place.reads.iter().any(|r| r.behind) }
+        ReadNow { pushed: read.pushed, complete: !read.more && !self.behind_a_ring() }
     }
 
     /// Whether a stream has been behind a log for longer than it may be (see
@@ -474,7 +469,7 @@ impl Reader {
         }
         self.fetch_behind().await?;
         let mut read = self.read_memory(sink)?;
-        if read.pushed == 0 {
+        if read.pushed == 0 && self.behind_a_ring() {
             self.fetch_behind().await?;
             read = self.read_memory(sink)?;
         }
@@ -515,10 +510,15 @@ impl Reader {
     /// history (nearly every one) makes no room for the engine's wait, in its own future nor in
     /// the futures that wait on it (a parked long poll keeps [`Reader::next_into`]'s).
     async fn fetch_behind(&mut self) -> Result<(), Error> {
-        if self.place.reads.iter().any(|r| r.behind) {
+        if self.behind_a_ring() {
             Box::pin(self.fetch_history()).await?;
         }
         Ok(())
+    }
+
+    /// Whether a log's position is older than its ring holds: the engine is asked next.
+    fn behind_a_ring(&self) -> bool {
+        self.place.reads.iter().any(|r| r.behind)
     }
 
     /// Asks the engine for the events of every log whose ring no longer holds its position.

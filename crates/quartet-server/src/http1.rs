@@ -441,16 +441,18 @@ async fn receive(
     header_timeout: Duration,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Pending> {
-    match read_head(io, buf, header_timeout, stop, &app.direct).await {
+    let routed = match read_head(io, buf, header_timeout, stop, &app.direct).await {
         Ok(Some(Parsed::Direct(pending))) => {
             forget_buffer_if_empty(buf);
-            Some(pending)
+            return Some(pending);
         }
-        Ok(None) => None,
-        // The rest in one box, made from the parsed head itself: this future then keeps no
-        // room for a parsed head beside the head's read.
-        other => Box::pin(route_or_refuse(io, buf, app, other)).await,
-    }
+        Ok(None) => return None,
+        Ok(Some(Parsed::Full(head))) => Ok(head),
+        Err(refusal) => Err(refusal),
+    };
+    // The rest in one box, made from the parsed head itself: this future then keeps no room
+    // for a parsed head beside the head's read.
+    Box::pin(route_or_refuse(io, buf, app, routed)).await
 }
 
 /// A routed request's rest ([`route`]), or a refusal written ([`refuse`]).
@@ -458,16 +460,14 @@ async fn route_or_refuse(
     io: &mut Metered,
     buf: &mut BytesMut,
     app: &mut Routes,
-    parsed: Result<Option<Parsed>, Refusal>,
+    routed: Result<Head, Refusal>,
 ) -> Option<Pending> {
-    match parsed {
-        Ok(Some(Parsed::Full(head))) => route(io, buf, app, head).await,
+    match routed {
+        Ok(head) => route(io, buf, app, head).await,
         Err(refusal) => {
             refuse(io, refusal).await;
             None
         }
-        Ok(Some(Parsed::Direct(pending))) => Some(pending),
-        Ok(None) => None,
     }
 }
 
@@ -1121,9 +1121,6 @@ mod tests {
         }
     }
 
-    /// A JSON answer's head, written in the room before its body, is the head the router's
-    /// answer with that status, content type and length gets (dates aside); with no body,
-    /// or with no room for the head, it gets a buffer of its own.
     /// A read buffer let go once empty is the next one taken on the thread (the same memory,
     /// reset to its start); one whose bytes are still held elsewhere, or one grown past the
     /// bound, is not kept. An answer buffer given back is taken again, emptied.
@@ -1171,6 +1168,9 @@ mod tests {
         assert_eq!(Spare::take_answer(0).capacity(), 0, "a grown answer buffer is not kept");
     }
 
+    /// A JSON answer's head, written in the room before its body, is the head the router's
+    /// answer with that status, content type and length gets (dates aside); with no body,
+    /// or with no room for the head, it gets a buffer of its own.
     #[test]
     fn a_json_answer_is_framed_in_its_headroom_as_a_response_would_be() {
         let undated = |head: &[u8]| {

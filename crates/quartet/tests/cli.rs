@@ -58,20 +58,27 @@ fn spawn(args: &[&str]) -> (Reaped, mpsc::Receiver<String>) {
     (Reaped(child), out)
 }
 
+/// The address a server's banner says it listens on.
+fn listening(server_out: &mpsc::Receiver<String>) -> String {
+    expect_line(server_out, "listening on").rsplit(' ').next().unwrap().to_owned()
+}
+
+/// A `quartet chat` of `name` over `transport` in room `lobby`, once it has joined.
+fn join_lobby(url: &str, transport: &str, name: &str) -> (Reaped, mpsc::Receiver<String>) {
+    let chat = spawn(&["chat", "--transport", transport, "--room", "lobby", "--name", name, "--url", url]);
+    expect_line(&chat.1, "joined lobby");
+    chat
+}
+
 /// Two terminal chats, one on SSE and one on WebSocket, see each other's lines and presence.
 #[test]
 fn two_chats_talk_through_a_server() {
     let (_server, server_out) = spawn(&["serve", "--addr", "127.0.0.1:0", "--store", "memory"]);
-    let banner = expect_line(&server_out, "listening on");
-    let url = banner.rsplit(' ').next().unwrap().to_owned();
+    let url = listening(&server_out);
     expect_line(&server_out, "NOTHING IS KEPT");
 
-    let (mut alice, alice_out) =
-        spawn(&["chat", "--transport", "sse", "--room", "lobby", "--name", "alice", "--url", &url]);
-    expect_line(&alice_out, "joined lobby");
-    let (mut bob, bob_out) =
-        spawn(&["chat", "--transport", "ws", "--room", "lobby", "--name", "bob", "--url", &url]);
-    expect_line(&bob_out, "joined lobby");
+    let (mut alice, alice_out) = join_lobby(&url, "sse", "alice");
+    let (mut bob, bob_out) = join_lobby(&url, "ws", "bob");
     expect_line(&alice_out, "bob joined");
 
     writeln!(alice.0.stdin.as_mut().unwrap(), "hello from sse").unwrap();
@@ -95,16 +102,11 @@ fn one_worker_serves_chats_on_the_durable_store() {
     let store = format!("sqlite:{}", dir.join("one.db").display());
     let (_server, server_out) =
         spawn(&["serve", "--addr", "127.0.0.1:0", "--store", &store, "--workers", "1"]);
-    let banner = expect_line(&server_out, "listening on");
-    let url = banner.rsplit(' ').next().unwrap().to_owned();
+    let url = listening(&server_out);
     expect_line(&server_out, "workers: 1 thread (a single-threaded scheduler");
 
-    let (mut alice, alice_out) =
-        spawn(&["chat", "--transport", "long-poll", "--room", "lobby", "--name", "alice", "--url", &url]);
-    expect_line(&alice_out, "joined lobby");
-    let (_bob, bob_out) =
-        spawn(&["chat", "--transport", "ws", "--room", "lobby", "--name", "bob", "--url", &url]);
-    expect_line(&bob_out, "joined lobby");
+    let (mut alice, alice_out) = join_lobby(&url, "long-poll", "alice");
+    let (_bob, bob_out) = join_lobby(&url, "ws", "bob");
     expect_line(&alice_out, "bob joined");
     writeln!(alice.0.stdin.as_mut().unwrap(), "kept on one thread").unwrap();
     expect_line(&bob_out, "alice: kept on one thread");
@@ -131,7 +133,7 @@ fn register_status(url: &str, token: Option<&str>) -> String {
 #[test]
 fn a_server_with_a_secret_takes_the_tokens_quartet_token_mints() {
     let (_server, out) = spawn(&["--auth-secret", "s3cret", "--addr", "127.0.0.1:0", "--store", "memory"]);
-    let url = expect_line(&out, "listening on").rsplit(' ').next().unwrap().to_owned();
+    let url = listening(&out);
     expect_line(&out, "auth: tokens required");
     expect_line(&out, "WEAK SECRET");
     let minted = Command::new(BIN)
