@@ -226,19 +226,28 @@ pub(crate) async fn serve(
     mut io: Metered,
     mut app: Routes,
     header_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let mut buf = BytesMut::new();
+    let mut watching = stop.clone();
+    let mut waits = Waits {
+        header_timeout,
+        timer: std::pin::pin!(tokio::time::sleep(header_timeout)),
+        stopping: std::pin::pin!(async move {
+            let _ = watching.changed().await;
+        }),
+        stop,
+    };
     loop {
         // Each step in a function of its own, so that what one step holds (a request's head
         // while its body is read, a response while it is written) takes no room in the task
         // while another step waits: a parked long poll or an idle SSE stream keeps only what
         // its own step needs.
-        let Some(mut pending) = receive(&mut io, &mut buf, &mut app, header_timeout, &mut stop).await else {
+        let Some(mut pending) = receive(&mut io, &mut buf, &mut app, &mut waits).await else {
             return;
         };
         let Some(answer) = answer(&mut pending.call, &mut io, &mut buf).await else { return };
-        let keep_alive = pending.keep_alive && !*stop.borrow();
+        let keep_alive = pending.keep_alive && !*waits.stop.borrow();
         let mut response = match answer {
             Answer::Response(response) => response,
             Answer::Json(framed) => {
@@ -438,10 +447,9 @@ async fn receive(
     io: &mut Metered,
     buf: &mut BytesMut,
     app: &mut Routes,
-    header_timeout: Duration,
-    stop: &mut watch::Receiver<bool>,
+    waits: &mut Waits<'_>,
 ) -> Option<Pending> {
-    let routed = match read_head(io, buf, header_timeout, stop, &app.direct).await {
+    let routed = match read_head(io, buf, waits, &app.direct).await {
         Ok(Some(Parsed::Direct(pending))) => {
             forget_buffer_if_empty(buf);
             return Some(pending);
@@ -595,11 +603,10 @@ async fn answer(call: &mut RouteCall, io: &mut Metered, buf: &mut BytesMut) -> O
 async fn read_head(
     io: &mut Metered,
     buf: &mut BytesMut,
-    header_timeout: Duration,
-    stop: &mut watch::Receiver<bool>,
+    waits: &mut Waits<'_>,
     direct: &Direct,
 ) -> Result<Option<Parsed>, Refusal> {
-    let deadline = Instant::now() + header_timeout;
+    let deadline = Instant::now() + waits.header_timeout;
     loop {
         if !buf.is_empty() {
             if let Some((head, used)) = parse_head(buf, direct)? {
@@ -610,22 +617,12 @@ async fn read_head(
                 return Err(too_large_head());
             }
         }
-        if *stop.borrow() {
+        if *waits.stop.borrow() {
             return Ok(None);
         }
         // Between requests the connection holds no buffer: one is made when bytes are there.
-        if buf.capacity() == 0 {
-            // Biased, here and below: the socket first, so that when bytes are already there
-            // the shutdown signal is not asked (asking registers with it, a lock every
-            // connection shares).
-            let ready = tokio::select! {
-                biased;
-                ready = tokio::time::timeout_at(deadline, io.readable()) => ready,
-                _ = stop.changed() => return Ok(None),
-            };
-            if !matches!(ready, Ok(Ok(()))) {
-                return Ok(None);
-            }
+        if buf.capacity() == 0 && !matches!(waits.within(deadline, io.readable()).await, Some(Ok(()))) {
+            return Ok(None);
         }
         if buf.capacity() == 0 {
             *buf = Spare::take_read();
@@ -633,15 +630,55 @@ async fn read_head(
         if buf.capacity() - buf.len() < READ_BUFFER / 2 {
             buf.reserve(buf.capacity().clamp(READ_BUFFER, MAX_HEAD_BYTES));
         }
-        let read = tokio::select! {
-            biased;
-            read = tokio::time::timeout_at(deadline, io.read_buf(buf)) => read,
-            _ = stop.changed() => return Ok(None),
-        };
-        match read {
-            Ok(Ok(1..)) => {}
-            // Closed, failed, or silent past the deadline.
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Ok(None),
+        match waits.within(deadline, io.read_buf(buf)).await {
+            Some(Ok(1..)) => {}
+            // Closed, failed, silent past the deadline, or the server stopping.
+            Some(Ok(0)) | Some(Err(_)) | None => return Ok(None),
+        }
+    }
+}
+
+/// What a connection waiting for a request's head waits for besides the socket: the head's
+/// deadline and the server stopping. Made once per connection and kept across its requests, so
+/// that a request neither puts a timer in the runtime's timer wheel and takes it out again nor
+/// joins and leaves the shutdown signal's list of waiters: each of those takes a lock and
+/// touches the neighbours' entries in the list (cache misses, with thousands of connections),
+/// and a long poll's connection waits for a head once per event.
+struct Waits<'a> {
+    header_timeout: Duration,
+    /// Fires at or before the current head's deadline, never after it: deadlines only move
+    /// later, so a timer set for an earlier head is early enough. When it fires early, it is set
+    /// to the deadline then (once per header timeout at most, not once per request); firing
+    /// while a route answers, it only wakes the connection's task for nothing.
+    timer: std::pin::Pin<&'a mut tokio::time::Sleep>,
+    /// The shutdown signal's change, waited for across requests (the connection ends once it
+    /// is seen).
+    stopping: std::pin::Pin<&'a mut (dyn std::future::Future<Output = ()> + Send)>,
+    /// The same signal, to read.
+    stop: watch::Receiver<bool>,
+}
+
+impl Waits<'_> {
+    /// `step`'s output, or `None` if `deadline` passes or the server stops first. Biased to
+    /// the step: when the socket is ready, neither the timer nor the signal is asked.
+    async fn within<T>(
+        &mut self,
+        deadline: Instant,
+        step: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let mut step = std::pin::pin!(step);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut step => return Some(done),
+                () = self.timer.as_mut() => {
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                    self.timer.as_mut().reset(deadline);
+                }
+                () = self.stopping.as_mut() => return None,
+            }
         }
     }
 }

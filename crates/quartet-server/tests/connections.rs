@@ -75,6 +75,32 @@ async fn a_slow_loris_and_an_idle_connection_are_cut_off() {
     assert_eq!(healthz(&server).await, 200, "the server serves on");
 }
 
+/// The time a connection has for its next head counts from its last answer: a connection that
+/// asks again more often than the header timeout is never cut off (the server's timer for it is
+/// set once and moved on only when it fires: it must not fire for an earlier request's deadline).
+#[tokio::test]
+async fn each_request_gives_the_next_head_a_whole_header_timeout() {
+    let server = server(Limits { header_timeout: HEADER_TIMEOUT, ..Limits::default() }).await;
+    let mut socket = TcpStream::connect(address(&server)).await.unwrap();
+    let started = Instant::now();
+    // Four requests 0.6 header timeouts apart: the last comes 1.8 timeouts after the first.
+    for request in 0..4 {
+        if request > 0 {
+            tokio::time::sleep(HEADER_TIMEOUT * 6 / 10).await;
+        }
+        socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut answer = [0u8; 1024];
+        let n = socket.read(&mut answer).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"),
+            "request {request}, {:?} after the first, was not answered",
+            started.elapsed()
+        );
+    }
+    let after = closed_within(&mut socket, HEADER_TIMEOUT * 3).await;
+    assert!(after >= HEADER_TIMEOUT / 2, "closed too soon after the last answer: {after:?}");
+}
+
 #[tokio::test]
 async fn past_the_cap_a_connection_is_closed_at_once_and_the_others_are_served() {
     let server = server(Limits { max_connections: Some(4), ..Limits::default() }).await;

@@ -56,3 +56,31 @@ async fn shutdown_tells_every_stream_and_exits() {
     }
     tokio::time::timeout(PATIENCE, server).await.expect("server exits after shutdown").unwrap().unwrap();
 }
+
+/// A keep-alive connection waiting for its next request is closed at once on shutdown, and the
+/// server exits: it does not wait for the header timeout (20 s) to run out on it.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_closes_at_once_on_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let hub = Hub::new(Arc::new(MemoryEngine::new()), Config::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(quartet_server::serve(listener, hub, async move {
+        let _ = stopped.await;
+    }));
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = [0u8; 1024];
+    let n = idle.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    // The connection now waits for a head that does not come.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    stop.send(()).unwrap();
+
+    let quick = Duration::from_secs(3);
+    let read = tokio::time::timeout(quick, idle.read(&mut answer)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "the idle connection is still open: {read:?}");
+    tokio::time::timeout(quick, server).await.expect("server exits after shutdown").unwrap().unwrap();
+}
