@@ -102,18 +102,36 @@ impl UserName {
 /// One client session: what `POST /v1/clients` creates and every other route names.
 ///
 /// It is 128 random bits, so knowing it is what lets a request act as that client.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(Arc<str>);
+///
+/// Its text is kept inline when it is as short as the ids the server makes (22 characters),
+/// shared on the heap otherwise (an id from the wire may be longer, and is then unknown): a
+/// poll names its client on every request, and an inline id is made, compared, hashed and
+/// cloned without an allocation, a reference count or a pointer to follow.
+#[derive(Clone)]
+pub struct ClientId(IdText);
+
+/// A [`ClientId`]'s text. Inline for any text of at most [`INLINE_ID`] bytes and only for those,
+/// so that equal ids always have the same form.
+#[derive(Clone)]
+enum IdText {
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    Shared(Arc<str>),
+}
+
+/// Bytes of a client id kept inline: the length of [`ClientId::from_random`]'s ids.
+const INLINE_ID: usize = 22;
 
 impl ClientId {
     /// The id made of 16 random bytes (the caller brings the randomness), base64url.
     pub fn from_random(bytes: [u8; 16]) -> Self {
-        Self(URL_SAFE_NO_PAD.encode(bytes).into())
+        let mut text = [0u8; INLINE_ID];
+        let len = URL_SAFE_NO_PAD.encode_slice(bytes, &mut text).expect("16 bytes are 22 in base64");
+        Self::from_text(std::str::from_utf8(&text[..len]).expect("base64 is ASCII"))
     }
 
     /// The id of no client: the sender of events the server itself makes.
     pub fn nobody() -> ClientId {
-        ClientId("".into())
+        Self::from_text("")
     }
 
     /// Wraps an id received from a client. No validation beyond the size: an id that does not
@@ -122,18 +140,66 @@ impl ClientId {
         if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN {
             return Err(Error::new(ErrorCode::UnknownClient, "no such client"));
         }
-        Ok(Self(id.into()))
+        Ok(Self::from_text(id))
+    }
+
+    fn from_text(text: &str) -> Self {
+        Self(if text.len() <= INLINE_ID {
+            let mut bytes = [0u8; INLINE_ID];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            IdText::Inline { len: text.len() as u8, bytes }
+        } else {
+            IdText::Shared(text.into())
+        })
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Copied from a `&str` whole (`from_text`): always UTF-8.
+            IdText::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default(),
+            IdText::Shared(text) => text,
+        }
+    }
+
+    /// The id as bytes, for comparing and hashing (no UTF-8 check).
+    fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            IdText::Inline { len, bytes } => &bytes[..*len as usize],
+            IdText::Shared(text) => text.as_bytes(),
+        }
     }
 
     /// The id for logs: its first characters only. The id is the session's bearer secret (any
     /// request carrying it acts as the client), so it is never logged whole.
     pub fn redacted(&self) -> Redacted<'_> {
-        Redacted(&self.0)
+        Redacted(self.as_str())
+    }
+}
+
+impl PartialEq for ClientId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ClientId {}
+
+impl std::hash::Hash for ClientId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialOrd for ClientId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ClientId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -161,7 +227,7 @@ const REDACTED_CHARS: usize = 6;
 
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -263,5 +329,32 @@ mod tests {
         assert!(a.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert!(ClientId::from_wire("").is_err());
         assert!(ClientId::from_wire(&"x".repeat(MAX_CLIENT_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn a_client_id_is_its_text_inline_or_shared() {
+        use std::hash::BuildHasher as _;
+        let hashes = std::collections::hash_map::RandomState::new();
+        let made = ClientId::from_random([7; 16]);
+        let heard = ClientId::from_wire(made.as_str()).unwrap();
+        assert_eq!(made, heard);
+        assert_eq!(hashes.hash_one(&made), hashes.hash_one(&heard));
+        for len in [1, 21, 22, 23, MAX_CLIENT_ID_LEN] {
+            let text = "k".repeat(len);
+            let id = ClientId::from_wire(&text).unwrap();
+            assert_eq!(id.as_str(), text);
+            assert_eq!(id.to_string(), text);
+            assert_eq!(id, ClientId::from_wire(&text).unwrap());
+        }
+        // Ordered and told apart by their text, across both forms.
+        let (short, long) =
+            (ClientId::from_wire("zz").unwrap(), ClientId::from_wire(&"a".repeat(40)).unwrap());
+        assert!(short > long);
+        assert!(ClientId::from_wire("ab").unwrap() < ClientId::from_wire("abc").unwrap());
+        assert_ne!(
+            ClientId::from_wire(&"b".repeat(22)).unwrap(),
+            ClientId::from_wire(&"b".repeat(23)).unwrap()
+        );
+        assert_eq!(ClientId::nobody().as_str(), "");
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use quartet_protocol::{Error, ErrorCode};
+use quartet_protocol::{ClientId, Error, ErrorCode};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -60,14 +60,14 @@ pub(crate) async fn long_poll(
     query: Result<Query<LongPollQuery>, QueryRejection>,
 ) -> Result<PollAnswer, ApiError> {
     let Query(query) = query?;
-    answer(state, &client, query).await
+    answer(state, &ClientId::from_wire(&client)?, query).await
 }
 
 /// A long poll's answer, however the request came (the router, or a connection's direct route:
 /// see [`super::direct`]).
 pub(crate) async fn answer(
     state: AppState,
-    client: &str,
+    client: &ClientId,
     query: LongPollQuery,
 ) -> Result<PollAnswer, ApiError> {
     let wait = query.wait();

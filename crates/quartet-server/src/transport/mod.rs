@@ -50,13 +50,16 @@ pub(crate) async fn open_reader(hub: &Hub, client: &str, cursor: Option<&str>) -
 /// cursor that poll answered ([`Hub::kept_reader`]); else one opened as [`open_reader`] opens
 /// it, boxed (opening may load the session from the store, a future far larger than what a
 /// parked long poll holds afterwards: inline, every parked long poll would keep room for it).
-pub(crate) async fn poll_reader(hub: &Hub, client: &str, cursor: Option<&str>) -> Result<Reader, ApiError> {
-    let client = ClientId::from_wire(client)?;
+pub(crate) async fn poll_reader(
+    hub: &Hub,
+    client: &ClientId,
+    cursor: Option<&str>,
+) -> Result<Reader, ApiError> {
     let cursor = cursor.filter(|c| !c.is_empty());
-    if let Some(reader) = cursor.and_then(|cursor| hub.kept_reader(&client, cursor)) {
+    if let Some(reader) = cursor.and_then(|cursor| hub.kept_reader(client, cursor)) {
         return Ok(reader);
     }
-    Ok(Box::pin(hub.reader(&client, cursor)).await?)
+    Ok(Box::pin(hub.reader(client, cursor)).await?)
 }
 
 /// A polling response body being built: `{"events":[...],"cursor":"..."}`. As a [`Sink`], it
@@ -164,7 +167,9 @@ pub(crate) async fn settle(reader: &mut Reader) {
 /// a panic answered as the router's panic layer does, errors framed as its error layer does.
 pub(crate) fn direct(state: &AppState, target: &str) -> Option<RouteCall> {
     let (client, poll) = plain_poll(target)?;
-    let (state, client) = (state.clone(), client.to_owned());
+    // An id no client can have goes through the router, which says so.
+    let client = ClientId::from_wire(client).ok()?;
+    let state = state.clone();
     Some(match poll {
         Poll::Long(query) => answered(async move { long_poll::answer(state, &client, query).await }),
         Poll::Short(query) => answered(async move { short_poll::answer(state, &client, query).await }),

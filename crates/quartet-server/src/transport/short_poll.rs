@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use quartet_protocol::ClientId;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -31,14 +32,14 @@ pub(crate) async fn poll(
     query: Result<Query<CursorQuery>, QueryRejection>,
 ) -> Result<PollAnswer, ApiError> {
     let Query(query) = query?;
-    answer(state, &client, query).await
+    answer(state, &ClientId::from_wire(&client)?, query).await
 }
 
 /// A short poll's answer, however the request came (the router, or a connection's direct route:
 /// see [`super::direct`]).
 pub(crate) async fn answer(
     state: AppState,
-    client: &str,
+    client: &ClientId,
     query: CursorQuery,
 ) -> Result<PollAnswer, ApiError> {
     let mut reader = poll_reader(&state.hub, client, query.cursor.as_deref()).await?;
