@@ -362,9 +362,28 @@ pub(crate) async fn idle(
     let warmup = fill_room((http, &url), "idle", kind, 1, options, Arc::default(), progress).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_before = server.rss_bytes();
+    let filling = Instant::now();
     let room = fill_room((http, &url), "idle", kind, subscribers, options, Arc::default(), progress).await?;
+    let fill_s = filling.elapsed().as_secs_f64();
     progress.step("settling");
+    let settling = Instant::now();
     tokio::time::sleep(Duration::from_secs(1) + options.poll_interval).await;
+    if kind == Technique::Native(TransportKind::LongPoll) {
+        // A crowded room announces its new online count once the joins are over (at most once
+        // a second, see the core's presence interval): every parked long poll is answered and
+        // asks again, 10 000 requests a generator may take seconds to make. Idle means after
+        // that: the window starts once no long poll has started for a second (at most 30 s).
+        let mut last = transport_metric(&scrape(&url).await?, "quartet_transport_requests_total", kind);
+        while settling.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = transport_metric(&scrape(&url).await?, "quartet_transport_requests_total", kind);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+    }
+    let settle_s = settling.elapsed().as_secs_f64();
     let rss_after = server.rss_bytes();
     let window = Duration::from_secs(3).max(options.poll_interval * 3);
     let before = scrape(&url).await?;
@@ -397,5 +416,7 @@ pub(crate) async fn idle(
         } else {
             None
         },
+        fill_s,
+        settle_s,
     })
 }

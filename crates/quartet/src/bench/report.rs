@@ -206,6 +206,11 @@ pub(crate) struct Idle {
     pub(crate) server_cpu_percent: Option<f64>,
     /// Short poll only: server CPU per empty poll.
     pub(crate) cpu_us_per_empty_poll: Option<f64>,
+    /// Seconds it took to connect the subscribers.
+    pub(crate) fill_s: f64,
+    /// Seconds between the last subscriber connected and the window's start (long polls: until
+    /// none started for a second, after the room's count announcement answered them all).
+    pub(crate) settle_s: f64,
 }
 
 /// The rows measured against a kernel floor of their own (see [`Run::floor_beside`]).
