@@ -101,9 +101,16 @@ fn take_slot(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &Limits) -> Option<Slo
     Some(Slot { open: open.clone(), ip })
 }
 
-/// Until the shutdown signal flips to true (or its sender is gone).
-async fn stopped(signal: &mut watch::Receiver<bool>) {
-    let _ = signal.wait_for(|stop| *stop).await;
+/// Completes when the server starts shutting down: the accept loop's wait, and every stream's and
+/// long poll's (a connection waiting for a head reads the signal and waits for its change itself,
+/// see `http1::Waits`).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The signal is only ever set to true (`serve_with`), so the first change is the stop; an
+    // error means the sender is gone, which also means the server is stopping. (Not `wait_for`,
+    // whose future is a third larger, in every parked long poll.)
+    if !*shutdown.borrow_and_update() {
+        let _ = shutdown.changed().await;
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` flips to true, then drains.

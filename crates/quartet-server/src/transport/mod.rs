@@ -255,15 +255,7 @@ fn answered(
     }))
 }
 
-/// Completes when the server starts shutting down.
-pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    // The signal is only ever set to true (`serve_with`), so the first change is the stop; an
-    // error means the sender is gone, which also means the server is stopping. (Not `wait_for`,
-    // whose future is a third larger, in every parked long poll.)
-    if !*shutdown.borrow_and_update() {
-        let _ = shutdown.changed().await;
-    }
-}
+pub(crate) use crate::connections::stopped;
 
 #[cfg(test)]
 mod tests {
